@@ -1,0 +1,275 @@
+"""Settings: one TOML file plus MI_WORKER_* environment overrides, validated with clear errors.
+
+Every key is a dataclass field with a default and a one-line doc in its metadata, so the
+configuration reference in README is generated from this model (``mi-worker config
+reference``) and a test keeps the two in step. Environment variables are named after the key
+(``database.url`` -> ``MI_WORKER_DATABASE_URL``) because secrets belong in the service
+manager's environment file, not in a TOML file ops may mail around.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+from mi_worker.config_fields import doc
+from mi_worker.gateway.settings import GatewaySettings
+
+ENV_PREFIX = "MI_WORKER_"
+DEFAULT_SQLITE_URL = "sqlite:///mi_worker.db"
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key, the value and what was expected."""
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = doc("Database URL: sqlite:///path, postgresql://user:pw@host:5432/db, "
+                   "mssql+pyodbc://user:pw@host:1433/db?driver=ODBC+Driver+18+for+SQL+Server, "
+                   "or a raw ODBC connection string prefixed odbc://; passwords in it are masked in logs",
+                   DEFAULT_SQLITE_URL)
+    connect_timeout: int = doc("Seconds to wait for a database connection", 10)
+    reconnect_max_seconds: float = doc("Longest pause between reconnect attempts when the "
+                                       "database is away", 30.0)
+
+
+@dataclass
+class WorkerSettings:
+    service_name: str = doc("Name in sdk_heartbeat.service_name; workers of one cluster share it",
+                            "medical_insurance_sdk")
+    threads: int = doc("Concurrent gateway calls per worker process", 16)
+    batch_size: int = doc("Most rows taken by one claim statement", 16)
+    poll_interval: float = doc("Longest idle sleep between claims, seconds (adaptive back-off "
+                               "starts at min_poll_interval)", 1.0)
+    min_poll_interval: float = doc("First idle sleep after an empty claim, seconds", 0.05)
+    lease_seconds: int = doc("How long a claim is valid without a heartbeat extending it", 120)
+    grace_seconds: float = doc("On SIGTERM/Ctrl-C, how long in-flight calls may finish", 30.0)
+    retry_base_seconds: float = doc("First back-off before a retryable call is tried again; "
+                                    "doubles per attempt, with jitter", 1.0)
+    limits: Dict[str, int] = doc("Most in-flight calls per interface code across all workers, "
+                                 'e.g. {"2207" = 4, "*" = 32}; "*" applies to every code not '
+                                 "named; empty = no limit", {})
+
+
+@dataclass
+class JobSettings:
+    heartbeat_seconds: float = doc("Heartbeat interval (also extends this worker's leases)", 10.0)
+    heartbeat_stale_seconds: int = doc("A worker whose last beat is older is considered dead", 30)
+    expire_seconds: float = doc("Interval of the sweep that times out PENDING rows past their "
+                                "deadline", 5.0)
+    lease_recovery_seconds: float = doc("Interval of the sweep that recovers rows of dead "
+                                        "workers", 15.0)
+    reversal_seconds: float = doc("Interval of the 2601 reversal job", 10.0)
+    reversal_max_attempts: int = doc("2601 attempts before a row becomes NEEDS_MANUAL", 5)
+    reverse_late_completions: bool = doc("Reverse a state-changing call that COMPLETED after "
+                                         "its HIS caller gave up", True)
+    alerts_seconds: float = doc("Interval of the alert scan", 60.0)
+    reconcile_time: str = doc("China time (HH:MM) of the daily 3201 reconciliation of the "
+                              "previous day; empty = off", "")
+
+
+@dataclass
+class AlertSettings:
+    error_rate_percent: float = doc("Alert when the last hour's error rate exceeds this", 10.0)
+    error_rate_min_calls: int = doc("…but only with at least this many calls in the hour", 10)
+    slow_avg_ms: int = doc("Alert when the last hour's average latency exceeds this", 5000)
+    backlog_pending: int = doc("Alert when more PENDING rows than this wait", 100)
+    backlog_age_seconds: int = doc("…or the oldest PENDING row is older than this", 60)
+    dedup_minutes: int = doc("An open alert of one type is not raised again within this", 30)
+    webhook_url: str = doc("企业微信 or 钉钉 robot URL; empty = no webhook", "", secret=True)
+    webhook_kind: str = doc("wecom or dingtalk", "wecom")
+
+
+@dataclass
+class LoggingSettings:
+    level: str = doc("DEBUG, INFO, WARNING or ERROR", "INFO")
+    file: str = doc("Log file path (rotated daily, 14 kept); empty = stderr only", "")
+
+
+@dataclass
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    source: str = field(default="defaults", metadata={"internal": True})
+
+    def secrets(self) -> List[str]:
+        """Every non-empty secret value, so the log filter can blank them out."""
+        found = []
+        for section_name, _ in _sections():
+            section = getattr(self, section_name)
+            for f in dataclasses.fields(section):
+                value = getattr(section, f.name)
+                if f.metadata.get("secret") and isinstance(value, str) and value:
+                    found.append(value)
+        return found
+
+
+def _sections() -> List[Tuple[str, type]]:
+    hints = typing.get_type_hints(Settings)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(Settings)
+            if not f.metadata.get("internal")]
+
+
+def _coerce(key: str, raw: Any, annotation: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or say exactly what is wrong."""
+    origin = typing.get_origin(annotation)
+    try:
+        if annotation is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if annotation is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected a whole number")
+            return int(raw)
+        if annotation is float:
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if annotation is str:
+            if isinstance(raw, (dict, list)):
+                raise ValueError("expected a string")
+            return str(raw)
+        if origin in (dict, Dict):
+            value = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(value, Mapping):
+                raise ValueError("expected a table")
+            _, vtype = typing.get_args(annotation)
+            return {str(k): _coerce(f"{key}.{k}", v, vtype) for k, v in value.items()}
+        if origin in (list, List):
+            value = json.loads(raw) if isinstance(raw, str) and raw.startswith("[") else raw
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            (itype,) = typing.get_args(annotation)
+            return [_coerce(key, v, itype) for v in value]
+        if origin is typing.Union:
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if raw is None or raw == "":
+                return None
+            return _coerce(key, raw, args[0])
+    except (TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config key {key}: bad value {raw!r}: {exc}") from None
+    return raw
+
+
+def _apply(section_obj: Any, section_name: str, values: Mapping[str, Any], origin: str) -> None:
+    hints = typing.get_type_hints(type(section_obj))
+    names = {f.name for f in dataclasses.fields(section_obj)}
+    for key, raw in values.items():
+        if key not in names:
+            raise ConfigError(f"{origin}: unknown config key {section_name}.{key} "
+                              f"(known: {', '.join(sorted(names))})")
+        setattr(section_obj, key, _coerce(f"{section_name}.{key}", raw, hints[key]))
+
+
+def load(path: Optional[os.PathLike] = None, env: Optional[Mapping[str, str]] = None) -> Settings:
+    """Read the TOML file (``--config``, else MI_WORKER_CONFIG, else none) and the environment."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    path = path or env.get(ENV_PREFIX + "CONFIG") or None
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+        sections = dict(_sections())
+        for name, values in data.items():
+            if name not in sections:
+                raise ConfigError(f"{p}: unknown config section [{name}] "
+                                  f"(known: {', '.join(sorted(sections))})")
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"{p}: [{name}] must be a table")
+            _apply(getattr(settings, name), name, values, str(p))
+        settings.source = str(p)
+    for name, _ in _sections():
+        section = getattr(settings, name)
+        overrides = {}
+        for f in dataclasses.fields(section):
+            var = env_var(name, f.name)
+            if var in env:
+                overrides[f.name] = env[var]
+        if overrides:
+            _apply(section, name, overrides, "environment")
+    validate(settings)
+    return settings
+
+
+def env_var(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+
+
+def validate(s: Settings) -> None:
+    """Range checks that a type cannot express; each error names its key."""
+    checks = [
+        ("worker.threads", s.worker.threads >= 1, "must be at least 1"),
+        ("worker.batch_size", 1 <= s.worker.batch_size <= 1000, "must be 1..1000"),
+        ("worker.poll_interval", s.worker.poll_interval > 0, "must be positive"),
+        ("worker.min_poll_interval", 0 < s.worker.min_poll_interval <= s.worker.poll_interval,
+         "must be positive and not above worker.poll_interval"),
+        ("worker.lease_seconds", s.worker.lease_seconds >= 10, "must be at least 10"),
+        ("jobs.heartbeat_seconds", 0 < s.jobs.heartbeat_seconds < s.jobs.heartbeat_stale_seconds,
+         "must be positive and below jobs.heartbeat_stale_seconds"),
+        ("logging.level", s.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
+         "must be DEBUG, INFO, WARNING or ERROR"),
+        ("alerts.webhook_kind", s.alerts.webhook_kind in ("wecom", "dingtalk"),
+         "must be wecom or dingtalk"),
+    ]
+    for code, limit in s.worker.limits.items():
+        checks.append((f"worker.limits.{code}", limit >= 1, "must be at least 1"))
+    if s.jobs.reconcile_time:
+        parts = s.jobs.reconcile_time.split(":")
+        ok = len(parts) == 2 and all(p.isdigit() for p in parts) and int(parts[0]) < 24 \
+            and int(parts[1]) < 60
+        checks.append(("jobs.reconcile_time", ok, "must be HH:MM"))
+    for key, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"config key {key}: {why}")
+    if hasattr(s.gateway, "validate"):
+        s.gateway.validate()
+
+
+def reference_rows() -> List[Tuple[str, str, str, str]]:
+    """(key, default, env var, doc) for every setting: the source of the README reference."""
+    rows = []
+    for name, cls in _sections():
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            else:
+                default = f.default_factory()  # type: ignore[misc]
+            shown = "(secret)" if f.metadata.get("secret") and default else json.dumps(
+                default, ensure_ascii=False)
+            rows.append((f"{name}.{f.name}", shown, env_var(name, f.name),
+                         f.metadata.get("doc", "")))
+    return rows
+
+
+def reference_markdown() -> str:
+    """The configuration reference as a Markdown table (README embeds this verbatim)."""
+    lines = ["| key | default | environment variable | meaning |", "|---|---|---|---|"]
+    for key, default, var, text in reference_rows():
+        lines.append(f"| `{key}` | `{default}` | `{var}` | {text.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,243 @@
+"""Database: named queries over one connection per thread, reconnecting when the server goes.
+
+The rest of mi-worker is dialect-neutral and calls ``db.run(name, **params)``. A dialect
+(sqlite.py, postgresql.py, mssql.py) supplies only how to connect, how to bind, which errors
+mean "the connection is gone", and the few driver quirks. Connections are per thread because
+neither pyodbc nor sqlite3 connections may be used by two threads at once; every statement
+runs in autocommit so no lock outlives the statement that took it.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+from mi_worker.db.queries import Query, load
+
+log = logging.getLogger("mi_worker.db")
+
+Row = Dict[str, Any]
+
+
+class DatabaseError(RuntimeError):
+    """A statement failed for a reason other than a lost connection (bad SQL, constraint…)."""
+
+
+class ConnectionLost(RuntimeError):
+    """The database could not be reached (after the configured retries)."""
+
+
+class UniqueViolation(DatabaseError):
+    """A unique index refused the statement (a concurrent claim won, a duplicate key)."""
+
+
+class Dialect:
+    """What differs between databases. Subclasses override; Database does the rest."""
+
+    name = "base"
+    paramstyle = "qmark"  # or "named" (sqlite3 binds :name itself)
+
+    def __init__(self, url: str, connect_timeout: int = 10) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """True when the error means the connection is unusable (reconnect and maybe retry)."""
+        raise NotImplementedError
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        raise NotImplementedError
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Worth retrying on the same connection (deadlock victim, SQLite busy)."""
+        return False
+
+    def adapt_row(self, row: Row) -> Row:
+        return row
+
+    def execute_fetch(self, cur: Any, sql: str, bound: Any,
+                      fetch: Callable[[Any], List[Row]]) -> List[Row]:
+        """Run one statement and fetch its rows; SQLite wraps writes in BEGIN IMMEDIATE."""
+        cur.execute(sql, bound)
+        return fetch(cur)
+
+    def script_statements(self, script: str) -> List[str]:
+        """Split a migration file into statements the driver can execute one by one."""
+        raise NotImplementedError
+
+    def safe_url(self) -> str:
+        from mi_worker.masking import mask_url
+        return mask_url(self.url)
+
+
+class Database:
+    """Named queries on per-thread autocommit connections, with reconnect and back-off."""
+
+    def __init__(self, dialect: Dialect, reconnect_max_seconds: float = 30.0) -> None:
+        self.dialect = dialect
+        self.queries: Dict[str, Query] = load(dialect.name)
+        self.reconnect_max_seconds = reconnect_max_seconds
+        self._local = threading.local()
+        self._all: List[Any] = []
+        self._all_lock = threading.Lock()
+        self.stopping: Callable[[], bool] = lambda: False
+
+    @property
+    def name(self) -> str:
+        return self.dialect.name
+
+    # -- connections -------------------------------------------------------------------
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.dialect.connect()
+            self._local.conn = conn
+            self._local.cursors = {}
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        self._local.cursors = {}
+        if conn is not None:
+            with self._all_lock:
+                if conn in self._all:
+                    self._all.remove(conn)
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _cursor(self, key: str) -> Any:
+        """One cursor per statement: pyodbc re-prepares whenever a cursor's SQL text changes."""
+        conn = self._conn()
+        cursors = self._local.cursors
+        cur = cursors.get(key)
+        if cur is None:
+            cur = cursors[key] = conn.cursor()
+        return cur
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._local = threading.local()
+
+    # -- statements --------------------------------------------------------------------
+    def _bind(self, query: Query, params: Dict[str, Any]) -> Any:
+        if self.dialect.paramstyle == "named":
+            missing = [p for p in query.param_order if p not in params]
+            if missing:
+                raise DatabaseError(f"query {query.name}: missing parameters {missing}")
+            return params
+        try:
+            return [params[p] for p in query.param_order]
+        except KeyError as exc:
+            raise DatabaseError(f"query {query.name}: missing parameter {exc}") from None
+
+    def run(self, name: str, retry: bool = True, **params: Any) -> List[Row]:
+        """Run a named query in autocommit; return its rows as dicts (empty if none).
+
+        On a lost connection it reconnects with back-off and, when ``retry`` is true, runs the
+        statement again; pass ``retry=False`` for statements whose effect must not be doubled
+        when the first try's fate is unknown (the caller then handles ConnectionLost).
+        """
+        query = self.queries.get(name)
+        if query is None:
+            raise DatabaseError(f"no query named {name!r} for {self.dialect.name}")
+        sql = query.sql if self.dialect.paramstyle == "named" else query.qmark_sql
+        bound = self._bind(query, params)
+        delay = 0.2
+        deadline = time.monotonic() + self.reconnect_max_seconds
+        transient_tries = 0
+        while True:
+            try:
+                cur = self._cursor(name)
+                return self.dialect.execute_fetch(cur, sql, bound, self._fetch)
+            except Exception as exc:  # driver errors have no common base class
+                if self.dialect.is_unique_violation(exc):
+                    raise UniqueViolation(f"{name}: {exc}") from exc
+                if self.dialect.is_transient(exc) and transient_tries < 20:
+                    transient_tries += 1
+                    time.sleep(random.uniform(0.005, 0.05) * transient_tries)
+                    continue
+                if not self.dialect.is_disconnect(exc):
+                    raise DatabaseError(f"{name} failed on {self.dialect.name}: {exc}") from exc
+                self._drop()
+                if not retry:
+                    raise ConnectionLost(f"{name}: connection lost: {exc}") from exc
+                if time.monotonic() > deadline or self.stopping():
+                    raise ConnectionLost(f"{name}: database unreachable: {exc}") from exc
+                log.warning("database connection lost (%s); reconnecting in %.1fs",
+                            type(exc).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def run_one(self, name: str, **params: Any) -> Optional[Row]:
+        rows = self.run(name, **params)
+        return rows[0] if rows else None
+
+    def _fetch(self, cur: Any) -> List[Row]:
+        # A statement may produce several results (T-SQL batches, psqlODBC quirks): take the
+        # last one that has columns.
+        rows: List[Row] = []
+        while True:
+            if cur.description:
+                cols = [d[0].lower() for d in cur.description]
+                rows = [self.dialect.adapt_row(dict(zip(cols, r))) for r in cur.fetchall()]
+            nextset = getattr(cur, "nextset", None)
+            if nextset is None:
+                break
+            try:
+                if not nextset():
+                    break
+            except Exception:
+                break
+        return rows
+
+    def execute_script(self, script: str) -> None:
+        """Run a migration file (statement by statement, as the dialect splits it)."""
+        conn = self._conn()
+        cur = conn.cursor()
+        for stmt in self.dialect.script_statements(script):
+            cur.execute(stmt)
+            while getattr(cur, "nextset", None) and cur.nextset():
+                pass
+        with contextlib.suppress(Exception):
+            cur.close()
+
+    def raw(self) -> Any:
+        """This thread's connection, for migrations and tests that need the driver itself."""
+        return self._conn()
+
+    @contextlib.contextmanager
+    def cluster_lock(self, name: str) -> Iterator[bool]:
+        """Yield True if this process won the once-per-cluster lock ``name`` (never waits)."""
+        key = lock_key(name)
+        try:
+            row = self.run_one("try_cluster_lock", lock_key=key, lock_name=name)
+        except ConnectionLost:
+            yield False
+            return
+        granted = bool(row and int(row["granted"]) == 1)
+        try:
+            yield granted
+        finally:
+            if granted:
+                with contextlib.suppress(Exception):
+                    self.run("release_cluster_lock", lock_key=key, lock_name=name)
+
+
+def lock_key(name: str) -> int:
+    """A stable 63-bit key for an advisory lock name (PostgreSQL wants a bigint)."""
+    import hashlib
+    digest = hashlib.sha256(("mi_worker:" + name).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") & 0x7FFFFFFFFFFFFFFF

@@ -1,0 +1,135 @@
+"""`mi-worker db upgrade`: apply sql/<dialect>/migrations/NNN_*.sql in order, exactly once.
+
+Each file runs in its own transaction, under a database lock taken inside that transaction
+(pg_advisory_xact_lock, sp_getapplock, SQLite's BEGIN IMMEDIATE), and the version table is
+re-read under the lock: two hosts upgrading at once apply each file once, and a second run is
+a no-op. A file whose text changed after it was applied is reported, not re-run.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List
+
+from mi_worker.db.base import Database, lock_key
+from mi_worker.db.queries import sql_root
+
+log = logging.getLogger("mi_worker.migrate")
+_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    @property
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.replace("\r\n", "\n").encode("utf-8")).hexdigest()
+
+
+def migrations(dialect: str) -> List[Migration]:
+    folder = sql_root() / dialect / "migrations"
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        m = _FILE.match(path.name)
+        if not m:
+            raise ValueError(f"migration file name {path.name} is not NNN_name.sql")
+        found.append(Migration(int(m.group(1)), m.group(2), path))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"two migrations share a number in {folder}")
+    return found
+
+
+def _applied(db: Database, cur) -> dict:
+    cur.execute(db.queries["applied_migrations"].sql if db.dialect.paramstyle == "named"
+                else db.queries["applied_migrations"].qmark_sql)
+    return {int(r[0]): r[1] for r in cur.fetchall()}
+
+
+def upgrade(db: Database) -> List[int]:
+    """Apply what is missing; return the versions applied by this call."""
+    conn = db.raw()
+    cur = conn.cursor()
+    q = db.queries
+    qs = (lambda name: q[name].sql) if db.dialect.paramstyle == "named" \
+        else (lambda name: q[name].qmark_sql)
+    cur.execute(qs("create_migrations_table"))
+    applied_now: List[int] = []
+    for mig in migrations(db.name):
+        _begin(db, conn, cur)
+        try:
+            if db.name != "sqlite":
+                cur.execute(qs("migration_lock"), [lock_key("migrations")])
+                while getattr(cur, "nextset", None) and cur.nextset():
+                    pass
+            done = _applied(db, cur)
+            if mig.version in done:
+                if done[mig.version] != mig.checksum:
+                    log.warning("migration %03d_%s changed after it was applied (checksum "
+                                "differs); not re-run", mig.version, mig.name)
+                _commit(db, conn, cur)
+                continue
+            for stmt in db.dialect.script_statements(mig.text):
+                cur.execute(stmt)
+                while getattr(cur, "nextset", None) and cur.nextset():
+                    pass
+            params = {"version": mig.version, "name": mig.name, "checksum": mig.checksum}
+            cur.execute(qs("record_migration"),
+                        params if db.dialect.paramstyle == "named"
+                        else [params[p] for p in q["record_migration"].param_order])
+            _commit(db, conn, cur)
+            applied_now.append(mig.version)
+            log.info("applied migration %03d_%s", mig.version, mig.name)
+        except Exception:
+            _rollback(db, conn, cur)
+            raise
+    cur.close()
+    return applied_now
+
+
+def _begin(db: Database, conn, cur) -> None:
+    if db.name == "sqlite":
+        cur.execute("BEGIN IMMEDIATE")
+    else:
+        conn.autocommit = False
+
+
+def _commit(db: Database, conn, cur) -> None:
+    if db.name == "sqlite":
+        cur.execute("COMMIT")
+    else:
+        conn.commit()
+        conn.autocommit = True
+
+
+def _rollback(db: Database, conn, cur) -> None:
+    try:
+        if db.name == "sqlite":
+            cur.execute("ROLLBACK")
+        else:
+            conn.rollback()
+            conn.autocommit = True
+    except Exception:  # the connection may be gone; nothing was committed either way
+        pass
+
+
+def sync_catalog(db: Database) -> int:
+    """Mirror the interface catalogue into medical_insurance_interfaces (names for monitors)."""
+    from mi_worker.gateway import catalog
+    n = 0
+    for itf in catalog.all_interfaces():
+        db.run("upsert_interface", interface_code=itf.code, interface_name=itf.name,
+               kind=itf.kind, reversible=1 if itf.reversible_by_2601 else 0,
+               cancel_code=itf.cancel_code)
+        n += 1
+    return n

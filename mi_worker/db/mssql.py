@@ -1,0 +1,63 @@
+"""SQL Server over pyodbc (Microsoft ODBC Driver 17/18, or FreeTDS).
+
+Quirks handled here: autocommit on (pyodbc's default is off, which would keep every claim's
+locks until the next commit); READ COMMITTED set explicitly so READPAST is allowed even on a
+database with READ_COMMITTED_SNAPSHOT; the filtered indexes' SET options fixed per session;
+migration files split on GO lines; error 1205 (deadlock victim) retried.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, List
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from mi_worker.db.odbc import ODBCDialect, sqlstate
+
+DEFAULT_DRIVER = "ODBC Driver 18 for SQL Server"
+SESSION_SQL = (
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "SET ANSI_NULLS ON; SET ANSI_PADDING ON; SET ANSI_WARNINGS ON; SET ARITHABORT ON; "
+    "SET CONCAT_NULL_YIELDS_NULL ON; SET QUOTED_IDENTIFIER ON; SET NUMERIC_ROUNDABORT OFF",
+)
+
+
+def odbc_string(url: str) -> str:
+    """mssql+pyodbc://user:pw@host:1433/db?driver=ODBC+Driver+18+for+SQL+Server&… → ODBC."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    driver = query.pop("driver", DEFAULT_DRIVER)
+    port = parts.port or 1433
+    items = [
+        ("DRIVER", "{" + driver + "}"),
+        ("SERVER", f"{parts.hostname or '127.0.0.1'},{port}"),
+        ("DATABASE", unquote(parts.path.lstrip("/")) or "master"),
+    ]
+    if parts.username:
+        items += [("UID", unquote(parts.username)), ("PWD", unquote(parts.password or ""))]
+    else:
+        items.append(("Trusted_Connection", "yes"))
+    items.append(("APP", "mi-worker"))
+    items.extend((k, v) for k, v in query.items())
+    return ";".join(f"{k}={v}" for k, v in items) + ";"
+
+
+class SQLServerDialect(ODBCDialect):
+    name = "mssql"
+
+    def connect(self) -> Any:
+        conn_str = self.url[len("odbc://"):] if self.url.startswith("odbc://") \
+            else odbc_string(self.url)
+        return self.connect_odbc(conn_str, SESSION_SQL)
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        state, message = sqlstate(exc)
+        return state == "23000" and ("2601" in message or "2627" in message
+                                     or "duplicate key" in message.lower())
+
+    def is_transient(self, exc: BaseException) -> bool:
+        state, message = sqlstate(exc)
+        return state == "40001" or "1205" in message and "deadlock" in message.lower()
+
+    def script_statements(self, script: str) -> List[str]:
+        batches = re.split(r"^\s*GO\s*;?\s*$", script, flags=re.MULTILINE | re.IGNORECASE)
+        return [b.strip() for b in batches if re.search(r"\S", re.sub(r"--.*", "", b))]

@@ -1,0 +1,412 @@
+"""NHSAClient: one envelope per claimed row, sent with the retry rules of DESIGN.md §7.
+
+The one rule that matters most: a state-changing request (2207 门诊结算, 2304 住院结算, 2201...)
+that may have reached the centre is never sent again. Retrying it could settle twice; instead
+the call ends UNCERTAIN and the reversal job settles the doubt (2601 / cancel / query). Only
+failures where nothing left this host (connect, DNS, TLS handshake, pool wait) are retried for
+every kind, with the same msgid. Queries, trials, reconciliation and sign-in are resent after
+any failure, each time with a fresh msgid because the centre rejects a repeated one.
+
+``call`` never raises: every failure becomes a GatewayResult, and every HTTP attempt is
+recorded in ``attempt_log`` for audit. Bodies are never logged (they carry names and ID
+numbers); secrets are never logged.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import httpx
+from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
+
+from mi_worker.gateway import catalog, envelope
+from mi_worker.gateway.base import (
+    E_BAD_INPUT,
+    E_GATEWAY,
+    E_TIMEOUT,
+    E_UNCERTAIN,
+    E_UNEXPECTED,
+    CallContext,
+    GatewayResult,
+    Outcome,
+)
+from mi_worker.gateway.settings import GatewaySettings
+from mi_worker.gateway.transports import Transport, build_http_client, make_transport, timeout
+
+logger = logging.getLogger(__name__)
+
+SESSION_CODES = ("9001", "9002")
+_CONNECT_PHASE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+                  httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+
+class NoAnswer(Exception):
+    """One attempt ended without a definite answer.
+
+    ``sent`` is False when nothing can have reached the centre (safe to resend with the same
+    msgid), True when the request may have been received and processed.
+    """
+
+    def __init__(self, message: str, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class GiveUp(Exception):
+    """The exchange stopped without a definite answer; ``outcome`` says what the row becomes."""
+
+    def __init__(self, outcome: Outcome, code: int, message: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.outcome = outcome
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class SignInError(RuntimeError):
+    """9001 failed (for the scheduler job calling :meth:`NHSAClient.sign_in`)."""
+
+
+@dataclass
+class _Msgid:
+    """The msgid in use and whether it must be replaced before the next send."""
+
+    current: str
+    renew_fn: Callable[[], str]
+    dirty: bool = False
+
+    def for_send(self) -> str:
+        if self.dirty:
+            self.current = self.renew_fn()
+            self.dirty = False
+        return self.current
+
+
+class NHSAClient:
+    """The real gateway (and the sandbox, which speaks the same protocol). Thread-safe."""
+
+    def __init__(self, settings: GatewaySettings, *, pool_size: Optional[int] = None,
+                 msgid_factory: Optional[Callable[[], str]] = None,
+                 http_client: Optional[httpx.Client] = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """``msgid_factory`` makes msgids for calls that have no row (9001/9002 and resends
+        of rows without ``new_msgid``); pass one backed by the database sequence in
+        production. The default uses a per-process counter, unique within this process only.
+        """
+        self.settings = settings
+        self.transport: Transport = make_transport(settings)
+        self.http = http_client or build_http_client(settings, pool_size)
+        self._sleep = sleep
+        self._sign_no_re = re.compile(settings.sign_no_error_pattern, re.IGNORECASE)
+        self._seq = itertools.count(secrets.randbelow(10000))
+        self._seq_lock = threading.Lock()
+        self._msgid_factory = msgid_factory or self._local_msgid
+        self._sessions: Dict[str, Tuple[str, str]] = {}  # opter -> (China day, sign_no)
+        self._session_locks: Dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._closed = False
+
+    # ---------------------------------------------------------------- public API
+
+    def call(self, ctx: CallContext) -> GatewayResult:
+        """Send ``ctx`` and classify the answer (see the module docstring). Never raises."""
+        log: List[Dict[str, Any]] = []
+        try:
+            return self._call(ctx, log)
+        except Exception as exc:  # a bug or an unforeseen library error: never kill a worker
+            logger.exception("gateway call %s request_id=%s failed unexpectedly",
+                             ctx.interface_code, ctx.request_id)
+            return GatewayResult(outcome=Outcome.ERROR, error_code=E_UNEXPECTED,
+                                 error_message=f"unexpected gateway client error: "
+                                 f"{type(exc).__name__}: {exc}",
+                                 msgid=ctx.msgid, attempt_log=log)
+
+    def sign_in(self, force: bool = False, opter: Optional[str] = None) -> str:
+        """Sign ``opter`` (default gateway.opter) in with 9001 unless already signed in today.
+
+        For the scheduler (at start, at the China day change). Returns the sign_no ("" when
+        sign-in is switched off); raises :class:`SignInError` when 9001 fails.
+        """
+        if not self.settings.sign_in:
+            return ""
+        who = self.settings.opter if opter is None else opter
+        deadline = time.monotonic() + 3 * (self.settings.connect_timeout
+                                           + self.settings.read_timeout)
+        if force:
+            with self._guard:
+                self._sessions.pop(who, None)
+        sign_no, failure = self._ensure_signed_in(who, deadline, [])
+        if failure is not None:
+            raise SignInError(failure.error_message or "9001 sign-in failed")
+        return sign_no
+
+    def close(self) -> None:
+        """Sign out (9002) every signed-in operator, best effort, then close connections."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._guard:
+            sessions = dict(self._sessions)
+            self._sessions.clear()
+        for opter, (_, sign_no) in sessions.items():
+            try:
+                self._sign_out(opter, sign_no)
+            except Exception as exc:  # closing must finish
+                logger.warning("9002 sign-out of operator %s failed: %s", opter, exc)
+        self.http.close()
+
+    # ---------------------------------------------------------------- one row
+
+    def _call(self, ctx: CallContext, log: List[Dict[str, Any]]) -> GatewayResult:
+        code = catalog.normalize(ctx.interface_code)
+        entry = catalog.lookup(code)
+        msgid = _Msgid(ctx.msgid, ctx.new_msgid or self._msgid_factory)
+
+        def done(outcome: Outcome, **kw: Any) -> GatewayResult:
+            return GatewayResult(outcome=outcome, msgid=msgid.current, attempt_log=log, **kw)
+
+        if not isinstance(ctx.input, dict):
+            return done(Outcome.ERROR, error_code=E_BAD_INPUT,
+                        error_message="input must be a JSON object")
+        insuplc, required = envelope.resolve_insuplc_admdvs(
+            ctx.input, ctx.insuplc_admdvs, self.settings.insuplc_admdvs)
+        if required and not insuplc:
+            return done(Outcome.ERROR, error_code=E_BAD_INPUT,
+                        error_message="insuplc_admdvs (参保地医保区划) is required when input "
+                        "carries a psn_no: pass it with the call, in input.data, or set "
+                        "gateway.insuplc_admdvs")
+        budget = max(1, ctx.max_attempts - max(0, ctx.attempt - 1))
+        opter = self.settings.opter
+        resigned = False
+        while True:
+            sign_no = ""
+            if self._uses_sign_in(code):
+                sign_no, failure = self._ensure_signed_in(opter, ctx.deadline_monotonic, log)
+                if failure is not None:
+                    failure.msgid = msgid.current
+                    return failure
+            try:
+                response = self._exchange(code, ctx.input, msgid, sign_no=sign_no,
+                                          insuplc=insuplc, deadline=ctx.deadline_monotonic,
+                                          budget=budget, retry_safe=entry.retry_safe, log=log)
+            except GiveUp as stop:
+                if stop.outcome is Outcome.UNCERTAIN:
+                    logger.warning("%s msgid=%s request_id=%s UNCERTAIN: %s", code,
+                                   msgid.current, ctx.request_id, stop.message)
+                return done(stop.outcome, error_code=stop.code, error_message=stop.message,
+                            retry_after=stop.retry_after)
+            infcode = envelope.infcode_str(response.get("infcode"))
+            if infcode == "0":
+                return done(Outcome.COMPLETED, response=response, infcode=infcode)
+            err = envelope.error_message(response)
+            if (not resigned and self._uses_sign_in(code) and self._sign_no_re.search(err)):
+                # The centre rejected the sign_no and did nothing: sign in again, resend once
+                # with a fresh msgid (the rejected one was seen by the centre).
+                logger.info("%s msgid=%s: sign_no rejected (%s); signing in again", code,
+                            msgid.current, err)
+                resigned = True
+                self._invalidate(opter, sign_no)
+                msgid.dirty = True
+                budget = max(1, budget - len([a for a in log if a.get("infno") == code]))
+                continue
+            logger.info("%s msgid=%s request_id=%s infcode=%s: %s", code, msgid.current,
+                        ctx.request_id, infcode, err)
+            return done(Outcome.ERROR, response=response, infcode=infcode, error_code=E_GATEWAY,
+                        error_message=err)
+
+    # ---------------------------------------------------------------- exchange
+
+    def _exchange(self, infno: str, input_obj: Dict[str, Any], msgid: _Msgid, *, sign_no: str,
+                  insuplc: str, deadline: float, budget: int, retry_safe: bool,
+                  log: List[Dict[str, Any]]) -> Dict[str, Any]:
+        """POST until a definite answer (returned, any infcode) or raise :class:`GiveUp`."""
+        s = self.settings
+        if time.monotonic() >= deadline:
+            raise GiveUp(Outcome.ERROR, E_TIMEOUT, f"deadline reached before {infno} was sent")
+        backoff = wait_exponential_jitter(initial=s.retry_initial_seconds,
+                                          max=s.retry_max_seconds,
+                                          jitter=s.retry_initial_seconds)
+        planned = {"wait": 0.0}
+
+        def should_retry(exc: BaseException) -> bool:
+            return isinstance(exc, NoAnswer) and (retry_safe or not exc.sent)
+
+        def stop(state: Any) -> bool:
+            if state.attempt_number >= budget:
+                return True
+            planned["wait"] = backoff(state)
+            return time.monotonic() + planned["wait"] >= deadline
+
+        def wait(state: Any) -> float:
+            return planned["wait"]
+
+        def attempt() -> Dict[str, Any]:
+            current = msgid.for_send()
+            try:
+                return self._post(infno, input_obj, current, sign_no, insuplc, deadline,
+                                  retry_safe, log)
+            except NoAnswer as exc:
+                if exc.sent:
+                    msgid.dirty = True  # the centre may have seen this msgid
+                raise
+
+        retrying = Retrying(stop=stop, wait=wait, retry=retry_if_exception(should_retry),
+                            reraise=True, sleep=self._sleep)
+        try:
+            return retrying(attempt)
+        except NoAnswer as exc:
+            msgid.dirty = False  # nothing more is sent for this row here: keep the last msgid
+            if exc.sent and not retry_safe:
+                raise GiveUp(Outcome.UNCERTAIN, E_UNCERTAIN,
+                             f"{infno} sent, no definite answer ({exc}); "
+                             f"{catalog.doubt_advice(infno)}") from None
+            if time.monotonic() >= deadline:
+                raise GiveUp(Outcome.ERROR, E_TIMEOUT,
+                             f"deadline reached: {infno} got no answer ({exc})") from None
+            retry_after = planned["wait"] or s.retry_initial_seconds
+            raise GiveUp(Outcome.RETRY, E_GATEWAY, f"{infno} got no answer ({exc}); "
+                         "try again later", retry_after=retry_after) from None
+
+    def _post(self, infno: str, input_obj: Dict[str, Any], msgid: str, sign_no: str,
+              insuplc: str, deadline: float, retry_safe: bool,
+              log: List[Dict[str, Any]]) -> Dict[str, Any]:
+        """One HTTP attempt. Returns a definite answer or raises :class:`NoAnswer`."""
+        s = self.settings
+        env = envelope.build_envelope(s, infno, msgid, input_obj, sign_no, insuplc)
+        if s.gm_sign == "sm2":
+            from mi_worker.gateway import gm
+
+            gm.sign_envelope(env, s.gm_sm2_private_key, s.gm_sm2_public_key)
+        body = envelope.encode(env)
+        read = s.read_timeout
+        if retry_safe:  # a late answer to a query is worth nothing after the deadline
+            read = max(0.1, min(read, deadline - time.monotonic()))
+        record: Dict[str, Any] = {"infno": infno, "msgid": msgid, "latency_ms": None,
+                                  "http_status": None, "infcode": None, "error": None}
+        log.append(record)
+        t0 = time.monotonic()
+        try:
+            try:
+                resp = self.http.post(self.transport.url(infno), content=body,
+                                      headers=self.transport.headers(infno),
+                                      timeout=timeout(s, read))
+            except _CONNECT_PHASE as exc:
+                raise NoAnswer(f"not sent: {type(exc).__name__}: {exc}", sent=False) from None
+            except httpx.TransportError as exc:  # read timeout, reset, protocol error
+                raise NoAnswer(f"{type(exc).__name__}: {exc or 'no answer'}", sent=True) \
+                    from None
+            record["http_status"] = resp.status_code
+            response = self._classify_http(resp)
+            record["infcode"] = envelope.infcode_str(response.get("infcode"))
+            return response
+        except NoAnswer as exc:
+            record["error"] = str(exc)
+            logger.info("%s msgid=%s attempt failed: %s", infno, msgid, exc)
+            raise
+        finally:
+            record["latency_ms"] = int((time.monotonic() - t0) * 1000)
+
+    def _classify_http(self, resp: httpx.Response) -> Dict[str, Any]:
+        status = resp.status_code
+        if status == 429:
+            raise NoAnswer("HTTP 429: the gateway throttled the request", sent=False)
+        if status >= 500:
+            raise NoAnswer(f"HTTP {status} from the gateway", sent=True)
+        try:
+            response = envelope.parse_response(resp.content)
+        except envelope.BadResponse as exc:
+            if 200 <= status < 300:
+                raise NoAnswer(f"unreadable answer: {exc}", sent=True) from None
+            # 4xx without an envelope: the gateway refused it (signature, path): definite.
+            text = resp.content[:200].decode("utf-8", "replace")
+            return {"infcode": -1, "err_msg": f"网关拒绝 gateway refused the request: "
+                    f"HTTP {status} {text}".strip(), "output": None}
+        output = response.get("output")
+        if self.settings.gm_sm4_key and isinstance(output, str) and output:
+            from mi_worker.gateway import gm
+
+            try:
+                response["output"] = gm.decrypt_output(output, self.settings.gm_sm4_key)
+            except ValueError as exc:
+                raise NoAnswer(f"unreadable answer: {exc}", sent=True) from None
+        return response
+
+    # ---------------------------------------------------------------- sign-in
+
+    def _uses_sign_in(self, code: str) -> bool:
+        return self.settings.sign_in and code not in SESSION_CODES
+
+    def _lock_for(self, opter: str) -> threading.Lock:
+        with self._guard:
+            return self._session_locks.setdefault(opter, threading.Lock())
+
+    def _invalidate(self, opter: str, sign_no: str) -> None:
+        """Forget ``sign_no`` unless another thread already replaced it (one re-sign only)."""
+        with self._guard:
+            cached = self._sessions.get(opter)
+            if cached is not None and cached[1] == sign_no:
+                del self._sessions[opter]
+
+    def _ensure_signed_in(self, opter: str, deadline: float, log: List[Dict[str, Any]]
+                          ) -> Tuple[str, Optional[GatewayResult]]:
+        """Today's sign_no for ``opter`` (9001 when missing); one sign-in per operator at once."""
+        with self._lock_for(opter):
+            today = envelope.china_date()
+            with self._guard:
+                cached = self._sessions.get(opter)
+            if cached is not None and cached[0] == today:
+                return cached[1], None
+            s = self.settings
+            inp = {"signIn": {"opter_no": opter, "mac": s.sign_in_mac, "ip": s.sign_in_ip}}
+            msgid = _Msgid(self._msgid_factory(), self._msgid_factory)
+            try:
+                response = self._exchange("9001", inp, msgid, sign_no="", insuplc="",
+                                          deadline=deadline, budget=3, retry_safe=True, log=log)
+            except GiveUp as stop:
+                return "", GatewayResult(outcome=stop.outcome, error_code=stop.code,
+                                         error_message=f"9001 签到 sign-in: {stop.message}",
+                                         retry_after=stop.retry_after, attempt_log=log)
+            if not envelope.is_success(response):
+                err = envelope.error_message(response)
+                return "", GatewayResult(outcome=Outcome.ERROR, response=response,
+                                         infcode=envelope.infcode_str(response.get("infcode")),
+                                         error_code=E_GATEWAY,
+                                         error_message=f"9001 签到 sign-in failed: {err}",
+                                         attempt_log=log)
+            out = response.get("output") or {}
+            sign_no = ((out.get("signinoutb") or {}) if isinstance(out, dict) else {}) \
+                .get("sign_no")
+            if not sign_no:
+                return "", GatewayResult(outcome=Outcome.ERROR, response=response, infcode="0",
+                                         error_code=E_GATEWAY,
+                                         error_message="9001 签到 answered without "
+                                         "output.signinoutb.sign_no", attempt_log=log)
+            with self._guard:
+                self._sessions[opter] = (today, str(sign_no))
+            logger.info("operator %s signed in (9001) for %s", opter or "(empty)", today)
+            return str(sign_no), None
+
+    def _sign_out(self, opter: str, sign_no: str) -> None:
+        inp = {"signOut": {"sign_no": sign_no, "opter_no": opter}}
+        msgid = _Msgid(self._msgid_factory(), self._msgid_factory)
+        deadline = time.monotonic() + self.settings.connect_timeout + self.settings.read_timeout
+        try:
+            response = self._exchange("9002", inp, msgid, sign_no=sign_no, insuplc="",
+                                      deadline=deadline, budget=1, retry_safe=True, log=[])
+        except GiveUp as stop:
+            logger.warning("9002 sign-out of operator %s: %s", opter, stop.message)
+            return
+        if not envelope.is_success(response):
+            logger.warning("9002 sign-out of operator %s refused: %s", opter,
+                           envelope.error_message(response))
+
+    def _local_msgid(self) -> str:
+        with self._seq_lock:
+            seq = next(self._seq)
+        return envelope.format_msgid(self.settings.fixmedins_code, envelope.china_now(), seq)

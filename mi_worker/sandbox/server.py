@@ -1,0 +1,381 @@
+"""SandboxServer: a real HTTP server on loopback that behaves like the centre.
+
+Real sockets (not a mocked client) so the code under test exercises exactly what production
+does: connection pooling, keep-alive, timeouts, resets, signatures. stdlib only, one daemon
+thread per connection (ThreadingHTTPServer), so it starts in milliseconds inside a test or
+inside ``mi-worker run`` when no real gateway is configured.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, List, Optional
+
+from mi_worker.gateway import catalog, signing
+from mi_worker.gateway.envelope import find_psn_no, infcode_str
+from mi_worker.sandbox import defaults
+from mi_worker.sandbox.centre import Centre
+from mi_worker.sandbox.faults import Fault, FaultTable
+from mi_worker.sandbox.ledger import CallLog, CallRecord, Ledger
+
+logger = logging.getLogger(__name__)
+
+TRANSPORTS = ("single", "tif", "csb")
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 256  # ≥ 64 concurrent clients without refused connections
+
+    sandbox: "SandboxServer"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real gateways
+    server_version = "mi-worker-sandbox"
+    timeout = 120  # idle keep-alive connections are closed after this
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        logger.debug("sandbox %s - %s", self.address_string(), format % args)
+
+    # ---------------------------------------------------------------- plumbing
+
+    @property
+    def box(self) -> "SandboxServer":
+        return self.server.sandbox  # type: ignore[attr-defined]
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/json;charset=utf-8"
+              ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"))
+
+    def _reset(self) -> None:
+        """Close with RST and no answer: the client cannot tell what happened."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    # ---------------------------------------------------------------- control
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        box = self.box
+        if self.path == "/_control/ledger":
+            self._send_json(200, box.ledger.to_dict())
+        elif self.path == "/_control/calls":
+            self._send_json(200, box.calls.to_dict())
+        elif self.path == "/_control/faults":
+            self._send_json(200, {"faults": [f.to_dict() for f in box.faults.list()]})
+        elif self.path in ("/", "/_control/health"):
+            self._send_json(200, {"sandbox": True, "transport": box.transport,
+                                  "url": box.url, "notice": defaults.BANNER})
+        else:
+            self._send_json(404, {"error": f"no such path {self.path}"})
+
+    def _control(self, body: bytes) -> None:
+        box = self.box
+        try:
+            payload = json.loads(body.decode("utf-8")) if body.strip() else {}
+        except ValueError:
+            self._send_json(400, {"error": "control body must be JSON"})
+            return
+        if self.path == "/_control/faults":
+            specs = payload.get("faults", []) if isinstance(payload, dict) else payload
+            if isinstance(specs, dict):
+                specs = [specs]
+            if isinstance(payload, dict) and payload.get("replace"):
+                box.faults.clear()
+            try:
+                for spec in specs:
+                    box.faults.add_spec(spec)
+            except (TypeError, ValueError) as exc:
+                self._send_json(400, {"error": str(exc)})
+                return
+            self._send_json(200, {"faults": [f.to_dict() for f in box.faults.list()]})
+        elif self.path == "/_control/reset":
+            box.reset()
+            self._send_json(200, {"reset": True})
+        elif self.path == "/_control/expire_sign_in":
+            box.centre.expire_sign_ins()
+            self._send_json(200, {"expired": True})
+        else:
+            self._send_json(404, {"error": f"no such control path {self.path}"})
+
+    # ---------------------------------------------------------------- the centre
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        body = self._read_body()
+        if self.path.startswith("/_control/"):
+            self._control(body)
+            return
+        box = self.box
+        env: Optional[Dict[str, Any]] = None
+        try:
+            parsed = json.loads(body.decode("utf-8"))
+            env = parsed if isinstance(parsed, dict) else None
+        except (UnicodeDecodeError, ValueError):
+            env = None
+        infno = catalog.normalize(str(env.get("infno") or "")) if env else None
+        record = box.calls.add(CallRecord(
+            infno=infno, msgid=str(env.get("msgid")) if env else None,
+            psn_no=find_psn_no(env.get("input")) if env else None,
+            t_start=time.monotonic(), thread=threading.current_thread().name, path=self.path))
+        try:
+            self._serve(env, infno, record)
+        finally:
+            record.t_end = time.monotonic()
+
+    def _reject(self, record: CallRecord, status: int, message: str) -> None:
+        record.http_status, record.infcode, record.err_msg = status, "-1", message
+        self._send_json(status, {"infcode": -1, "err_msg": message, "output": None})
+
+    def _serve(self, env: Optional[Dict[str, Any]], infno: Optional[str],
+               record: CallRecord) -> None:
+        box = self.box
+        problem = box.check_route(self.path, infno)
+        if problem:
+            self._reject(record, 404, problem)
+            return
+        problem = box.check_auth(self.headers)
+        if problem:
+            self._reject(record, 401, problem)
+            return
+        if env is None or not infno:
+            self._reject(record, 400, "报文格式错误 the body must be a UTF-8 JSON envelope "
+                         "with infno")
+            return
+        latencies, fault = box.faults.take(infno)
+        delay = box.latency + sum(f.delay() for f in latencies)
+        if delay > 0:
+            box.stopping.wait(delay)
+        record.fault = fault.kind if fault else None
+        if fault is not None and not fault.commit:
+            if self._apply_fault(fault, record):
+                return
+        response = box.centre.handle(env)
+        record.infcode = infcode_str(response.get("infcode"))
+        record.err_msg = response.get("err_msg")
+        record.committed = record.infcode == "0" and catalog.is_state_changing(infno)
+        if fault is not None and fault.commit:
+            if self._apply_fault(fault, record):
+                return
+        record.http_status = 200
+        self._send_json(200, response)
+
+    def _apply_fault(self, fault: Fault, record: CallRecord) -> bool:
+        """Act out ``fault``; True when the request is finished (no normal answer)."""
+        if fault.kind in ("reset_before", "reset_after"):
+            self._reset()
+            return True
+        if fault.kind == "timeout":
+            self.box.stopping.wait(fault.seconds or 5.0)
+            self._reset()
+            return True
+        if fault.kind == "http_error":
+            record.http_status = fault.status
+            self._send(fault.status, f"<html><body>{fault.status} {fault.message}</body></html>"
+                       .encode("utf-8"), "text/html;charset=utf-8")
+            return True
+        if fault.kind == "garbage":
+            record.http_status = 200
+            self._send(200, b"<html>502 Bad Gateway (proxy)</html>\x00\xff",
+                       "text/html")
+            return True
+        if fault.kind == "infcode":
+            record.http_status, record.infcode, record.err_msg = 200, "-1", fault.message
+            self._send_json(200, self.box.centre.answer(str(record.msgid), -1, None,
+                                                        fault.message))
+            return True
+        return False
+
+
+class SandboxServer:
+    """The fake centre on ``host:port`` (port 0 = any free port); see the package docstring.
+
+    ``url`` is what to put in gateway.url: the full URL for transport single, the base URL for
+    tif and csb. Faults can be set here, with :meth:`add_fault`, or over HTTP
+    (POST /_control/faults).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, transport: str = "single",
+                 secret: str = defaults.SECRET, paasid: str = defaults.PAASID,
+                 access_key: str = defaults.ACCESS_KEY, require_sign_in: bool = True,
+                 latency: float = 0.0, faults: Optional[List[Dict[str, Any]]] = None,
+                 fixmedins_code: Optional[str] = None,
+                 clock_skew_seconds: int = defaults.CLOCK_SKEW_SECONDS) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
+        self.host, self.port, self.transport = host, port, transport
+        self.secret, self.paasid, self.access_key = secret, paasid, access_key
+        self.latency = latency
+        self.clock_skew_seconds = clock_skew_seconds
+        self.centre = Centre(require_sign_in=require_sign_in, fixmedins_code=fixmedins_code)
+        self.calls = CallLog()
+        self.faults = FaultTable()
+        for spec in faults or []:
+            self.faults.add_spec(spec)
+        self.stopping = threading.Event()
+        self._nonces: Dict[str, float] = {}
+        self._nonce_lock = threading.Lock()
+        self._httpd: Optional[_HTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.centre.ledger
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        path = {"single": defaults.SINGLE_PATH, "tif": defaults.TIF_BASE,
+                "csb": defaults.CSB_BASE}[self.transport]
+        return self.base_url + path
+
+    def start(self) -> "SandboxServer":
+        if self._httpd is not None:
+            return self
+        self.stopping.clear()
+        httpd = _HTTPServer((self.host, self.port), _Handler)
+        httpd.sandbox = self
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"sandbox-{self.port}", daemon=True)
+        self._thread.start()
+        logger.warning("%s Listening on %s (transport %s)", defaults.BANNER, self.url,
+                       self.transport)
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "SandboxServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Start and block until Ctrl-C (the CLI)."""
+        self.start()
+        try:
+            while not self.stopping.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    # ---------------------------------------------------------------- test API
+
+    def add_fault(self, kind: str, infno: str = "*", **kw: Any) -> Fault:
+        """e.g. ``add_fault("reset_after", "2207", count=1)``; see mi_worker.sandbox.faults."""
+        return self.faults.add(Fault(kind=kind, infno=infno, **kw))
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def reset(self) -> None:
+        """Forget ledger, calls, faults, msgids and sign-ins."""
+        self.centre.reset()
+        self.calls.clear()
+        self.faults.clear()
+        with self._nonce_lock:
+            self._nonces.clear()
+
+    # ---------------------------------------------------------------- checks
+
+    def check_route(self, path: str, infno: Optional[str]) -> Optional[str]:
+        """The URL must match the transport: the fixed path, or base + "/" + infno."""
+        path = path.split("?", 1)[0]
+        if self.transport == "single":
+            if path != defaults.SINGLE_PATH:
+                return f"no such path {path}; the sandbox answers at {defaults.SINGLE_PATH}"
+            return None
+        last = path.rstrip("/").rsplit("/", 1)[-1]
+        if catalog.is_valid_code(last) and infno and catalog.normalize(last) != infno:
+            return f"path {path} is for {last} but the envelope's infno is {infno}"
+        return None
+
+    def check_auth(self, headers: Any) -> Optional[str]:
+        """Verify the transport's signature headers; the problem in words, or None."""
+        if self.transport == "tif":
+            return self._check_tif(headers)
+        if self.transport == "csb":
+            return self._check_csb(headers)
+        return None
+
+    def _fresh(self, ts: int) -> bool:
+        return abs(time.time() - ts) <= self.clock_skew_seconds
+
+    def _check_tif(self, h: Any) -> Optional[str]:
+        paasid, ts = h.get("x-tif-paasid"), h.get("x-tif-timestamp") or ""
+        nonce, sig = h.get("x-tif-nonce") or "", h.get("x-tif-signature") or ""
+        if paasid != self.paasid:
+            return f"x-tif-paasid 无效 unknown paasid {paasid!r}"
+        if not ts.isdigit() or not self._fresh(int(ts)):
+            return f"x-tif-timestamp 无效或超时 must be Unix seconds within " \
+                   f"{self.clock_skew_seconds}s of now, got {ts!r}"
+        if not nonce:
+            return "x-tif-nonce 不能为空"
+        expected = signing.tif_signature(ts, self.secret, nonce)
+        if not signing.constant_time_equal(sig, expected):
+            return "x-tif-signature 签名校验失败 signature mismatch (check gateway.secret)"
+        with self._nonce_lock:
+            now = time.time()
+            for old in [n for n, t in self._nonces.items() if now - t > 2 * 300]:
+                del self._nonces[old]
+            if nonce in self._nonces:
+                return "x-tif-nonce 重复 replayed nonce"
+            self._nonces[nonce] = now
+        return None
+
+    def _check_csb(self, h: Any) -> Optional[str]:
+        params = {k: h.get(k) or "" for k in ("_api_access_key", "_api_name",
+                                               "_api_timestamp", "_api_version")}
+        if params["_api_access_key"] != self.access_key:
+            return f"_api_access_key 无效 unknown access key {params['_api_access_key']!r}"
+        ts = params["_api_timestamp"]
+        if not ts.isdigit():
+            return "_api_timestamp 无效 must be epoch milliseconds or seconds"
+        seconds = int(ts) / 1000 if len(ts) >= 13 else int(ts)
+        if not self._fresh(int(seconds)):
+            return f"_api_timestamp 超时 more than {self.clock_skew_seconds}s from now"
+        if not params["_api_name"]:
+            return "_api_name 不能为空"
+        expected = signing.csb_signature(self.secret, params)
+        if not signing.constant_time_equal(h.get("_api_signature") or "", expected):
+            return "_api_signature 签名校验失败 signature mismatch (check gateway.secret)"
+        return None

@@ -1,0 +1,307 @@
+-- Every statement mi-worker runs on PostgreSQL. `-- name:` starts a query, the next comment
+-- line says why it exists. Parameters are :named and always bound, never formatted in.
+-- The same names exist in sql/sqlite/queries.sql and sql/mssql/queries.sql.
+
+-- name: claim_batch
+-- Lease up to :batch_size runnable rows in one autocommit statement: priority then age,
+-- only the head of each patient's queue, within each interface's free slots, msgid assigned.
+WITH cand AS (
+    SELECT r.request_id, r.interface_code, r.priority
+    FROM medical_insurance_requests r
+    WHERE r.status = 'PENDING'
+      AND r.next_attempt_at <= now()
+      AND r.deadline_at > now()
+      AND (r.psn_no IS NULL OR NOT EXISTS (
+            SELECT 1 FROM medical_insurance_requests e
+            WHERE e.psn_no = r.psn_no
+              AND e.request_id <> r.request_id
+              AND (e.status IN ('PENDING', 'PROCESSING', 'UNCERTAIN') OR e.needs_reversal = 1)
+              AND (e.status = 'PROCESSING'
+                   OR (r.parent_request_id IS NULL
+                       AND ((e.status = 'PENDING' AND e.request_id < r.request_id
+                             AND e.deadline_at > now())
+                            OR e.status = 'UNCERTAIN'
+                            OR (e.status = 'COMPLETED' AND e.needs_reversal = 1))))))
+    ORDER BY r.priority, r.request_id
+    LIMIT :scan_size
+    FOR UPDATE OF r SKIP LOCKED
+), ranked AS (
+    SELECT c.request_id, c.interface_code, c.priority,
+           COALESCE(l.max_in_flight, d.max_in_flight) AS lim,
+           row_number() OVER (PARTITION BY c.interface_code
+                              ORDER BY c.priority, c.request_id) AS k
+    FROM cand c
+    LEFT JOIN medical_insurance_limits l ON l.interface_code = c.interface_code
+    LEFT JOIN medical_insurance_limits d ON d.interface_code = '*'
+), slots AS (
+    SELECT x.interface_code, s.slot,
+           row_number() OVER (PARTITION BY x.interface_code
+                              ORDER BY (s.slot + :slot_offset) % x.lim) AS k
+    FROM (SELECT DISTINCT interface_code, lim FROM ranked WHERE lim IS NOT NULL) x
+    CROSS JOIN LATERAL generate_series(0, x.lim - 1) AS s(slot)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM medical_insurance_requests b
+        WHERE b.status = 'PROCESSING' AND b.interface_code = x.interface_code
+          AND b.limit_slot = s.slot)
+), picked AS (
+    SELECT r.request_id, s.slot
+    FROM ranked r
+    LEFT JOIN slots s ON s.interface_code = r.interface_code AND s.k = r.k
+    WHERE r.lim IS NULL OR s.slot IS NOT NULL
+    ORDER BY r.priority, r.request_id
+    LIMIT :batch_size
+), claimed AS (
+    UPDATE medical_insurance_requests t
+       SET status = 'PROCESSING',
+           worker_id = :worker_id,
+           claim_token = :claim_token,
+           claimed_at = now(),
+           lease_expires_at = now() + make_interval(secs => CAST(:lease_seconds AS double precision)),
+           attempts = t.attempts + 1,
+           limit_slot = p.slot,
+           msgid = :fixmedins_code
+                   || to_char(clock_timestamp() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS')
+                   || lpad((nextval('medical_insurance_msgid_seq') % 10000)::text, 4, '0')
+      FROM picked p
+     WHERE t.request_id = p.request_id
+    RETURNING t.request_id, t.interface_code, t.input_data, t.msgid, t.attempts,
+              t.max_retry_count, t.psn_no, t.insuplc_admdvs, t.priority, t.parent_request_id,
+              CAST(EXTRACT(EPOCH FROM (t.deadline_at - now())) AS double precision)
+                  AS seconds_left
+)
+SELECT * FROM claimed ORDER BY priority, request_id;
+
+-- name: assign_new_msgid
+-- A resend must carry a new msgid (the centre rejects a repeated one); stored before sending.
+WITH u AS (
+    UPDATE medical_insurance_requests
+       SET msgid = :fixmedins_code
+                   || to_char(clock_timestamp() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS')
+                   || lpad((nextval('medical_insurance_msgid_seq') % 10000)::text, 4, '0')
+     WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
+    RETURNING msgid
+)
+SELECT msgid FROM u;
+
+-- name: complete_request
+-- The one write of a finished call, only while this claim still holds the row; a
+-- state-changing call finished after its caller's deadline is flagged for reversal.
+WITH u AS (
+    UPDATE medical_insurance_requests
+       SET status = :status,
+           infcode = :infcode,
+           response_data = :response_data,
+           error_code = :error_code,
+           error_message = :error_message,
+           msgid = COALESCE(:msgid, msgid),
+           attempt_log = :attempt_log,
+           response_time = now(),
+           lease_expires_at = NULL,
+           limit_slot = NULL,
+           needs_reversal = CASE WHEN :status = 'COMPLETED' AND :late_reversible = 1
+                                      AND now() > deadline_at THEN 1 ELSE 0 END
+     WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
+    RETURNING request_id, needs_reversal
+)
+SELECT request_id, needs_reversal FROM u;
+
+-- name: requeue_request
+-- A retryable failure goes back to PENDING with its back-off stored in the row (it survives a
+-- restart and any worker may take it); out of attempts or time it ends ERROR or TIMEOUT.
+WITH u AS (
+    UPDATE medical_insurance_requests
+       SET status = CASE
+                WHEN now() + make_interval(secs => CAST(:delay_seconds AS double precision)) >= deadline_at THEN 'TIMEOUT'
+                WHEN attempts > max_retry_count THEN 'ERROR'
+                ELSE 'PENDING' END,
+           next_attempt_at = now() + make_interval(secs => CAST(:delay_seconds AS double precision)),
+           error_code = :error_code,
+           error_message = :error_message,
+           attempt_log = :attempt_log,
+           msgid = COALESCE(:msgid, msgid),
+           worker_id = NULL,
+           claim_token = NULL,
+           lease_expires_at = NULL,
+           limit_slot = NULL,
+           response_time = CASE
+                WHEN now() + make_interval(secs => CAST(:delay_seconds AS double precision)) >= deadline_at
+                     OR attempts > max_retry_count THEN now() END
+     WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
+    RETURNING request_id, status
+)
+SELECT request_id, status FROM u;
+
+-- name: release_request
+-- Graceful stop: a claimed row that was never sent goes back to PENDING as if untouched.
+WITH u AS (
+    UPDATE medical_insurance_requests
+       SET status = 'PENDING', attempts = GREATEST(attempts - 1, 0), worker_id = NULL,
+           claim_token = NULL, lease_expires_at = NULL, limit_slot = NULL
+     WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
+    RETURNING request_id
+)
+SELECT request_id FROM u;
+
+-- name: extend_lease
+-- The heartbeat keeps the leases of the claims this worker still works on.
+UPDATE medical_insurance_requests
+   SET lease_expires_at = now() + make_interval(secs => CAST(:lease_seconds AS double precision))
+ WHERE claim_token = :claim_token AND status = 'PROCESSING';
+
+-- name: heartbeat
+-- One row per worker process; the HIS procedure's -1002 check and the monitors read it.
+INSERT INTO sdk_heartbeat (service_name, worker_id, host, pid, version, started_at,
+                           last_heartbeat, status, in_flight, processed_total)
+VALUES (:service_name, :worker_id, :host, :pid, :version, now(), now(), :status, :in_flight,
+        :processed_total)
+ON CONFLICT (service_name, worker_id) DO UPDATE
+   SET last_heartbeat = now(), status = EXCLUDED.status, in_flight = EXCLUDED.in_flight,
+       processed_total = EXCLUDED.processed_total, host = EXCLUDED.host, pid = EXCLUDED.pid,
+       version = EXCLUDED.version;
+
+-- name: service_status
+-- The same answer as sp_check_sdk_service_status, for `mi-worker call` and health checks.
+SELECT sp_check_sdk_service_status(:stale_seconds) AS alive;
+
+-- name: expire_pending
+-- PENDING rows whose caller's deadline passed can never be useful: TIMEOUT (never sent).
+WITH u AS (
+    UPDATE medical_insurance_requests
+       SET status = 'TIMEOUT', response_time = now(), error_code = -1005,
+           error_message = '请求超时: deadline passed before any worker sent the request'
+     WHERE status = 'PENDING' AND deadline_at <= now()
+    RETURNING request_id
+)
+SELECT request_id FROM u;
+
+-- name: find_lost_leases
+-- Rows whose lease ran out and whose worker is not beating (or ran out long ago): the worker
+-- died or lost them; the job decides per interface kind what becomes of each.
+SELECT r.request_id, r.interface_code, r.claim_token, r.worker_id,
+       CASE WHEN r.deadline_at <= now() THEN 1 ELSE 0 END AS past_deadline
+FROM medical_insurance_requests r
+WHERE r.status = 'PROCESSING'
+  AND r.lease_expires_at < now()
+  AND (r.lease_expires_at < now() - make_interval(secs => CAST(:lease_seconds AS double precision))
+       OR NOT EXISTS (
+           SELECT 1 FROM sdk_heartbeat h
+           WHERE h.worker_id = r.worker_id AND h.status = 'RUNNING'
+             AND h.last_heartbeat > now() - make_interval(secs => CAST(:stale_seconds AS double precision))))
+ORDER BY r.request_id
+LIMIT 500;
+
+-- name: recover_lease
+-- Move one lost row to the state the job chose (PENDING for a query, UNCERTAIN for a
+-- state-changing call that may have reached the centre, TIMEOUT when nobody waits any more).
+WITH u AS (
+    UPDATE medical_insurance_requests
+       SET status = :status, worker_id = NULL, claim_token = NULL, lease_expires_at = NULL,
+           limit_slot = NULL, error_code = :error_code, error_message = :error_message,
+           response_time = CASE WHEN :status = 'PENDING' THEN NULL ELSE now() END
+     WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
+    RETURNING request_id
+)
+SELECT request_id FROM u;
+
+-- name: clear_limits
+-- Limits are rewritten from config at worker start (cluster-wide: the last start wins).
+DELETE FROM medical_insurance_limits;
+
+-- name: insert_limit
+-- One cap per interface code ('*' for every code not named).
+INSERT INTO medical_insurance_limits (interface_code, max_in_flight) VALUES (:interface_code, :max_in_flight);
+
+-- name: upsert_interface
+-- The catalogue mirrored into SQL so DBA monitors can name interfaces in Chinese.
+INSERT INTO medical_insurance_interfaces (interface_code, interface_name, kind, reversible,
+                                          cancel_code)
+VALUES (:interface_code, :interface_name, :kind, :reversible, :cancel_code)
+ON CONFLICT (interface_code) DO UPDATE
+   SET interface_name = EXCLUDED.interface_name, kind = EXCLUDED.kind,
+       reversible = EXCLUDED.reversible, cancel_code = EXCLUDED.cancel_code;
+
+-- name: log_error
+-- Errors worth a DBA's eye, next to the request they belong to.
+INSERT INTO medical_insurance_error_log (request_id, error_code, error_message, detail)
+VALUES (:request_id, :error_code, :error_message, :detail);
+
+-- name: try_cluster_lock
+-- Once-per-cluster jobs: a session-level advisory lock, not waited for.
+SELECT CASE WHEN pg_try_advisory_lock(:lock_key) THEN 1 ELSE 0 END AS granted;
+
+-- name: release_cluster_lock
+-- Released by the same session right after the job.
+SELECT CASE WHEN pg_advisory_unlock(:lock_key) THEN 1 ELSE 0 END AS released;
+
+-- name: get_request
+-- One row with everything, for `mi-worker call`, `requests show` and tests.
+SELECT r.*, v.result_status, v.latency_ms
+FROM medical_insurance_requests r
+JOIN v_medical_insurance_result v ON v.request_id = r.request_id
+WHERE r.request_id = :request_id;
+
+-- name: call_procedure
+-- `mi-worker call` goes through the HIS procedure itself, exactly as the HIS does.
+CALL sp_medical_insurance_call_v2(:interface_code, :input_data, :timeout, :retry_count,
+                                  NULL, NULL, NULL, NULL, :priority, :idempotency_key,
+                                  :his_fee_id, :psn_no, :poll_ms, :insuplc_admdvs);
+
+-- name: create_migrations_table
+-- The version table `mi-worker db upgrade` records applied files in.
+CREATE TABLE IF NOT EXISTS mi_schema_version (
+    version    integer PRIMARY KEY,
+    name       varchar(200) NOT NULL,
+    checksum   varchar(64)  NOT NULL,
+    applied_at timestamptz  NOT NULL DEFAULT now()
+);
+
+-- name: migration_lock
+-- Two hosts upgrading at once: the second waits here, then sees the first one's versions.
+SELECT pg_advisory_xact_lock(:lock_key);
+
+-- name: applied_migrations
+-- Versions already applied, with the checksum of the file as it was.
+SELECT version, checksum FROM mi_schema_version ORDER BY version;
+
+-- name: record_migration
+-- Written in the same transaction as the migration itself.
+INSERT INTO mi_schema_version (version, name, checksum) VALUES (:version, :name, :checksum);
+
+-- name: enqueue_request
+-- What the HIS procedure inserts; used directly where there is no procedure (SQLite) and to
+-- seed tests and the benchmark.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, idempotency_key, his_fee_id,
+    parent_request_id, deadline_at)
+VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
+    :psn_no, :insuplc_admdvs, :idempotency_key, :his_fee_id, :parent_request_id,
+    clock_timestamp() + make_interval(secs => CAST(:timeout_seconds AS double precision)))
+RETURNING request_id;
+
+-- name: poll_result
+-- What the HIS procedure polls: the caller-facing state of one request.
+SELECT v.request_id, v.status, v.result_status, v.response_data, v.error_code,
+       v.error_message, CASE WHEN clock_timestamp() >= v.deadline_at THEN 1 ELSE 0 END
+       AS past_deadline
+FROM v_medical_insurance_result v
+WHERE v.request_id = :request_id;
+
+-- name: timeout_if_pending
+-- At the caller's deadline a row nobody claimed ends TIMEOUT; a claimed one stays with its
+-- worker (the caller is told the outcome is in doubt).
+WITH u AS (
+    UPDATE medical_insurance_requests
+       SET status = 'TIMEOUT', response_time = clock_timestamp(), error_code = -1005,
+           error_message = :error_message
+     WHERE request_id = :request_id AND status = 'PENDING'
+    RETURNING request_id
+)
+SELECT request_id FROM u;
+
+-- name: find_idempotent
+-- The latest call with this idempotency key that did not fail.
+SELECT request_id, status, needs_reversal, response_data, error_message
+FROM medical_insurance_requests
+WHERE idempotency_key = :idempotency_key AND status NOT IN ('ERROR', 'TIMEOUT')
+ORDER BY request_id DESC
+LIMIT 1;

@@ -1,0 +1,300 @@
+-- Every statement mi-worker runs on SQLite. `-- name:` starts a query, the next comment line
+-- says why. Parameters are :named and bound by sqlite3. Writes run inside BEGIN IMMEDIATE
+-- (mi_worker/db/sqlite.py), so each statement below is atomic across processes.
+-- The same names exist for PostgreSQL and SQL Server.
+
+-- name: claim_batch
+-- Lease up to :batch_size runnable rows in one statement: priority then age, only the head of
+-- each patient's queue, within each interface's free slots, msgid assigned.
+WITH cand AS (
+    SELECT r.request_id, r.interface_code, r.priority
+    FROM medical_insurance_requests r
+    WHERE r.status = 'PENDING'
+      AND r.next_attempt_at <= strftime('%Y-%m-%d %H:%M:%f', 'now')
+      AND r.deadline_at > strftime('%Y-%m-%d %H:%M:%f', 'now')
+      AND (r.psn_no IS NULL OR NOT EXISTS (
+            SELECT 1 FROM medical_insurance_requests e
+            WHERE e.psn_no = r.psn_no
+              AND e.request_id <> r.request_id
+              AND (e.status IN ('PENDING', 'PROCESSING', 'UNCERTAIN') OR e.needs_reversal = 1)
+              AND (e.status = 'PROCESSING'
+                   OR (r.parent_request_id IS NULL
+                       AND ((e.status = 'PENDING' AND e.request_id < r.request_id
+                             AND e.deadline_at > strftime('%Y-%m-%d %H:%M:%f', 'now'))
+                            OR e.status = 'UNCERTAIN'
+                            OR (e.status = 'COMPLETED' AND e.needs_reversal = 1))))))
+    ORDER BY r.priority, r.request_id
+    LIMIT :scan_size
+), ranked AS (
+    SELECT c.request_id, c.interface_code, c.priority,
+           COALESCE(l.max_in_flight, d.max_in_flight) AS lim,
+           row_number() OVER (PARTITION BY c.interface_code
+                              ORDER BY c.priority, c.request_id) AS k
+    FROM cand c
+    LEFT JOIN medical_insurance_limits l ON l.interface_code = c.interface_code
+    LEFT JOIN medical_insurance_limits d ON d.interface_code = '*'
+), all_slots (interface_code, lim, slot) AS (
+    SELECT DISTINCT interface_code, lim, 0 FROM ranked WHERE lim IS NOT NULL
+    UNION ALL
+    SELECT interface_code, lim, slot + 1 FROM all_slots WHERE slot + 1 < lim
+), slots AS (
+    SELECT a.interface_code, a.slot,
+           row_number() OVER (PARTITION BY a.interface_code
+                              ORDER BY (a.slot + :slot_offset) % a.lim) AS k
+    FROM all_slots a
+    WHERE NOT EXISTS (
+        SELECT 1 FROM medical_insurance_requests b
+        WHERE b.status = 'PROCESSING' AND b.interface_code = a.interface_code
+          AND b.limit_slot = a.slot)
+), picked AS (
+    SELECT r.request_id, s.slot,
+           row_number() OVER (ORDER BY r.priority, r.request_id) AS rn
+    FROM ranked r
+    LEFT JOIN slots s ON s.interface_code = r.interface_code AND s.k = r.k
+    WHERE r.lim IS NULL OR s.slot IS NOT NULL
+    ORDER BY r.priority, r.request_id
+    LIMIT :batch_size
+), seq AS (
+    SELECT COALESCE(MAX(msgid_seq), 0) AS base FROM medical_insurance_requests
+)
+UPDATE medical_insurance_requests
+   SET status = 'PROCESSING',
+       worker_id = :worker_id,
+       claim_token = :claim_token,
+       claimed_at = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+       lease_expires_at = strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                   printf('%+.3f seconds', :lease_seconds)),
+       attempts = attempts + 1,
+       limit_slot = p.slot,
+       msgid_seq = seq.base + p.rn,
+       msgid = :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
+               || printf('%04d', (seq.base + p.rn) % 10000)
+  FROM picked p, seq
+ WHERE medical_insurance_requests.request_id = p.request_id
+RETURNING request_id, interface_code, input_data, msgid, attempts, max_retry_count, psn_no,
+          insuplc_admdvs, priority, parent_request_id,
+          (julianday(deadline_at) - julianday('now')) * 86400.0 AS seconds_left;
+
+-- name: assign_new_msgid
+-- A resend must carry a new msgid (the centre rejects a repeated one); stored before sending.
+UPDATE medical_insurance_requests
+   SET msgid_seq = (SELECT COALESCE(MAX(msgid_seq), 0) + 1 FROM medical_insurance_requests),
+       msgid = :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
+               || printf('%04d', ((SELECT COALESCE(MAX(msgid_seq), 0) + 1
+                                   FROM medical_insurance_requests) % 10000))
+ WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
+RETURNING msgid;
+
+-- name: complete_request
+-- The one write of a finished call, only while this claim still holds the row; a
+-- state-changing call finished after its caller's deadline is flagged for reversal.
+UPDATE medical_insurance_requests
+   SET status = :status,
+       infcode = :infcode,
+       response_data = :response_data,
+       error_code = :error_code,
+       error_message = :error_message,
+       msgid = COALESCE(:msgid, msgid),
+       attempt_log = :attempt_log,
+       response_time = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+       lease_expires_at = NULL,
+       limit_slot = NULL,
+       needs_reversal = CASE WHEN :status = 'COMPLETED' AND :late_reversible = 1
+                                  AND strftime('%Y-%m-%d %H:%M:%f', 'now') > deadline_at
+                             THEN 1 ELSE 0 END
+ WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
+RETURNING request_id, needs_reversal;
+
+-- name: requeue_request
+-- A retryable failure goes back to PENDING with its back-off stored in the row (it survives a
+-- restart and any worker may take it); out of attempts or time it ends ERROR or TIMEOUT.
+UPDATE medical_insurance_requests
+   SET status = CASE
+            WHEN strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :delay_seconds))
+                 >= deadline_at THEN 'TIMEOUT'
+            WHEN attempts > max_retry_count THEN 'ERROR'
+            ELSE 'PENDING' END,
+       next_attempt_at = strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                  printf('%+.3f seconds', :delay_seconds)),
+       error_code = :error_code,
+       error_message = :error_message,
+       attempt_log = :attempt_log,
+       msgid = COALESCE(:msgid, msgid),
+       worker_id = NULL,
+       claim_token = NULL,
+       lease_expires_at = NULL,
+       limit_slot = NULL,
+       response_time = CASE
+            WHEN strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :delay_seconds))
+                 >= deadline_at OR attempts > max_retry_count
+            THEN strftime('%Y-%m-%d %H:%M:%f', 'now') END
+ WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
+RETURNING request_id, status;
+
+-- name: release_request
+-- Graceful stop: a claimed row that was never sent goes back to PENDING as if untouched.
+UPDATE medical_insurance_requests
+   SET status = 'PENDING', attempts = MAX(attempts - 1, 0), worker_id = NULL,
+       claim_token = NULL, lease_expires_at = NULL, limit_slot = NULL
+ WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
+RETURNING request_id;
+
+-- name: extend_lease
+-- The heartbeat keeps the leases of the claims this worker still works on.
+UPDATE medical_insurance_requests
+   SET lease_expires_at = strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                   printf('%+.3f seconds', :lease_seconds))
+ WHERE claim_token = :claim_token AND status = 'PROCESSING';
+
+-- name: heartbeat
+-- One row per worker process; the -1002 check and the monitors read it.
+INSERT INTO sdk_heartbeat (service_name, worker_id, host, pid, version, started_at,
+                           last_heartbeat, status, in_flight, processed_total)
+VALUES (:service_name, :worker_id, :host, :pid, :version,
+        strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now'), :status,
+        :in_flight, :processed_total)
+ON CONFLICT (service_name, worker_id) DO UPDATE
+   SET last_heartbeat = excluded.last_heartbeat, status = excluded.status,
+       in_flight = excluded.in_flight, processed_total = excluded.processed_total,
+       host = excluded.host, pid = excluded.pid, version = excluded.version;
+
+-- name: service_status
+-- 1 when any worker beat within :stale_seconds (what sp_check_sdk_service_status answers).
+SELECT CASE WHEN EXISTS (
+    SELECT 1 FROM sdk_heartbeat
+    WHERE status = 'RUNNING'
+      AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                    printf('-%d seconds', :stale_seconds))
+) THEN 1 ELSE 0 END AS alive;
+
+-- name: expire_pending
+-- PENDING rows whose caller's deadline passed can never be useful: TIMEOUT (never sent).
+UPDATE medical_insurance_requests
+   SET status = 'TIMEOUT', response_time = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+       error_code = -1005,
+       error_message = '请求超时: deadline passed before any worker sent the request'
+ WHERE status = 'PENDING' AND deadline_at <= strftime('%Y-%m-%d %H:%M:%f', 'now')
+RETURNING request_id;
+
+-- name: find_lost_leases
+-- Rows whose lease ran out and whose worker is not beating (or ran out long ago).
+SELECT r.request_id, r.interface_code, r.claim_token, r.worker_id,
+       CASE WHEN r.deadline_at <= strftime('%Y-%m-%d %H:%M:%f', 'now') THEN 1 ELSE 0 END
+           AS past_deadline
+FROM medical_insurance_requests r
+WHERE r.status = 'PROCESSING'
+  AND r.lease_expires_at < strftime('%Y-%m-%d %H:%M:%f', 'now')
+  AND (r.lease_expires_at < strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                     printf('-%d seconds', :lease_seconds))
+       OR NOT EXISTS (
+           SELECT 1 FROM sdk_heartbeat h
+           WHERE h.worker_id = r.worker_id AND h.status = 'RUNNING'
+             AND h.last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                             printf('-%d seconds', :stale_seconds))))
+ORDER BY r.request_id
+LIMIT 500;
+
+-- name: recover_lease
+-- Move one lost row to the state the job chose (PENDING, UNCERTAIN or TIMEOUT).
+UPDATE medical_insurance_requests
+   SET status = :status, worker_id = NULL, claim_token = NULL, lease_expires_at = NULL,
+       limit_slot = NULL, error_code = :error_code, error_message = :error_message,
+       response_time = CASE WHEN :status = 'PENDING' THEN NULL
+                            ELSE strftime('%Y-%m-%d %H:%M:%f', 'now') END
+ WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
+RETURNING request_id;
+
+-- name: clear_limits
+-- Limits are rewritten from config at worker start.
+DELETE FROM medical_insurance_limits;
+
+-- name: insert_limit
+-- One cap per interface code ('*' for every code not named).
+INSERT INTO medical_insurance_limits (interface_code, max_in_flight)
+VALUES (:interface_code, :max_in_flight);
+
+-- name: upsert_interface
+-- The catalogue mirrored into SQL so monitors can name interfaces in Chinese.
+INSERT INTO medical_insurance_interfaces (interface_code, interface_name, kind, reversible,
+                                          cancel_code)
+VALUES (:interface_code, :interface_name, :kind, :reversible, :cancel_code)
+ON CONFLICT (interface_code) DO UPDATE
+   SET interface_name = excluded.interface_name, kind = excluded.kind,
+       reversible = excluded.reversible, cancel_code = excluded.cancel_code;
+
+-- name: log_error
+-- Errors worth a DBA's eye, next to the request they belong to.
+INSERT INTO medical_insurance_error_log (request_id, error_code, error_message, detail)
+VALUES (:request_id, :error_code, :error_message, :detail);
+
+-- name: try_cluster_lock
+-- SQLite is single-host: BEGIN IMMEDIATE already serialises every write, so always granted.
+SELECT 1 AS granted, :lock_key AS lock_key;
+
+-- name: release_cluster_lock
+-- Nothing to release (see try_cluster_lock).
+SELECT 1 AS released, :lock_key AS lock_key;
+
+-- name: get_request
+-- One row with everything, for `mi-worker call`, `requests show` and tests.
+SELECT r.*, v.result_status, v.latency_ms
+FROM medical_insurance_requests r
+JOIN v_medical_insurance_result v ON v.request_id = r.request_id
+WHERE r.request_id = :request_id;
+
+-- name: create_migrations_table
+-- The version table `mi-worker db upgrade` records applied files in.
+CREATE TABLE IF NOT EXISTS mi_schema_version (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
+);
+
+-- name: migration_lock
+-- BEGIN IMMEDIATE (taken by the migrator) is the lock on SQLite.
+SELECT :lock_key AS lock_key;
+
+-- name: applied_migrations
+-- Versions already applied, with the checksum of the file as it was.
+SELECT version, checksum FROM mi_schema_version ORDER BY version;
+
+-- name: record_migration
+-- Written in the same transaction as the migration itself.
+INSERT INTO mi_schema_version (version, name, checksum) VALUES (:version, :name, :checksum);
+
+-- name: enqueue_request
+-- What the HIS procedure inserts on server databases; on SQLite `mi-worker call` runs it.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, idempotency_key, his_fee_id,
+    parent_request_id, deadline_at)
+VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
+    :psn_no, :insuplc_admdvs, :idempotency_key, :his_fee_id, :parent_request_id,
+    strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :timeout_seconds)))
+RETURNING request_id;
+
+-- name: poll_result
+-- What the caller polls: the caller-facing state of one request.
+SELECT v.request_id, v.status, v.result_status, v.response_data, v.error_code,
+       v.error_message,
+       CASE WHEN strftime('%Y-%m-%d %H:%M:%f', 'now') >= v.deadline_at THEN 1 ELSE 0 END
+           AS past_deadline
+FROM v_medical_insurance_result v
+WHERE v.request_id = :request_id;
+
+-- name: timeout_if_pending
+-- At the caller's deadline a row nobody claimed ends TIMEOUT; a claimed one stays with its
+-- worker (the caller is told the outcome is in doubt).
+UPDATE medical_insurance_requests
+   SET status = 'TIMEOUT', response_time = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+       error_code = -1005, error_message = :error_message
+ WHERE request_id = :request_id AND status = 'PENDING'
+RETURNING request_id;
+
+-- name: find_idempotent
+-- The latest call with this idempotency key that did not fail.
+SELECT request_id, status, needs_reversal, response_data, error_message
+FROM medical_insurance_requests
+WHERE idempotency_key = :idempotency_key AND status NOT IN ('ERROR', 'TIMEOUT')
+ORDER BY request_id DESC
+LIMIT 1;
