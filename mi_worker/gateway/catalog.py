@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
 
 QUERY = "query"
 TRIAL = "trial"
@@ -50,8 +49,8 @@ class Interface:
     name: str
     kind: str
     reversible_by_2601: bool = False
-    cancel_code: Optional[str] = None
-    check_query: Optional[str] = None
+    cancel_code: str | None = None
+    check_query: str | None = None
     known: bool = True
 
     @property
@@ -64,9 +63,7 @@ class Interface:
 
 
 # code: (name, kind, cancel_code, check_query)
-_Row = Tuple[str, str, Optional[str], Optional[str]]
-
-_TABLE: Dict[str, _Row] = {
+_TABLE: dict[str, tuple[str, str, str | None, str | None]] = {
     # 1xxx: 基础信息 and catalogue downloads — queries.
     "1101": ("人员信息获取", QUERY, None, None),
     "1201": ("医药机构信息获取", QUERY, None, None),
@@ -246,7 +243,7 @@ def kind(code: str) -> str:
     return lookup(code).kind
 
 
-def all_interfaces() -> List[Interface]:
+def all_interfaces() -> list[Interface]:
     """Every known row, in code order (for docs, `mi-worker` listings and tests)."""
     return [lookup(c) for c in sorted(_TABLE)]
 
@@ -260,8 +257,8 @@ def doubt_advice(code: str) -> str:
     if not it.state_changing:
         return (f"{it.code} {it.name} 不改变中心数据，可直接重发 / does not change the centre's "
                 "data; it is safe to send again")
-    steps_cn: List[str] = []
-    steps_en: List[str] = []
+    steps_cn: list[str] = []
+    steps_en: list[str] = []
     if it.check_query:
         qname = _CHECK_NAMES.get(it.check_query, "")
         steps_cn.append(f"查询 {it.check_query} {qname}")

@@ -19,11 +19,12 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 import httpx
-from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, wait_exponential, wait_random
 
 from mi_worker.gateway import catalog, envelope
 from mi_worker.gateway.base import (
@@ -37,7 +38,12 @@ from mi_worker.gateway.base import (
     Outcome,
 )
 from mi_worker.gateway.settings import GatewaySettings
-from mi_worker.gateway.transports import Transport, build_http_client, make_transport, timeout
+from mi_worker.gateway.transports import (
+    Transport,
+    build_http_client,
+    make_transport,
+    timeout,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +67,14 @@ class NoAnswer(Exception):
 class GiveUp(Exception):
     """The exchange stopped without a definite answer; ``outcome`` says what the row becomes."""
 
-    def __init__(self, outcome: Outcome, code: int, message: str, retry_after: float = 1.0):
+    def __init__(self, outcome: Outcome, code: int, message: str, retry_after: float = 1.0,
+                 sent: bool = False) -> None:
         super().__init__(message)
         self.outcome = outcome
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.sent = sent  # the last attempt may have reached the centre
 
 
 class SignInError(RuntimeError):
@@ -91,9 +99,9 @@ class _Msgid:
 class NHSAClient:
     """The real gateway (and the sandbox, which speaks the same protocol). Thread-safe."""
 
-    def __init__(self, settings: GatewaySettings, *, pool_size: Optional[int] = None,
-                 msgid_factory: Optional[Callable[[], str]] = None,
-                 http_client: Optional[httpx.Client] = None,
+    def __init__(self, settings: GatewaySettings, *, pool_size: int | None = None,
+                 msgid_factory: Callable[[], str] | None = None,
+                 http_client: httpx.Client | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         """``msgid_factory`` makes msgids for calls that have no row (9001/9002 and resends
         of rows without ``new_msgid``); pass one backed by the database sequence in
@@ -107,8 +115,8 @@ class NHSAClient:
         self._seq = itertools.count(secrets.randbelow(10000))
         self._seq_lock = threading.Lock()
         self._msgid_factory = msgid_factory or self._local_msgid
-        self._sessions: Dict[str, Tuple[str, str]] = {}  # opter -> (China day, sign_no)
-        self._session_locks: Dict[str, threading.Lock] = {}
+        self._sessions: dict[str, tuple[str, str]] = {}  # opter -> (China day, sign_no)
+        self._session_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._closed = False
 
@@ -116,10 +124,10 @@ class NHSAClient:
 
     def call(self, ctx: CallContext) -> GatewayResult:
         """Send ``ctx`` and classify the answer (see the module docstring). Never raises."""
-        log: List[Dict[str, Any]] = []
+        log: list[dict[str, Any]] = []
         try:
             return self._call(ctx, log)
-        except Exception as exc:  # a bug or an unforeseen library error: never kill a worker
+        except Exception as exc:  # a bug or an unforeseen library error must not kill a worker
             logger.exception("gateway call %s request_id=%s failed unexpectedly",
                              ctx.interface_code, ctx.request_id)
             return GatewayResult(outcome=Outcome.ERROR, error_code=E_UNEXPECTED,
@@ -127,7 +135,7 @@ class NHSAClient:
                                  f"{type(exc).__name__}: {exc}",
                                  msgid=ctx.msgid, attempt_log=log)
 
-    def sign_in(self, force: bool = False, opter: Optional[str] = None) -> str:
+    def sign_in(self, force: bool = False, opter: str | None = None) -> str:
         """Sign ``opter`` (default gateway.opter) in with 9001 unless already signed in today.
 
         For the scheduler (at start, at the China day change). Returns the sign_no ("" when
@@ -157,13 +165,13 @@ class NHSAClient:
         for opter, (_, sign_no) in sessions.items():
             try:
                 self._sign_out(opter, sign_no)
-            except Exception as exc:  # closing must finish
+            except Exception as exc:  # noqa: BLE001 - closing must finish
                 logger.warning("9002 sign-out of operator %s failed: %s", opter, exc)
         self.http.close()
 
     # ---------------------------------------------------------------- one row
 
-    def _call(self, ctx: CallContext, log: List[Dict[str, Any]]) -> GatewayResult:
+    def _call(self, ctx: CallContext, log: list[dict[str, Any]]) -> GatewayResult:
         code = catalog.normalize(ctx.interface_code)
         entry = catalog.lookup(code)
         msgid = _Msgid(ctx.msgid, ctx.new_msgid or self._msgid_factory)
@@ -199,6 +207,10 @@ class NHSAClient:
                 if stop.outcome is Outcome.UNCERTAIN:
                     logger.warning("%s msgid=%s request_id=%s UNCERTAIN: %s", code,
                                    msgid.current, ctx.request_id, stop.message)
+                elif stop.outcome is Outcome.RETRY and stop.sent and ctx.new_msgid:
+                    # The centre may have seen the row's msgid: store a fresh one now so the
+                    # next claim can send ctx.msgid as it is.
+                    msgid.current = ctx.new_msgid()
                 return done(stop.outcome, error_code=stop.code, error_message=stop.message,
                             retry_after=stop.retry_after)
             infcode = envelope.infcode_str(response.get("infcode"))
@@ -222,16 +234,16 @@ class NHSAClient:
 
     # ---------------------------------------------------------------- exchange
 
-    def _exchange(self, infno: str, input_obj: Dict[str, Any], msgid: _Msgid, *, sign_no: str,
+    def _exchange(self, infno: str, input_obj: dict[str, Any], msgid: _Msgid, *, sign_no: str,
                   insuplc: str, deadline: float, budget: int, retry_safe: bool,
-                  log: List[Dict[str, Any]]) -> Dict[str, Any]:
+                  log: list[dict[str, Any]]) -> dict[str, Any]:
         """POST until a definite answer (returned, any infcode) or raise :class:`GiveUp`."""
         s = self.settings
         if time.monotonic() >= deadline:
             raise GiveUp(Outcome.ERROR, E_TIMEOUT, f"deadline reached before {infno} was sent")
-        backoff = wait_exponential_jitter(initial=s.retry_initial_seconds,
-                                          max=s.retry_max_seconds,
-                                          jitter=s.retry_initial_seconds)
+        backoff = wait_exponential(multiplier=s.retry_initial_seconds,
+                                   max=s.retry_max_seconds) \
+            + wait_random(0, s.retry_initial_seconds)
         planned = {"wait": 0.0}
 
         def should_retry(exc: BaseException) -> bool:
@@ -246,7 +258,7 @@ class NHSAClient:
         def wait(state: Any) -> float:
             return planned["wait"]
 
-        def attempt() -> Dict[str, Any]:
+        def attempt() -> dict[str, Any]:
             current = msgid.for_send()
             try:
                 return self._post(infno, input_obj, current, sign_no, insuplc, deadline,
@@ -271,11 +283,11 @@ class NHSAClient:
                              f"deadline reached: {infno} got no answer ({exc})") from None
             retry_after = planned["wait"] or s.retry_initial_seconds
             raise GiveUp(Outcome.RETRY, E_GATEWAY, f"{infno} got no answer ({exc}); "
-                         "try again later", retry_after=retry_after) from None
+                         "try again later", retry_after=retry_after, sent=exc.sent) from None
 
-    def _post(self, infno: str, input_obj: Dict[str, Any], msgid: str, sign_no: str,
+    def _post(self, infno: str, input_obj: dict[str, Any], msgid: str, sign_no: str,
               insuplc: str, deadline: float, retry_safe: bool,
-              log: List[Dict[str, Any]]) -> Dict[str, Any]:
+              log: list[dict[str, Any]]) -> dict[str, Any]:
         """One HTTP attempt. Returns a definite answer or raises :class:`NoAnswer`."""
         s = self.settings
         env = envelope.build_envelope(s, infno, msgid, input_obj, sign_no, insuplc)
@@ -287,7 +299,7 @@ class NHSAClient:
         read = s.read_timeout
         if retry_safe:  # a late answer to a query is worth nothing after the deadline
             read = max(0.1, min(read, deadline - time.monotonic()))
-        record: Dict[str, Any] = {"infno": infno, "msgid": msgid, "latency_ms": None,
+        record: dict[str, Any] = {"infno": infno, "msgid": msgid, "latency_ms": None,
                                   "http_status": None, "infcode": None, "error": None}
         log.append(record)
         t0 = time.monotonic()
@@ -312,7 +324,7 @@ class NHSAClient:
         finally:
             record["latency_ms"] = int((time.monotonic() - t0) * 1000)
 
-    def _classify_http(self, resp: httpx.Response) -> Dict[str, Any]:
+    def _classify_http(self, resp: httpx.Response) -> dict[str, Any]:
         status = resp.status_code
         if status == 429:
             raise NoAnswer("HTTP 429: the gateway throttled the request", sent=False)
@@ -353,8 +365,8 @@ class NHSAClient:
             if cached is not None and cached[1] == sign_no:
                 del self._sessions[opter]
 
-    def _ensure_signed_in(self, opter: str, deadline: float, log: List[Dict[str, Any]]
-                          ) -> Tuple[str, Optional[GatewayResult]]:
+    def _ensure_signed_in(self, opter: str, deadline: float, log: list[dict[str, Any]]
+                          ) -> tuple[str, GatewayResult | None]:
         """Today's sign_no for ``opter`` (9001 when missing); one sign-in per operator at once."""
         with self._lock_for(opter):
             today = envelope.china_date()

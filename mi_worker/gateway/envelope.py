@@ -7,8 +7,8 @@ are tested without a network.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any, Dict, Optional, Tuple
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
 
 from mi_worker.gateway.settings import GatewaySettings
 
@@ -21,31 +21,31 @@ def _china_tz() -> tzinfo:
         from zoneinfo import ZoneInfo
 
         return ZoneInfo("Asia/Shanghai")
-    except Exception:  # ZoneInfoNotFoundError, or no zoneinfo module
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, or a broken tz database
         return timezone(timedelta(hours=8), "CST")
 
 
 CHINA_TZ = _china_tz()
 
 
-def china_now(now_utc: Optional[datetime] = None) -> datetime:
+def china_now(now_utc: datetime | None = None) -> datetime:
     """The current (or given) instant as an aware datetime in China time.
 
     A naive ``now_utc`` is taken as UTC; the host's own zone never plays a part.
     """
     if now_utc is None:
-        now_utc = datetime.now(timezone.utc)
+        now_utc = datetime.now(UTC)
     elif now_utc.tzinfo is None:
-        now_utc = now_utc.replace(tzinfo=timezone.utc)
+        now_utc = now_utc.replace(tzinfo=UTC)
     return now_utc.astimezone(CHINA_TZ)
 
 
-def china_date(now_utc: Optional[datetime] = None) -> str:
+def china_date(now_utc: datetime | None = None) -> str:
     """yyyy-MM-dd in China: the sign-in day and the reconciliation day."""
     return china_now(now_utc).strftime("%Y-%m-%d")
 
 
-def inf_time(now_utc: Optional[datetime] = None) -> str:
+def inf_time(now_utc: datetime | None = None) -> str:
     """The envelope's inf_time, "yyyy-MM-dd HH:mm:ss" in Asia/Shanghai."""
     return china_now(now_utc).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -61,14 +61,14 @@ def format_msgid(fixmedins_code: str, china_time: datetime, seq: int) -> str:
     return f"{fixmedins_code}{china_time.strftime('%Y%m%d%H%M%S')}{seq % 10000:04d}"
 
 
-def is_valid_msgid(msgid: str, fixmedins_code: Optional[str] = None) -> bool:
+def is_valid_msgid(msgid: str, fixmedins_code: str | None = None) -> bool:
     """30 characters, digits after the institution code, and the right prefix if given."""
     if not isinstance(msgid, str) or len(msgid) != 30 or not msgid[12:].isdigit():
         return False
     return fixmedins_code is None or msgid.startswith(fixmedins_code)
 
 
-def find_key(obj: Any, key: str) -> Optional[Any]:
+def find_key(obj: Any, key: str) -> Any | None:
     """The first non-empty value of ``key`` anywhere in nested dicts/lists (depth first)."""
     if isinstance(obj, dict):
         value = obj.get(key)
@@ -86,14 +86,14 @@ def find_key(obj: Any, key: str) -> Optional[Any]:
     return None
 
 
-def find_psn_no(input_obj: Any) -> Optional[str]:
+def find_psn_no(input_obj: Any) -> str | None:
     """人员编号 anywhere in the input (input.data.psn_no, input.feedetail[0].psn_no...)."""
     value = find_key(input_obj, "psn_no")
     return None if value is None else str(value)
 
 
-def resolve_insuplc_admdvs(input_obj: Any, from_call: Optional[str],
-                           default: str) -> Tuple[str, bool]:
+def resolve_insuplc_admdvs(input_obj: Any, from_call: str | None,
+                           default: str) -> tuple[str, bool]:
     """(insuplc_admdvs to send, whether it is required).
 
     Required when the input carries a psn_no. Order: the call's own value (CallContext), then
@@ -112,11 +112,11 @@ def resolve_insuplc_admdvs(input_obj: Any, from_call: Optional[str],
     return (default if required else ""), required
 
 
-def build_envelope(settings: GatewaySettings, infno: str, msgid: str, input_obj: Dict[str, Any],
+def build_envelope(settings: GatewaySettings, infno: str, msgid: str, input_obj: dict[str, Any],
                    sign_no: str = "", insuplc_admdvs: str = "",
-                   now_utc: Optional[datetime] = None) -> Dict[str, Any]:
+                   now_utc: datetime | None = None) -> dict[str, Any]:
     """The request envelope in the spec's field order; ``input`` passes through untouched."""
-    env: Dict[str, Any] = {
+    env: dict[str, Any] = {
         "infno": infno,
         "msgid": msgid,
         "mdtrtarea_admvs": settings.mdtrtarea_admvs,
@@ -143,7 +143,7 @@ def build_envelope(settings: GatewaySettings, infno: str, msgid: str, input_obj:
     return env
 
 
-def encode(envelope: Dict[str, Any]) -> bytes:
+def encode(envelope: dict[str, Any]) -> bytes:
     """UTF-8 JSON bytes; Chinese stays readable (ensure_ascii False), never the host code page."""
     return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -152,7 +152,7 @@ class BadResponse(ValueError):
     """The body is not a JSON envelope with an infcode: the answer is not definite."""
 
 
-def infcode_str(value: Any) -> Optional[str]:
+def infcode_str(value: Any) -> str | None:
     """infcode as a string: 0, "0", 0.0 and " 0 " all become "0"; None stays None."""
     if value is None:
         return None
@@ -167,12 +167,12 @@ def infcode_str(value: Any) -> Optional[str]:
         return text
 
 
-def is_success(response: Dict[str, Any]) -> bool:
+def is_success(response: dict[str, Any]) -> bool:
     """Success iff infcode equals 0 (string or number)."""
     return infcode_str(response.get("infcode")) == "0"
 
 
-def parse_response(body: bytes) -> Dict[str, Any]:
+def parse_response(body: bytes) -> dict[str, Any]:
     """Decode a UTF-8 JSON response envelope (a BOM is tolerated).
 
     Raises :class:`BadResponse` for anything else — an empty body, HTML from a proxy, JSON
@@ -193,7 +193,7 @@ def parse_response(body: bytes) -> Dict[str, Any]:
     return data
 
 
-def error_message(response: Dict[str, Any]) -> str:
+def error_message(response: dict[str, Any]) -> str:
     """err_msg, or a stand-in naming the infcode when the centre left it empty."""
     msg = response.get("err_msg")
     if msg in (None, ""):

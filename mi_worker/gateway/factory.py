@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from mi_worker.gateway.base import Gateway, NoopGateway
 from mi_worker.gateway.client import NHSAClient
 from mi_worker.gateway.settings import GatewaySettings
 
-__all__ = ["build_gateway", "sandbox_client_settings", "NoopGateway", "NHSAClient"]
+__all__ = ["NHSAClient", "NoopGateway", "build_gateway", "sandbox_client_settings"]
 
 
 def sandbox_client_settings(settings: GatewaySettings, sandbox_url: str) -> GatewaySettings:
@@ -29,9 +29,9 @@ def sandbox_client_settings(settings: GatewaySettings, sandbox_url: str) -> Gate
     )
 
 
-def build_gateway(settings: GatewaySettings, sandbox_url: Optional[str] = None, *,
-                  pool_size: Optional[int] = None,
-                  msgid_factory: Optional[Callable[[], str]] = None) -> Gateway:
+def build_gateway(settings: GatewaySettings, sandbox_url: str | None = None, *,
+                  pool_size: int | None = None,
+                  msgid_factory: Callable[[], str] | None = None) -> Gateway:
     """nhsa -> NHSAClient(settings); sandbox -> NHSAClient at ``sandbox_url``; noop -> NoopGateway.
 
     ``pool_size`` should be at least the worker's thread count; ``msgid_factory`` makes msgids

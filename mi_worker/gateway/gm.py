@@ -16,7 +16,7 @@ import base64
 import binascii
 import json
 import secrets
-from typing import Any, Dict, Tuple
+from typing import Any
 
 
 class GMUnavailable(RuntimeError):
@@ -75,11 +75,11 @@ def decrypt_output(output: str, key_hex: str) -> Any:
         return json.loads(plain.decode("utf-8"))
     except GMUnavailable:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means "unreadable"
         raise ValueError(f"cannot decrypt SM4 output: {exc}") from None
 
 
-def signing_string(envelope: Dict[str, Any]) -> str:
+def signing_string(envelope: dict[str, Any]) -> str:
     """ASCII-sorted "k=v" of every envelope field except cainfo and input, joined by "&"."""
     items = sorted((k, v) for k, v in envelope.items() if k not in ("cainfo", "input"))
     return "&".join(f"{k}={'' if v is None else v}" for k, v in items)
@@ -110,14 +110,14 @@ def sm2_verify(signature_b64: str, data: bytes, public_key_hex: str) -> bool:
     return bool(crypt.verify_with_sm3(sig_hex, data))
 
 
-def sign_envelope(envelope: Dict[str, Any], private_key_hex: str, public_key_hex: str) -> None:
+def sign_envelope(envelope: dict[str, Any], private_key_hex: str, public_key_hex: str) -> None:
     """Set signtype SM2 and cainfo = SM2 signature of :func:`signing_string` (in place)."""
     envelope["signtype"] = "SM2"
     data = signing_string(envelope).encode("utf-8")
     envelope["cainfo"] = sm2_sign(data, private_key_hex, public_key_hex)
 
 
-def sm2_keypair() -> Tuple[str, str]:
+def sm2_keypair() -> tuple[str, str]:
     """A fresh (private_hex, public_hex without 04) pair, for tests and key set-up."""
     try:
         from gmssl import sm2

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict
 
 from mi_worker.config_fields import doc
 
@@ -26,17 +25,19 @@ class GatewaySettings:
     transport: str = doc("single: one URL, infno in the body; tif: base URL + infno (or "
                          "gateway.paths) with x-tif-* SHA-256 headers; csb: base URL + / + infno "
                          "with _api_* HMAC-SHA1 headers", "single")
-    paths: Dict[str, str] = doc("tif only: path per infno appended to the base URL, e.g. "
-                                '{"9001" = "/fsi/api/signInSignOutService/signIn"}; a code not '
-                                'named uses "/" + infno; "*" sets a common path', {})
+    paths: dict[str, str] = doc(  # noqa: RUF009 - doc() builds the field, as in config.py
+        "tif only: path per infno appended to the base URL, e.g. "
+        '{"9001" = "/fsi/api/signInSignOutService/signIn"}; a code not named uses "/" + infno; '
+        '"*" sets a common path', {})
     paasid: str = doc("tif: x-tif-paasid issued by the province", "")
     secret: str = doc("tif: the x-tif secret (token); csb: the secretKey for HMAC-SHA1",
                       "", secret=True)
     access_key: str = doc("csb: _api_access_key", "")
     csb_version: str = doc("csb: _api_version", "1.0.0")
     csb_timestamp_unit: str = doc("csb: _api_timestamp in ms (milliseconds) or s (seconds)", "ms")
-    csb_api_names: Dict[str, str] = doc("csb: _api_name per infno when the province uses "
-                                        "service names; a code not named sends the infno", {})
+    csb_api_names: dict[str, str] = doc(  # noqa: RUF009 - doc() builds the field
+        "csb: _api_name per infno when the province uses service names; a code not named "
+        "sends the infno", {})
     fixmedins_code: str = doc("定点医药机构编号, 12 characters; the first part of every msgid",
                               "H00000000000")
     fixmedins_name: str = doc("定点医药机构名称", "")
@@ -77,6 +78,10 @@ class GatewaySettings:
     read_timeout: float = doc("Seconds to wait for the answer once the request is sent", 30.0)
     max_connections: int = doc("HTTP connection pool size shared by the worker threads "
                                "(at least worker.threads)", 64)
+    keepalive_seconds: float = doc("Idle seconds after which a pooled connection is dropped; "
+                                   "keep it below the gateway's own idle timeout, or a "
+                                   "settlement sent on a connection the gateway is closing "
+                                   "ends UNCERTAIN", 15.0)
     retry_initial_seconds: float = doc("First back-off between attempts of one call, "
                                        "doubled per attempt with jitter", 0.5)
     retry_max_seconds: float = doc("Longest back-off between attempts of one call", 5.0)
@@ -109,7 +114,7 @@ class GatewaySettings:
         if self.csb_timestamp_unit not in ("ms", "s"):
             bad("csb_timestamp_unit", "must be ms or s")
         for key in ("connect_timeout", "read_timeout", "retry_initial_seconds",
-                    "retry_max_seconds"):
+                    "retry_max_seconds", "keepalive_seconds"):
             if getattr(self, key) <= 0:
                 bad(key, "must be positive")
         if self.max_connections < 1:

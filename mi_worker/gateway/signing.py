@@ -12,7 +12,6 @@ import hmac
 import secrets
 import string
 import time
-from typing import Dict, Optional
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -30,8 +29,8 @@ def tif_signature(timestamp: str, secret: str, nonce_value: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def tif_headers(paasid: str, secret: str, now: Optional[float] = None,
-                nonce_value: Optional[str] = None) -> Dict[str, str]:
+def tif_headers(paasid: str, secret: str, now: float | None = None,
+                nonce_value: str | None = None) -> dict[str, str]:
     """x-tif-paasid, x-tif-timestamp (Unix seconds), x-tif-nonce, x-tif-signature."""
     ts = str(int(time.time() if now is None else now))
     n = nonce_value or nonce()
@@ -43,26 +42,26 @@ def tif_headers(paasid: str, secret: str, now: Optional[float] = None,
     }
 
 
-def csb_string_to_sign(params: Dict[str, str]) -> str:
+def csb_string_to_sign(params: dict[str, str]) -> str:
     """"k=v" pairs sorted by key and joined by "&" (values used verbatim, not URL-encoded)."""
     return "&".join(f"{k}={params[k]}" for k in sorted(params))
 
 
-def csb_signature(secret: str, params: Dict[str, str]) -> str:
+def csb_signature(secret: str, params: dict[str, str]) -> str:
     """Base64(HMAC-SHA1(key = UTF-8 secret, msg = UTF-8 sorted string))."""
     mac = hmac.new(secret.encode("utf-8"), csb_string_to_sign(params).encode("utf-8"),
                    hashlib.sha1)
     return base64.b64encode(mac.digest()).decode("ascii")
 
 
-def csb_timestamp(unit: str = "ms", now: Optional[float] = None) -> str:
+def csb_timestamp(unit: str = "ms", now: float | None = None) -> str:
     """Epoch milliseconds (the CSB SDK's default) or seconds (seen in Jiangsu)."""
     t = time.time() if now is None else now
     return str(int(t * 1000)) if unit == "ms" else str(int(t))
 
 
 def csb_headers(api_name: str, access_key: str, secret: str, version: str = "1.0.0",
-                unit: str = "ms", now: Optional[float] = None) -> Dict[str, str]:
+                unit: str = "ms", now: float | None = None) -> dict[str, str]:
     """_api_name, _api_version, _api_access_key, _api_timestamp and _api_signature."""
     params = {
         "_api_access_key": access_key,

@@ -11,7 +11,6 @@ read timeouts — connect failures are always safe to retry, read failures are n
 from __future__ import annotations
 
 import ssl
-from typing import Dict, Optional, Union
 
 import httpx
 
@@ -32,7 +31,7 @@ class Transport:
     def url(self, infno: str) -> str:
         return self.settings.url
 
-    def headers(self, infno: str) -> Dict[str, str]:
+    def headers(self, infno: str) -> dict[str, str]:
         """Fresh headers per request (timestamps and nonces must not be reused)."""
         return dict(BASE_HEADERS)
 
@@ -55,7 +54,7 @@ class TifTransport(Transport):
             return _join(self.settings.url, paths["*"])
         return _join(self.settings.url, path if path is not None else infno)
 
-    def headers(self, infno: str) -> Dict[str, str]:
+    def headers(self, infno: str) -> dict[str, str]:
         h = dict(BASE_HEADERS)
         h.update(signing.tif_headers(self.settings.paasid, self.settings.secret))
         return h
@@ -72,7 +71,7 @@ class CsbTransport(Transport):
     def api_name(self, infno: str) -> str:
         return (self.settings.csb_api_names or {}).get(infno, infno)
 
-    def headers(self, infno: str) -> Dict[str, str]:
+    def headers(self, infno: str) -> dict[str, str]:
         h = dict(BASE_HEADERS)
         h.update(signing.csb_headers(self.api_name(infno), self.settings.access_key,
                                      self.settings.secret, self.settings.csb_version or "1.0.0",
@@ -91,27 +90,27 @@ def make_transport(settings: GatewaySettings) -> Transport:
     return cls(settings)
 
 
-def timeout(settings: GatewaySettings, read: Optional[float] = None) -> httpx.Timeout:
+def timeout(settings: GatewaySettings, read: float | None = None) -> httpx.Timeout:
     """Connect and pool waits use connect_timeout (nothing sent); write/read use read_timeout."""
     r = settings.read_timeout if read is None else read
     return httpx.Timeout(connect=settings.connect_timeout, read=r, write=r,
                          pool=settings.connect_timeout)
 
 
-def build_http_client(settings: GatewaySettings, pool_size: Optional[int] = None) -> httpx.Client:
+def build_http_client(settings: GatewaySettings, pool_size: int | None = None) -> httpx.Client:
     """The shared httpx.Client: pool sized for the worker threads, TLS per configuration."""
     size = max(1, pool_size or settings.max_connections)
     return httpx.Client(
         verify=tls_verify(settings),
         timeout=timeout(settings),
         limits=httpx.Limits(max_connections=size, max_keepalive_connections=size,
-                            keepalive_expiry=30.0),
+                            keepalive_expiry=settings.keepalive_seconds),
         trust_env=False,  # never route the 医保专网 through a desktop proxy setting
         follow_redirects=False,
     )
 
 
-def tls_verify(settings: GatewaySettings) -> Union[bool, "ssl.SSLContext"]:
+def tls_verify(settings: GatewaySettings) -> bool | ssl.SSLContext:
     """httpx's ``verify``: True/False, or an SSLContext with the CA bundle / client cert."""
     if not settings.client_cert and not settings.ca_bundle:
         return bool(settings.verify_tls)

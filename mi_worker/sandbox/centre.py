@@ -12,11 +12,17 @@ import itertools
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any
 
 from mi_worker.gateway import catalog
-from mi_worker.gateway.envelope import china_date, china_now, find_psn_no, is_valid_msgid
+from mi_worker.gateway.envelope import (
+    china_date,
+    china_now,
+    find_psn_no,
+    is_valid_msgid,
+)
 from mi_worker.sandbox import defaults
 from mi_worker.sandbox.ledger import (
     CANCELLED,
@@ -44,11 +50,11 @@ def _money(value: Any, default: str = "0") -> Decimal:
     try:
         return Decimal(str(value if value not in (None, "") else default)).quantize(
             CENT, rounding=ROUND_HALF_UP)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any bad amount is the caller's error
         raise Reject(f"金额格式错误 bad amount {value!r}") from None
 
 
-def _data(env: Dict[str, Any]) -> Dict[str, Any]:
+def _data(env: dict[str, Any]) -> dict[str, Any]:
     inp = env.get("input")
     data = inp.get("data") if isinstance(inp, dict) else None
     return data if isinstance(data, dict) else {}
@@ -57,7 +63,7 @@ def _data(env: Dict[str, Any]) -> Dict[str, Any]:
 class Centre:
     """State of the fake centre; :meth:`handle` is called once per decoded envelope."""
 
-    def __init__(self, require_sign_in: bool = True, fixmedins_code: Optional[str] = None,
+    def __init__(self, require_sign_in: bool = True, fixmedins_code: str | None = None,
                  admvs: str = defaults.ADMVS) -> None:
         self.require_sign_in = require_sign_in
         self.fixmedins_code = fixmedins_code
@@ -65,11 +71,11 @@ class Centre:
         self.ledger = Ledger()
         self._lock = threading.RLock()
         self._seen_msgids: set = set()
-        self._sign_ins: Dict[Tuple[str, str], str] = {}  # (opter, day) -> sign_no
-        self._sign_nos: Dict[str, Tuple[str, str]] = {}  # sign_no -> (opter, day)
+        self._sign_ins: dict[tuple[str, str], str] = {}  # (opter, day) -> sign_no
+        self._sign_nos: dict[str, tuple[str, str]] = {}  # sign_no -> (opter, day)
         self._counter = itertools.count(1)
-        self._fees: Dict[str, Decimal] = {}  # mdtrt_id -> uploaded fee total
-        self._handlers: Dict[str, Callable[[Dict[str, Any], str], Dict[str, Any]]] = {
+        self._fees: dict[str, Decimal] = {}  # mdtrt_id -> uploaded fee total
+        self._handlers: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
             "1101": self._h1101, "2201": self._h2201, "2202": self._h2202,
             "2204": self._h2204, "2205": self._h2205, "2206": self._h_trial,
             "2206A": self._h_trial, "2303": self._h_trial, "2101": self._h_trial,
@@ -97,7 +103,7 @@ class Centre:
             self._sign_ins.clear()
             self._sign_nos.clear()
 
-    def check(self, env: Dict[str, Any]) -> None:
+    def check(self, env: dict[str, Any]) -> None:
         """Envelope rules, before anything is recorded. Raises :class:`Reject`."""
         msgid = env.get("msgid")
         code = env.get("fixmedins_code")
@@ -106,10 +112,10 @@ class Centre:
         if self.fixmedins_code and code != self.fixmedins_code:
             raise Reject(f"定点医药机构编号错误 unknown fixmedins_code {code!r}")
         if not is_valid_msgid(msgid, code if isinstance(code, str) else None):
-            raise Reject(f"报文ID格式错误 msgid must be fixmedins_code(12)+yyyyMMddHHmmss(14)+"
-                         f"seq(4) = 30 characters, got {msgid!r}")
+            raise Reject(f"报文ID格式错误 msgid must be fixmedins_code {code!r} (12) + "
+                         f"yyyyMMddHHmmss (14) + sequence (4) = 30 characters, got {msgid!r}")
 
-    def handle(self, env: Dict[str, Any]) -> Dict[str, Any]:
+    def handle(self, env: dict[str, Any]) -> dict[str, Any]:
         """Process one envelope; the whole answer (success or infcode -1)."""
         infno = catalog.normalize(str(env.get("infno") or ""))
         msgid = str(env.get("msgid") or "")
@@ -129,8 +135,8 @@ class Centre:
             return self.answer(msgid, -1, None, str(exc))
         return self.answer(msgid, 0, output, None)
 
-    def answer(self, msgid: str, infcode: int, output: Any, err_msg: Optional[str]
-               ) -> Dict[str, Any]:
+    def answer(self, msgid: str, infcode: int, output: Any, err_msg: str | None
+               ) -> dict[str, Any]:
         now = china_now()
         stamp = now.strftime("%Y%m%d%H%M%S%f")[:17]
         ref = f"{self.admvs}{now.strftime('%Y%m%d%H%M%S')}{next(self._counter) % 10**10:010d}"
@@ -138,7 +144,7 @@ class Centre:
                 "respond_time": stamp, "enctype": "", "signtype": "", "cainfo": "",
                 "err_msg": err_msg, "warn_msg": None, "output": output}
 
-    def _check_sign_no(self, env: Dict[str, Any]) -> None:
+    def _check_sign_no(self, env: dict[str, Any]) -> None:
         sign_no = env.get("sign_no") or ""
         issued = self._sign_nos.get(sign_no)
         if not sign_no or issued is None:
@@ -152,14 +158,14 @@ class Centre:
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}{china_now().strftime('%Y%m%d')}{next(self._counter):08d}"
 
-    def _entry(self, env: Dict[str, Any], infno: str, **kw: Any) -> LedgerEntry:
+    def _entry(self, env: dict[str, Any], infno: str, **kw: Any) -> LedgerEntry:
         data = _data(env)
         return self.ledger.add(LedgerEntry(
             msgid=env["msgid"], infno=infno, psn_no=find_psn_no(env["input"]),
             day=china_date(), t=time.time(), input=env["input"],
             mdtrt_id=kw.pop("mdtrt_id", data.get("mdtrt_id")), **kw))
 
-    def _amounts(self, data: Dict[str, Any]) -> Dict[str, Decimal]:
+    def _amounts(self, data: dict[str, Any]) -> dict[str, Decimal]:
         mdtrt_id = data.get("mdtrt_id")
         fallback = self._fees.get(str(mdtrt_id), Decimal("100.00"))
         medfee = _money(data.get("medfee_sumamt"), str(fallback))
@@ -171,11 +177,11 @@ class Centre:
                 "psn_cash_pay": medfee - fund - acct}
 
     @staticmethod
-    def _floats(amounts: Dict[str, Decimal]) -> Dict[str, float]:
+    def _floats(amounts: dict[str, Decimal]) -> dict[str, float]:
         return {k: float(v) for k, v in amounts.items()}
 
-    def _setlinfo(self, data: Dict[str, Any], psn_no: Optional[str], amounts: Dict[str, Any],
-                  setl_id: Optional[str], insutype: str, clr_type: str) -> Dict[str, Any]:
+    def _setlinfo(self, data: dict[str, Any], psn_no: str | None, amounts: dict[str, Any],
+                  setl_id: str | None, insutype: str, clr_type: str) -> dict[str, Any]:
         info = {"mdtrt_id": data.get("mdtrt_id"), "psn_no": psn_no,
                 "psn_name": data.get("psn_name") or "测试患者", "insutype": insutype,
                 "clr_type": clr_type, "clr_optins": self.admvs, "clr_way": "1",
@@ -188,12 +194,12 @@ class Centre:
 
     # ------------------------------------------------------------ interfaces
 
-    def _h_default(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h_default(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         if catalog.is_state_changing(infno):
             self._entry(env, infno)
         return {}
 
-    def _h1101(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h1101(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         data = _data(env)
         cert = str(data.get("mdtrt_cert_no") or data.get("certno") or "000000")
         psn_no = data.get("psn_no") or "P" + hashlib.sha1(cert.encode()).hexdigest()[:15]
@@ -210,7 +216,7 @@ class Centre:
             "idetinfo": [],
         }
 
-    def _h2201(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h2201(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         data = _data(env)
         mdtrt_id = self._next_id("MD")
         self._entry(env, infno, kind="registration", status=OPEN, mdtrt_id=mdtrt_id,
@@ -218,8 +224,8 @@ class Centre:
         return {"data": {"mdtrt_id": mdtrt_id, "psn_no": find_psn_no(env["input"]),
                          "ipt_otp_no": data.get("ipt_otp_no")}}
 
-    def _cancel_open(self, env: Dict[str, Any], infno: str, kind: str, what: str
-                     ) -> Dict[str, Any]:
+    def _cancel_open(self, env: dict[str, Any], infno: str, kind: str, what: str
+                     ) -> dict[str, Any]:
         mdtrt_id = _data(env).get("mdtrt_id")
         targets = self.ledger.find(kind=kind, mdtrt_id=mdtrt_id, status=OPEN)
         if not targets:
@@ -229,18 +235,18 @@ class Centre:
         self._entry(env, infno, kind="cancel", ref_msgid=targets[0].msgid)
         return {}
 
-    def _h2202(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h2202(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         return self._cancel_open(env, infno, "registration", "就诊信息")
 
-    def _h2401(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h2401(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         mdtrt_id = self._next_id("ZY")
         self._entry(env, infno, kind="admission", status=OPEN, mdtrt_id=mdtrt_id)
         return {"result": {"mdtrt_id": mdtrt_id, "psn_no": find_psn_no(env["input"])}}
 
-    def _h2404(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h2404(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         return self._cancel_open(env, infno, "admission", "入院信息")
 
-    def _h2204(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h2204(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         details = env["input"].get("feedetail") or []
         if isinstance(details, dict):
             details = [details]
@@ -259,25 +265,25 @@ class Centre:
                            "chld_medc_flag": "0", "list_sp_item_flag": "0",
                            "lmt_used_flag": "0", "drt_reim_flag": "0", "memo": None})
         if mdtrt_id:
-            self._fees[str(mdtrt_id)] = self._fees.get(str(mdtrt_id), Decimal("0")) + total
+            self._fees[str(mdtrt_id)] = self._fees.get(str(mdtrt_id), Decimal(0)) + total
         self._entry(env, infno, kind="fee", mdtrt_id=mdtrt_id,
                     amounts={"det_item_fee_sumamt": float(total)})
         return {"result": result}
 
-    def _h2205(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h2205(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         mdtrt_id = _data(env).get("mdtrt_id")
         self._fees.pop(str(mdtrt_id), None)
         self._entry(env, infno, kind="cancel")
         return {}
 
-    def _h_trial(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h_trial(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         data = _data(env)
         amounts = self._floats(self._amounts(data))
         return {"setlinfo": self._setlinfo(data, find_psn_no(env["input"]), amounts, None,
                                            str(data.get("insutype") or "310"),
                                            str(data.get("clr_type") or "11"))}
 
-    def _h_settle(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h_settle(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         data = _data(env)
         psn_no = find_psn_no(env["input"])
         amounts = self._floats(self._amounts(data))
@@ -292,7 +298,7 @@ class Centre:
             {"fund_pay_type": "310100", "inscp_scp_amt": amounts["medfee_sumamt"],
              "fund_payamt": amounts["fund_pay_sumamt"], "setl_proc_info": "沙箱"}]}
 
-    def _h_cancel_settle(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h_cancel_settle(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         setl_id = _data(env).get("setl_id")
         targets = [e for e in self.ledger.find(setl_id=setl_id, kind="settlement")
                    if e.infno in _CANCEL_OF[infno]]
@@ -306,7 +312,7 @@ class Centre:
         return {"setlinfo": {"setl_id": new_id, "mdtrt_id": target.mdtrt_id,
                              "psn_no": target.psn_no, **negative}}
 
-    def _h2601(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h2601(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         data = _data(env)
         omsgid, oinfno = str(data.get("omsgid") or ""), str(data.get("oinfno") or "")
         target = self.ledger.get(omsgid)
@@ -326,7 +332,7 @@ class Centre:
         self._entry(env, infno, kind="reversal", ref_msgid=omsgid)
         return {}
 
-    def _h3201(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h3201(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         data = _data(env)
         begin = str(data.get("stmt_begndate") or china_date())[:10]
         end = str(data.get("stmt_enddate") or begin)[:10]
@@ -351,18 +357,18 @@ class Centre:
         return {"stmtinfo": {"setl_optins": data.get("setl_optins") or self.admvs,
                              "stmt_rslt": rslt, "stmt_rslt_dscr": dscr}}
 
-    def _h3202(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h3202(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         return {"fileinfo": {"file_qury_no": uuid.uuid4().hex, "filename": "stmt_detail.zip",
                              "dld_endtime": china_now().strftime("%Y-%m-%d 23:59:59")}}
 
-    def _h5201(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h5201(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         psn_no = find_psn_no(env["input"])
         rows = [e for e in self.ledger.entries() if e.kind in ("registration", "admission")
                 and e.psn_no == psn_no]
         return {"mdtrtinfo": [{"mdtrt_id": e.mdtrt_id, "psn_no": e.psn_no,
                                "vali_flag": "1" if e.status == OPEN else "0"} for e in rows]}
 
-    def _h5203(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h5203(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         data = _data(env)
         found = self.ledger.find(kind="settlement", setl_id=data.get("setl_id"))
         if not found:
@@ -373,7 +379,7 @@ class Centre:
         info["vali_flag"] = "1" if e.status == OPEN else "0"
         return {"setlinfo": info}
 
-    def _h9001(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h9001(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         sign_in = env["input"].get("signIn") or {}
         opter = str(sign_in.get("opter_no") or env.get("opter") or "")
         day = china_date()
@@ -385,7 +391,7 @@ class Centre:
         return {"signinoutb": {"sign_time": china_now().strftime("%Y-%m-%d %H:%M:%S"),
                                "sign_no": sign_no}}
 
-    def _h9002(self, env: Dict[str, Any], infno: str) -> Dict[str, Any]:
+    def _h9002(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
         sign_out = env["input"].get("signOut") or {}
         issued = self._sign_nos.pop(str(sign_out.get("sign_no") or ""), None)
         if issued is not None:
@@ -393,4 +399,4 @@ class Centre:
         return {"signoutoutb": {"sign_time": china_now().strftime("%Y-%m-%d %H:%M:%S")}}
 
 
-__all__ = ["Centre", "Reject", "SETTLEMENT_CODES", "DONE"]
+__all__ = ["DONE", "SETTLEMENT_CODES", "Centre", "Reject"]

@@ -18,10 +18,11 @@ hospital never heard — and the client must end UNCERTAIN instead of settling a
 """
 from __future__ import annotations
 
+import builtins
 import random
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 KINDS = ("latency", "http_error", "reset_before", "reset_after", "timeout", "infcode",
          "garbage")
@@ -33,13 +34,13 @@ _COMMIT_DEFAULT = {"http_error": False, "reset_before": False, "reset_after": Tr
 class Fault:
     kind: str
     infno: str = "*"
-    count: Optional[int] = None
-    probability: Optional[float] = None
+    count: int | None = None
+    probability: float | None = None
     seconds: float = 0.0
-    max_seconds: Optional[float] = None
+    max_seconds: float | None = None
     status: int = 500
     message: str = "模拟故障 simulated failure"
-    commit: Optional[bool] = None
+    commit: bool | None = None
     fired: int = field(default=0)
 
     def __post_init__(self) -> None:
@@ -48,7 +49,7 @@ class Fault:
         if self.commit is None:
             self.commit = _COMMIT_DEFAULT[self.kind]
 
-    def matches(self, infno: Optional[str]) -> bool:
+    def matches(self, infno: str | None) -> bool:
         return self.infno in ("*", infno)
 
     def exhausted(self) -> bool:
@@ -59,23 +60,23 @@ class Fault:
             return random.uniform(self.seconds, self.max_seconds)
         return self.seconds
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class FaultTable:
     """Thread-safe list of faults; :meth:`take` decides which fire for one request."""
 
-    def __init__(self, faults: Optional[List[Fault]] = None) -> None:
+    def __init__(self, faults: builtins.list[Fault] | None = None) -> None:
         self._lock = threading.Lock()
-        self._faults: List[Fault] = list(faults or [])
+        self._faults: list[Fault] = list(faults or [])
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
             self._faults.append(fault)
         return fault
 
-    def add_spec(self, spec: Dict[str, Any]) -> Fault:
+    def add_spec(self, spec: dict[str, Any]) -> Fault:
         allowed = {k: v for k, v in spec.items() if k != "fired"}
         return self.add(Fault(**allowed))
 
@@ -83,17 +84,17 @@ class FaultTable:
         with self._lock:
             self._faults.clear()
 
-    def list(self) -> List[Fault]:
+    def list(self) -> builtins.list[Fault]:
         with self._lock:
             return list(self._faults)
 
-    def take(self, infno: Optional[str]) -> Tuple[List[Fault], Optional[Fault]]:
+    def take(self, infno: str | None) -> tuple[builtins.list[Fault], Fault | None]:
         """(latency faults to apply, at most one other fault) for one request.
 
         Each fault that fires counts once against its ``count``.
         """
-        latencies: List[Fault] = []
-        terminal: Optional[Fault] = None
+        latencies: list[Fault] = []
+        terminal: Fault | None = None
         with self._lock:
             for f in self._faults:
                 if not f.matches(infno) or f.exhausted():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 SETTLEMENT_CODES = frozenset({"2102", "2207", "2207A", "2304"})
 OPEN = "open"
@@ -27,27 +27,27 @@ class LedgerEntry:
 
     msgid: str
     infno: str
-    psn_no: Optional[str]
+    psn_no: str | None
     day: str
     t: float
     status: str = DONE
     kind: str = "other"  # settlement, registration, admission, fee, cancel, reversal, other
-    mdtrt_id: Optional[str] = None
-    setl_id: Optional[str] = None
-    business_key: Optional[str] = None
-    insutype: Optional[str] = None
-    clr_type: Optional[str] = None
-    amounts: Dict[str, float] = field(default_factory=dict)
-    ref_msgid: Optional[str] = None  # the entry a cancel/2601 undid
-    undone_by: Optional[str] = None  # msgid of the cancel/2601 that undid this one
-    input: Dict[str, Any] = field(default_factory=dict)
+    mdtrt_id: str | None = None
+    setl_id: str | None = None
+    business_key: str | None = None
+    insutype: str | None = None
+    clr_type: str | None = None
+    amounts: dict[str, float] = field(default_factory=dict)
+    ref_msgid: str | None = None  # the entry a cancel/2601 undid
+    undone_by: str | None = None  # msgid of the cancel/2601 that undid this one
+    input: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def business_key(infno: str, data: Dict[str, Any], psn_no: Optional[str],
-                 mdtrt_id: Optional[str]) -> str:
+def business_key(infno: str, data: dict[str, Any], psn_no: str | None,
+                 mdtrt_id: str | None) -> str:
     """See the module docstring: the HIS's own bill key if given, else psn_no + mdtrt_id."""
     for marker in ("setl_key", "his_fee_id"):
         if data.get(marker) not in (None, ""):
@@ -62,37 +62,37 @@ class Ledger:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._entries: Dict[str, LedgerEntry] = {}
+        self._entries: dict[str, LedgerEntry] = {}
 
     def add(self, entry: LedgerEntry) -> LedgerEntry:
         with self._lock:
             self._entries[entry.msgid] = entry
         return entry
 
-    def get(self, msgid: str) -> Optional[LedgerEntry]:
+    def get(self, msgid: str) -> LedgerEntry | None:
         with self._lock:
             return self._entries.get(msgid)
 
-    def entries(self, infno: Optional[str] = None) -> List[LedgerEntry]:
+    def entries(self, infno: str | None = None) -> list[LedgerEntry]:
         with self._lock:
             items = list(self._entries.values())
         return [e for e in items if infno is None or e.infno == infno]
 
-    def find(self, **match: Any) -> List[LedgerEntry]:
+    def find(self, **match: Any) -> list[LedgerEntry]:
         """Entries whose attributes equal every ``match`` value (e.g. setl_id=..., kind=...)."""
         return [e for e in self.entries()
                 if all(getattr(e, k) == v for k, v in match.items())]
 
-    def settlements(self) -> List[LedgerEntry]:
+    def settlements(self) -> list[LedgerEntry]:
         return [e for e in self.entries() if e.kind == "settlement"]
 
-    def open_settlements(self) -> List[LedgerEntry]:
+    def open_settlements(self) -> list[LedgerEntry]:
         """Settlements neither cancelled nor reversed: what the centre would pay out."""
         return [e for e in self.settlements() if e.status == OPEN]
 
-    def double_settlements(self) -> List[List[LedgerEntry]]:
+    def double_settlements(self) -> list[list[LedgerEntry]]:
         """Groups of two or more open settlements with the same business key."""
-        groups: Dict[str, List[LedgerEntry]] = {}
+        groups: dict[str, list[LedgerEntry]] = {}
         for e in self.open_settlements():
             groups.setdefault(e.business_key or e.msgid, []).append(e)
         return [g for g in groups.values() if len(g) > 1]
@@ -101,7 +101,7 @@ class Ledger:
         with self._lock:
             self._entries.clear()
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "entries": [e.to_dict() for e in self.entries()],
             "open_settlements": [e.msgid for e in self.open_settlements()],
@@ -113,20 +113,20 @@ class Ledger:
 class CallRecord:
     """One HTTP request as the sandbox saw it; t_start/t_end are time.monotonic()."""
 
-    infno: Optional[str]
-    msgid: Optional[str]
-    psn_no: Optional[str]
+    infno: str | None
+    msgid: str | None
+    psn_no: str | None
     t_start: float
     thread: str
     path: str = ""
-    t_end: Optional[float] = None
-    http_status: Optional[int] = None
-    infcode: Optional[str] = None
-    err_msg: Optional[str] = None
-    fault: Optional[str] = None
+    t_end: float | None = None
+    http_status: int | None = None
+    infcode: str | None = None
+    err_msg: str | None = None
+    fault: str | None = None
     committed: bool = False
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -135,29 +135,29 @@ class CallLog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls: List[CallRecord] = []
+        self._calls: list[CallRecord] = []
 
     def add(self, record: CallRecord) -> CallRecord:
         with self._lock:
             self._calls.append(record)
         return record
 
-    def calls(self, infno: Optional[str] = None, psn_no: Optional[str] = None
-              ) -> List[CallRecord]:
+    def calls(self, infno: str | None = None, psn_no: str | None = None
+              ) -> list[CallRecord]:
         with self._lock:
             items = list(self._calls)
         return [c for c in items if (infno is None or c.infno == infno)
                 and (psn_no is None or c.psn_no == psn_no)]
 
-    def msgids(self, infno: Optional[str] = None) -> List[Optional[str]]:
+    def msgids(self, infno: str | None = None) -> list[str | None]:
         return [c.msgid for c in self.calls(infno)]
 
-    def count(self, infno: Optional[str] = None) -> int:
+    def count(self, infno: str | None = None) -> int:
         return len(self.calls(infno))
 
     @staticmethod
-    def _max_overlap(records: List[CallRecord]) -> int:
-        events: List[Tuple[float, int]] = []
+    def _max_overlap(records: list[CallRecord]) -> int:
+        events: list[tuple[float, int]] = []
         for c in records:
             end = c.t_end if c.t_end is not None else float("inf")
             events.append((c.t_start, 1))
@@ -169,13 +169,13 @@ class CallLog:
             best = max(best, cur)
         return best
 
-    def max_concurrent(self, infno: Optional[str] = None, psn_no: Optional[str] = None) -> int:
+    def max_concurrent(self, infno: str | None = None, psn_no: str | None = None) -> int:
         """The most requests (of ``infno`` / for ``psn_no``) in progress at one instant."""
         return self._max_overlap(self.calls(infno, psn_no))
 
-    def psn_overlaps(self) -> List[Tuple[CallRecord, CallRecord]]:
+    def psn_overlaps(self) -> list[tuple[CallRecord, CallRecord]]:
         """Pairs of requests for the same psn_no that were in progress at the same time."""
-        by_psn: Dict[str, List[CallRecord]] = {}
+        by_psn: dict[str, list[CallRecord]] = {}
         for c in self.calls():
             if c.psn_no:
                 by_psn.setdefault(c.psn_no, []).append(c)
@@ -193,5 +193,5 @@ class CallLog:
         with self._lock:
             self._calls.clear()
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"calls": [c.to_dict() for c in self.calls()]}

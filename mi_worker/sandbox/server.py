@@ -14,7 +14,7 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from mi_worker.gateway import catalog, signing
 from mi_worker.gateway.envelope import find_psn_no, infcode_str
@@ -34,21 +34,22 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256  # ≥ 64 concurrent clients without refused connections
 
-    sandbox: "SandboxServer"
+    sandbox: SandboxServer
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real gateways
+    disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms delayed ACK)
     server_version = "mi-worker-sandbox"
     timeout = 120  # idle keep-alive connections are closed after this
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("sandbox %s - %s", self.address_string(), format % args)
 
     # ---------------------------------------------------------------- plumbing
 
     @property
-    def box(self) -> "SandboxServer":
+    def box(self) -> SandboxServer:
         return self.server.sandbox  # type: ignore[attr-defined]
 
     def _send(self, status: int, body: bytes, ctype: str = "application/json;charset=utf-8"
@@ -78,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- control
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         box = self.box
         if self.path == "/_control/ledger":
             self._send_json(200, box.ledger.to_dict())
@@ -100,7 +101,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": "control body must be JSON"})
             return
         if self.path == "/_control/faults":
-            specs = payload.get("faults", []) if isinstance(payload, dict) else payload
+            # {"faults": [...], "replace": bool}, a list of specs, or one spec
+            if isinstance(payload, list):
+                specs = payload
+            elif isinstance(payload, dict) and "kind" in payload:
+                specs = [payload]
+            elif isinstance(payload, dict):
+                specs = payload.get("faults") or []
+            else:
+                specs = []
             if isinstance(specs, dict):
                 specs = [specs]
             if isinstance(payload, dict) and payload.get("replace"):
@@ -123,13 +132,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- the centre
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:
         body = self._read_body()
         if self.path.startswith("/_control/"):
             self._control(body)
             return
         box = self.box
-        env: Optional[Dict[str, Any]] = None
+        env: dict[str, Any] | None = None
         try:
             parsed = json.loads(body.decode("utf-8"))
             env = parsed if isinstance(parsed, dict) else None
@@ -149,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         record.http_status, record.infcode, record.err_msg = status, "-1", message
         self._send_json(status, {"infcode": -1, "err_msg": message, "output": None})
 
-    def _serve(self, env: Optional[Dict[str, Any]], infno: Optional[str],
+    def _serve(self, env: dict[str, Any] | None, infno: str | None,
                record: CallRecord) -> None:
         box = self.box
         problem = box.check_route(self.path, infno)
@@ -169,16 +178,14 @@ class _Handler(BaseHTTPRequestHandler):
         if delay > 0:
             box.stopping.wait(delay)
         record.fault = fault.kind if fault else None
-        if fault is not None and not fault.commit:
-            if self._apply_fault(fault, record):
-                return
+        if fault is not None and not fault.commit and self._apply_fault(fault, record):
+            return
         response = box.centre.handle(env)
         record.infcode = infcode_str(response.get("infcode"))
         record.err_msg = response.get("err_msg")
         record.committed = record.infcode == "0" and catalog.is_state_changing(infno)
-        if fault is not None and fault.commit:
-            if self._apply_fault(fault, record):
-                return
+        if fault is not None and fault.commit and self._apply_fault(fault, record):
+            return
         record.http_status = 200
         self._send_json(200, response)
 
@@ -194,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "http_error":
             record.http_status = fault.status
             self._send(fault.status, f"<html><body>{fault.status} {fault.message}</body></html>"
-                       .encode("utf-8"), "text/html;charset=utf-8")
+                       .encode(), "text/html;charset=utf-8")
             return True
         if fault.kind == "garbage":
             record.http_status = 200
@@ -220,8 +227,8 @@ class SandboxServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, transport: str = "single",
                  secret: str = defaults.SECRET, paasid: str = defaults.PAASID,
                  access_key: str = defaults.ACCESS_KEY, require_sign_in: bool = True,
-                 latency: float = 0.0, faults: Optional[List[Dict[str, Any]]] = None,
-                 fixmedins_code: Optional[str] = None,
+                 latency: float = 0.0, faults: list[dict[str, Any]] | None = None,
+                 fixmedins_code: str | None = None,
                  clock_skew_seconds: int = defaults.CLOCK_SKEW_SECONDS) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
@@ -235,10 +242,10 @@ class SandboxServer:
         for spec in faults or []:
             self.faults.add_spec(spec)
         self.stopping = threading.Event()
-        self._nonces: Dict[str, float] = {}
+        self._nonces: dict[str, float] = {}
         self._nonce_lock = threading.Lock()
-        self._httpd: Optional[_HTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -256,7 +263,7 @@ class SandboxServer:
                 "csb": defaults.CSB_BASE}[self.transport]
         return self.base_url + path
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         if self._httpd is not None:
             return self
         self.stopping.clear()
@@ -281,10 +288,10 @@ class SandboxServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:  # noqa: PYI034 - Self needs Python 3.11
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def serve_forever(self) -> None:
@@ -317,7 +324,7 @@ class SandboxServer:
 
     # ---------------------------------------------------------------- checks
 
-    def check_route(self, path: str, infno: Optional[str]) -> Optional[str]:
+    def check_route(self, path: str, infno: str | None) -> str | None:
         """The URL must match the transport: the fixed path, or base + "/" + infno."""
         path = path.split("?", 1)[0]
         if self.transport == "single":
@@ -329,7 +336,7 @@ class SandboxServer:
             return f"path {path} is for {last} but the envelope's infno is {infno}"
         return None
 
-    def check_auth(self, headers: Any) -> Optional[str]:
+    def check_auth(self, headers: Any) -> str | None:
         """Verify the transport's signature headers; the problem in words, or None."""
         if self.transport == "tif":
             return self._check_tif(headers)
@@ -340,7 +347,7 @@ class SandboxServer:
     def _fresh(self, ts: int) -> bool:
         return abs(time.time() - ts) <= self.clock_skew_seconds
 
-    def _check_tif(self, h: Any) -> Optional[str]:
+    def _check_tif(self, h: Any) -> str | None:
         paasid, ts = h.get("x-tif-paasid"), h.get("x-tif-timestamp") or ""
         nonce, sig = h.get("x-tif-nonce") or "", h.get("x-tif-signature") or ""
         if paasid != self.paasid:
@@ -362,7 +369,7 @@ class SandboxServer:
             self._nonces[nonce] = now
         return None
 
-    def _check_csb(self, h: Any) -> Optional[str]:
+    def _check_csb(self, h: Any) -> str | None:
         params = {k: h.get(k) or "" for k in ("_api_access_key", "_api_name",
                                                "_api_timestamp", "_api_version")}
         if params["_api_access_key"] != self.access_key:

@@ -83,6 +83,12 @@ WITH u AS (
 )
 SELECT msgid FROM u;
 
+-- name: next_msgid
+-- A msgid for a message that has no request row (9001 sign-in, 9002 sign-out).
+SELECT :fixmedins_code
+       || to_char(clock_timestamp() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS')
+       || lpad((nextval('medical_insurance_msgid_seq') % 10000)::text, 4, '0') AS msgid;
+
 -- name: complete_request
 -- The one write of a finished call, only while this claim still holds the row; a
 -- state-changing call finished after its caller's deadline is flagged for reversal.
@@ -305,3 +311,7 @@ FROM medical_insurance_requests
 WHERE idempotency_key = :idempotency_key AND status NOT IN ('ERROR', 'TIMEOUT')
 ORDER BY request_id DESC
 LIMIT 1;
+
+-- name: count_by_status
+-- Queue depth by status: `mi-worker status`, the monitors and the tests read it.
+SELECT status, COUNT(*) AS n FROM medical_insurance_requests GROUP BY status;

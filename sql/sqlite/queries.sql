@@ -55,7 +55,7 @@ WITH cand AS (
     ORDER BY r.priority, r.request_id
     LIMIT :batch_size
 ), seq AS (
-    SELECT COALESCE(MAX(msgid_seq), 0) AS base FROM medical_insurance_requests
+    SELECT value AS base FROM medical_insurance_msgid_counter WHERE id = 1
 )
 UPDATE medical_insurance_requests
    SET status = 'PROCESSING',
@@ -78,12 +78,20 @@ RETURNING request_id, interface_code, input_data, msgid, attempts, max_retry_cou
 -- name: assign_new_msgid
 -- A resend must carry a new msgid (the centre rejects a repeated one); stored before sending.
 UPDATE medical_insurance_requests
-   SET msgid_seq = (SELECT COALESCE(MAX(msgid_seq), 0) + 1 FROM medical_insurance_requests),
+   SET msgid_seq = (SELECT value + 1 FROM medical_insurance_msgid_counter WHERE id = 1),
        msgid = :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
-               || printf('%04d', ((SELECT COALESCE(MAX(msgid_seq), 0) + 1
-                                   FROM medical_insurance_requests) % 10000))
+               || printf('%04d', ((SELECT value + 1 FROM medical_insurance_msgid_counter
+                                   WHERE id = 1) % 10000))
  WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
 RETURNING msgid;
+
+-- name: next_msgid
+-- A msgid for a message that has no request row (9001 sign-in, 9002 sign-out).
+UPDATE medical_insurance_msgid_counter
+   SET value = value + 1
+ WHERE id = 1
+RETURNING :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
+          || printf('%04d', value % 10000) AS msgid;
 
 -- name: complete_request
 -- The one write of a finished call, only while this claim still holds the row; a
@@ -298,3 +306,7 @@ FROM medical_insurance_requests
 WHERE idempotency_key = :idempotency_key AND status NOT IN ('ERROR', 'TIMEOUT')
 ORDER BY request_id DESC
 LIMIT 1;
+
+-- name: count_by_status
+-- Queue depth by status: `mi-worker status`, the monitors and the tests read it.
+SELECT status, COUNT(*) AS n FROM medical_insurance_requests GROUP BY status;

@@ -61,6 +61,21 @@ CREATE INDEX IF NOT EXISTS ix_mir_request_time ON medical_insurance_requests (re
 CREATE INDEX IF NOT EXISTS ix_mir_doubt ON medical_insurance_requests (request_id)
     WHERE status = 'UNCERTAIN' OR needs_reversal = 1;
 
+-- The msgid sequence (SQLite has no sequences): a one-row counter that every msgid assignment
+-- advances, through the trigger below for claims and directly for sign-in messages.
+CREATE TABLE IF NOT EXISTS medical_insurance_msgid_counter (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO medical_insurance_msgid_counter (id, value) VALUES (1, 0);
+
+CREATE TRIGGER IF NOT EXISTS tr_mir_msgid_seq
+AFTER UPDATE OF msgid_seq ON medical_insurance_requests
+WHEN NEW.msgid_seq IS NOT NULL
+BEGIN
+    UPDATE medical_insurance_msgid_counter SET value = MAX(value, NEW.msgid_seq) WHERE id = 1;
+END;
+
 CREATE TABLE IF NOT EXISTS sdk_heartbeat (
     service_name    TEXT    NOT NULL,
     worker_id       TEXT    NOT NULL,

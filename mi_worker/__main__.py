@@ -1,0 +1,3 @@
+from mi_worker.cli import main
+
+main(prog_name="mi-worker")

@@ -1,0 +1,157 @@
+"""`mi-worker`: the one command ops and DBAs use (run, db upgrade, call, sandbox, status…)."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import click
+
+from mi_worker import __version__, config, logs
+
+
+class Context:
+    """Settings loaded once per invocation; a bad config is a clear error, not a traceback."""
+
+    def __init__(self, config_path: Optional[str]) -> None:
+        self.config_path = config_path
+        self._settings: Optional[config.Settings] = None
+
+    @property
+    def settings(self) -> config.Settings:
+        if self._settings is None:
+            try:
+                self._settings = config.load(self.config_path)
+            except config.ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._settings
+
+    def setup_logging(self, level: Optional[str] = None) -> None:
+        s = self.settings
+        logs.setup(level or s.logging.level, s.logging.file, s.secrets())
+
+    def db(self):
+        from mi_worker.runner import open_database
+        try:
+            return open_database(self.settings)
+        except (RuntimeError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              envvar="MI_WORKER_CONFIG", help="TOML settings file (or MI_WORKER_CONFIG).")
+@click.version_option(__version__, prog_name="mi-worker")
+@click.pass_context
+def main(ctx: click.Context, config_path: Optional[str]) -> None:
+    """mi-worker: runs HIS calls queued in the database against the NHSA gateway."""
+    ctx.obj = Context(config_path)
+
+
+# -- run ---------------------------------------------------------------------------------
+@main.command()
+@click.option("--threads", type=int, default=None, help="Override worker.threads.")
+@pass_ctx
+def run(c: Context, threads: Optional[int]) -> None:
+    """Run a worker until SIGTERM / Ctrl-C (graceful stop)."""
+    from mi_worker.runner import SchemaNotReady
+    from mi_worker.runner import run as run_worker
+    if threads:
+        c.settings.worker.threads = threads
+    c.setup_logging()
+    try:
+        sys.exit(run_worker(c.settings))
+    except SchemaNotReady as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# -- db ----------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(c: Context) -> None:
+    """Apply missing migrations (idempotent; safe from two hosts at once)."""
+    from mi_worker.db.migrate import sync_catalog, upgrade
+    c.setup_logging()
+    database = c.db()
+    try:
+        applied = upgrade(database)
+        n = sync_catalog(database)
+    finally:
+        database.close()
+    click.echo(f"{database.name}: applied {applied or 'nothing (up to date)'}; "
+               f"{n} interface names synced")
+
+
+# -- call --------------------------------------------------------------------------------
+@main.command()
+@click.argument("interface_code")
+@click.option("--input", "input_data", required=True, help="The input JSON object.")
+@click.option("--timeout", type=int, default=30, show_default=True)
+@click.option("--retry-count", type=int, default=3, show_default=True)
+@click.option("--priority", type=int, default=5, show_default=True)
+@click.option("--idempotency-key", default=None)
+@click.option("--his-fee-id", default=None)
+@click.option("--psn-no", default=None)
+@click.option("--poll-ms", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@pass_ctx
+def call(c: Context, interface_code: str, input_data: str, timeout: int, retry_count: int,
+         priority: int, idempotency_key: Optional[str], his_fee_id: Optional[str],
+         psn_no: Optional[str], poll_ms: int, as_json: bool) -> None:
+    """Enqueue one call and wait, exactly as the HIS procedure does; exit 1 on error."""
+    from mi_worker.his_call import call as his_call
+    c.setup_logging("WARNING")
+    database = c.db()
+    try:
+        outcome = his_call(database, interface_code, input_data, timeout, retry_count,
+                           priority=priority, idempotency_key=idempotency_key,
+                           his_fee_id=his_fee_id, psn_no=psn_no, poll_ms=poll_ms)
+    finally:
+        database.close()
+    if as_json:
+        click.echo(json.dumps(outcome.as_dict(), ensure_ascii=False))
+    else:
+        for key, value in outcome.as_dict().items():
+            click.echo(f"{key}: {'' if value is None else value}")
+    sys.exit(0 if outcome.error_code == 0 else 1)
+
+
+# -- config ------------------------------------------------------------------------------
+@main.group("config")
+def config_group() -> None:
+    """Inspect settings."""
+
+
+@config_group.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown table; README embeds it)."""
+    click.echo(config.reference_markdown(), nl=False)
+
+
+@config_group.command("check")
+@pass_ctx
+def config_check(c: Context) -> None:
+    """Load and validate the settings; print where they came from."""
+    s = c.settings
+    click.echo(f"settings OK (from {s.source}); database {s.database.url.split(':', 1)[0]}, "
+               f"gateway {s.gateway.kind}/{s.gateway.transport}")
+
+
+def _register_optional() -> None:
+    """Commands that live in their own modules."""
+    from mi_worker.sandbox.cli import sandbox
+    main.add_command(sandbox)
+
+
+_register_optional()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,161 @@
+"""The request queue as the worker sees it: claim, complete, requeue, release — dialect-neutral.
+
+Every write after a claim names the claim token, so a worker that lost its lease (it stalled,
+the sweep recovered the row, another worker took it) learns so from "0 rows" and never
+overwrites someone else's outcome. A concurrent claim that trips a unique index (one
+in-flight row per patient, one row per interface slot) loses the race harmlessly: it claims
+nothing this round and tries again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from mi_worker.db import ConnectionLost, Database, UniqueViolation
+
+log = logging.getLogger("mi_worker.queue")
+
+
+@dataclass
+class ClaimedRequest:
+    """One leased row. ``claim_token`` is the lease: every later write must present it."""
+
+    request_id: int
+    interface_code: str
+    input_data: str
+    msgid: str
+    attempts: int
+    max_retry_count: int
+    psn_no: Optional[str]
+    insuplc_admdvs: Optional[str]
+    priority: int
+    parent_request_id: Optional[int]
+    seconds_left: float
+    claim_token: str
+    claimed_monotonic: float
+
+    @property
+    def deadline_monotonic(self) -> float:
+        return self.claimed_monotonic + max(self.seconds_left, 0.0)
+
+
+class LeaseLost(RuntimeError):
+    """The row is no longer ours (recovered by the sweep after our lease ran out)."""
+
+
+class Queue:
+    """Claims and result writes for one worker process."""
+
+    def __init__(self, db: Database, worker_id: str, fixmedins_code: str,
+                 lease_seconds: int) -> None:
+        self.db = db
+        self.worker_id = worker_id
+        self.fixmedins_code = fixmedins_code
+        self.lease_seconds = lease_seconds
+
+    def claim(self, n: int) -> List[ClaimedRequest]:
+        """Lease up to ``n`` runnable rows; [] when none (or a concurrent claim won a race)."""
+        token = uuid.uuid4().hex
+        try:
+            rows = self.db.run(
+                "claim_batch", retry=False, batch_size=n, scan_size=max(4 * n, 32),
+                slot_offset=random.randrange(1000), worker_id=self.worker_id,
+                claim_token=token, lease_seconds=self.lease_seconds,
+                fixmedins_code=self.fixmedins_code)
+        except UniqueViolation as exc:
+            log.debug("claim lost a race to another worker (%s); retrying", exc)
+            return []
+        now = time.monotonic()
+        return [ClaimedRequest(
+            request_id=int(r["request_id"]), interface_code=str(r["interface_code"]).strip(),
+            input_data=r["input_data"], msgid=r["msgid"], attempts=int(r["attempts"]),
+            max_retry_count=int(r["max_retry_count"]), psn_no=r.get("psn_no"),
+            insuplc_admdvs=r.get("insuplc_admdvs"), priority=int(r["priority"]),
+            parent_request_id=r.get("parent_request_id"),
+            seconds_left=float(r["seconds_left"]), claim_token=token, claimed_monotonic=now)
+            for r in rows]
+
+    def new_msgid(self, req: ClaimedRequest) -> str:
+        """Store a fresh msgid on the row before a resend; raises LeaseLost if not ours."""
+        row = self.db.run_one("assign_new_msgid", request_id=req.request_id,
+                              claim_token=req.claim_token, fixmedins_code=self.fixmedins_code)
+        if not row:
+            raise LeaseLost(f"request {req.request_id}: lease lost before resend")
+        req.msgid = row["msgid"]
+        return req.msgid
+
+    def complete(self, req: ClaimedRequest, status: str, *, infcode: Optional[str] = None,
+                 response: Optional[Dict[str, Any]] = None, error_code: Optional[int] = None,
+                 error_message: Optional[str] = None, msgid: Optional[str] = None,
+                 attempt_log: Optional[list] = None, late_reversible: bool = False) -> bool:
+        """Write a final outcome (COMPLETED / ERROR / UNCERTAIN). False if the lease was lost."""
+        params = dict(request_id=req.request_id, claim_token=req.claim_token, status=status,
+                      infcode=infcode,
+                      response_data=None if response is None else json.dumps(
+                          response, ensure_ascii=False),
+                      error_code=error_code, error_message=_clip(error_message), msgid=msgid,
+                      attempt_log=json.dumps(attempt_log or [], ensure_ascii=False),
+                      late_reversible=1 if late_reversible else 0)
+        return self._write("complete_request", req, status, params)
+
+    def requeue(self, req: ClaimedRequest, delay: float, *, error_code: Optional[int],
+                error_message: Optional[str], attempt_log: Optional[list] = None,
+                msgid: Optional[str] = None) -> bool:
+        """Back to PENDING after ``delay`` s (or ERROR/TIMEOUT when out of tries or time)."""
+        params = dict(request_id=req.request_id, claim_token=req.claim_token,
+                      delay_seconds=float(delay), error_code=error_code,
+                      error_message=_clip(error_message), msgid=msgid,
+                      attempt_log=json.dumps(attempt_log or [], ensure_ascii=False))
+        return self._write("requeue_request", req, None, params)
+
+    def release(self, req: ClaimedRequest) -> bool:
+        """Give back a row that was never sent (graceful stop)."""
+        return self._write("release_request", req, "PENDING",
+                           dict(request_id=req.request_id, claim_token=req.claim_token))
+
+    def extend_leases(self, tokens: List[str]) -> None:
+        for token in tokens:
+            self.db.run("extend_lease", claim_token=token, lease_seconds=self.lease_seconds)
+
+    def _write(self, name: str, req: ClaimedRequest, status: Optional[str],
+               params: Dict[str, Any]) -> bool:
+        """Run a token-guarded write; survive a dropped connection without losing the result.
+
+        The write is retried until the database answers (the outcome of a call that reached
+        the centre must not be lost). If a retry finds 0 rows, the first try may have landed
+        before the connection dropped: the row is read back to tell that from a lost lease.
+        """
+        delay = 0.5
+        first_try = True
+        while True:
+            try:
+                rows = self.db.run(name, **params)
+                break
+            except ConnectionLost as exc:
+                first_try = False
+                log.warning("request %s: database unreachable while writing the result (%s); "
+                            "retrying in %.1fs", req.request_id, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        if rows:
+            return True
+        if not first_try:
+            row = self.db.run_one("get_request", request_id=req.request_id)
+            # complete keeps our token on the row; requeue and release clear it.
+            if row and row.get("claim_token") in (req.claim_token, None) \
+                    and (status is None or row.get("status") == status):
+                return True
+        log.warning("request %s: lease lost (the row was recovered by another worker); "
+                    "this worker's outcome was not written", req.request_id)
+        return False
+
+
+def _clip(text: Optional[str], limit: int = 2000) -> Optional[str]:
+    if text is None:
+        return None
+    return text if len(text) <= limit else text[: limit - 3] + "..."

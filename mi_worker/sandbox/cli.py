@@ -1,0 +1,39 @@
+"""`mi-worker sandbox`: run the fake centre in the foreground for demos and manual tests."""
+from __future__ import annotations
+
+import click
+
+from mi_worker.sandbox import defaults
+from mi_worker.sandbox.server import TRANSPORTS, SandboxServer
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (keep loopback unless you know why).")
+@click.option("--port", default=8097, show_default=True, type=int, help="0 = any free port.")
+@click.option("--transport", type=click.Choice(TRANSPORTS), default="single", show_default=True)
+@click.option("--secret", default=defaults.SECRET, show_default=True,
+              help="x-tif secret / CSB secretKey the sandbox expects.")
+@click.option("--latency", default=0.0, type=float, show_default=True,
+              help="Seconds added to every answer.")
+@click.option("--no-sign-in", is_flag=True, help="Do not require a 9001 sign_no.")
+def sandbox(host: str, port: int, transport: str, secret: str, latency: float,
+            no_sign_in: bool) -> None:
+    """Run the SANDBOX (a fake 医保中心), never the real national platform."""
+    server = SandboxServer(host=host, port=port, transport=transport, secret=secret,
+                           latency=latency, require_sign_in=not no_sign_in)
+    server.start()
+    line = "=" * 78
+    click.secho(line, fg="yellow", err=True)
+    click.secho(defaults.BANNER, fg="yellow", bold=True, err=True)
+    click.secho(line, fg="yellow", err=True)
+    click.echo(f"gateway.kind = nhsa (or sandbox)\ngateway.transport = {transport}\n"
+               f"gateway.url = {server.url}")
+    if transport == "tif":
+        click.echo(f"gateway.paasid = {server.paasid}\ngateway.secret = {secret}")
+    elif transport == "csb":
+        click.echo(f"gateway.access_key = {server.access_key}\ngateway.secret = {secret}")
+    click.echo(f"control: GET {server.base_url}/_control/ledger | /_control/calls ; "
+               f"POST /_control/faults | /_control/reset | /_control/expire_sign_in")
+    click.echo("Ctrl-C to stop.")
+    server.serve_forever()

@@ -1,0 +1,231 @@
+"""The worker process: one claim loop feeding N gateway threads, and a graceful stop.
+
+A single dispatcher thread claims only as many rows as there are idle threads, so a claimed
+row never waits in a local queue where a crash would strand it; it claims again at once
+after a full batch and backs off (min_poll_interval doubling up to poll_interval) while the
+queue is empty. Each row's outcome is written back in one token-guarded statement.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, Optional
+
+from mi_worker import __version__
+from mi_worker.config import Settings
+from mi_worker.db import ConnectionLost, Database, DatabaseError
+from mi_worker.gateway import catalog
+from mi_worker.gateway.base import (E_BAD_INPUT, E_UNEXPECTED, CallContext, Gateway,
+                                    GatewayResult, Outcome)
+from mi_worker.queue import ClaimedRequest, LeaseLost, Queue
+
+log = logging.getLogger("mi_worker.worker")
+
+# Stages of an in-flight row: decides what a graceful stop may do with it.
+CLAIMED, SENDING, WRITING = "claimed", "sending", "writing"
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Claims rows and calls the gateway for them until stopped."""
+
+    def __init__(self, settings: Settings, db: Database, gateway: Gateway,
+                 worker_id: Optional[str] = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.gateway = gateway
+        self.worker_id = worker_id or make_worker_id()
+        self.queue = Queue(db, self.worker_id, settings.gateway.fixmedins_code,
+                           settings.worker.lease_seconds)
+        self.threads = settings.worker.threads
+        self.started_at = time.time()
+        self.processed_total = 0
+        self._inflight: Dict[int, tuple] = {}  # request_id -> (ClaimedRequest, stage)
+        self._lock = threading.Lock()
+        self._slot_free = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self.db.stopping = self._stop.is_set
+
+    # -- state shared with the jobs ---------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def active_tokens(self) -> list:
+        with self._lock:
+            return sorted({req.claim_token for req, _ in self._inflight.values()})
+
+    def stop(self) -> None:
+        """Ask the loop to stop claiming; run() then drains and returns."""
+        self._stop.set()
+        with self._slot_free:
+            self._slot_free.notify_all()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Claim and dispatch until stop(); then let in-flight calls finish (grace period)."""
+        ws = self.settings.worker
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mi-call")
+        idle = ws.min_poll_interval
+        db_down_since: Optional[float] = None
+        log.info("worker %s claiming: %d threads, batch %d, database %s", self.worker_id,
+                 self.threads, ws.batch_size, self.db.dialect.safe_url())
+        try:
+            while not self._stop.is_set():
+                with self._slot_free:
+                    free = self.threads - len(self._inflight)
+                    if free <= 0:
+                        self._slot_free.wait(ws.poll_interval)
+                        continue
+                want = min(ws.batch_size, free)
+                try:
+                    rows = self.queue.claim(want)
+                    if db_down_since is not None:
+                        log.info("database reachable again after %.0fs",
+                                 time.monotonic() - db_down_since)
+                        db_down_since = None
+                except (ConnectionLost, DatabaseError) as exc:
+                    if db_down_since is None:
+                        db_down_since = time.monotonic()
+                        log.error("claim failed: %s; retrying with back-off", exc)
+                    self._stop.wait(min(ws.poll_interval * 4, 5.0) * random.uniform(0.5, 1.0))
+                    continue
+                for req in rows:
+                    with self._lock:
+                        self._inflight[req.request_id] = (req, CLAIMED)
+                    pool.submit(self._process, req)
+                if len(rows) == want:
+                    idle = ws.min_poll_interval
+                    continue
+                if rows:
+                    idle = ws.min_poll_interval
+                else:
+                    idle = min(idle * 2, ws.poll_interval)
+                self._stop.wait(idle)
+        finally:
+            self._drain(pool)
+            self._stopped.set()
+
+    def _drain(self, pool: ThreadPoolExecutor) -> None:
+        grace = self.settings.worker.grace_seconds
+        deadline = time.monotonic() + grace
+        with self._slot_free:
+            while self._inflight and time.monotonic() < deadline:
+                self._slot_free.wait(min(0.2, max(deadline - time.monotonic(), 0.01)))
+            left = list(self._inflight.values())
+        for req, stage in left:
+            if stage == CLAIMED or (stage == SENDING
+                                    and catalog.is_retry_safe(req.interface_code)):
+                # Never sent, or safe to send again: give it back for another worker.
+                if self.queue.release(req):
+                    log.info("request %s released to PENDING at shutdown", req.request_id)
+            else:
+                log.warning("request %s (%s) still in flight after the %.0fs grace period; "
+                            "left to lease recovery (it may have reached the centre)",
+                            req.request_id, req.interface_code, grace)
+        pool.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped; %d processed", self.worker_id, self.processed_total)
+
+    # -- one row -------------------------------------------------------------------------------
+    def _stage(self, req: ClaimedRequest, stage: str) -> None:
+        with self._lock:
+            if req.request_id in self._inflight:
+                self._inflight[req.request_id] = (req, stage)
+
+    def _process(self, req: ClaimedRequest) -> None:
+        try:
+            if self._stop.is_set():
+                self.queue.release(req)
+                return
+            self._handle(req)
+        except Exception as exc:  # the worker must survive anything one row does
+            log.exception("request %s: unexpected error", req.request_id)
+            try:
+                self.queue.complete(req, "ERROR", error_code=E_UNEXPECTED,
+                                    error_message=f"unexpected error in worker: {exc}")
+                self.db.run("log_error", request_id=req.request_id, error_code=E_UNEXPECTED,
+                            error_message=str(exc)[:2000], detail=type(exc).__name__)
+            except Exception:
+                log.exception("request %s: could not record the error", req.request_id)
+        finally:
+            with self._slot_free:
+                self._inflight.pop(req.request_id, None)
+                self.processed_total += 1
+                self._slot_free.notify_all()
+
+    def _handle(self, req: ClaimedRequest) -> None:
+        payload = parse_input(req.input_data)
+        if isinstance(payload, str):
+            self.queue.complete(req, "ERROR", error_code=E_BAD_INPUT,
+                                error_message=f"参数错误: request {req.request_id}: {payload}")
+            return
+        ctx = CallContext(
+            request_id=req.request_id, interface_code=req.interface_code, input=payload,
+            msgid=req.msgid, deadline_monotonic=req.deadline_monotonic, attempt=req.attempts,
+            max_attempts=req.max_retry_count + 1, psn_no=req.psn_no,
+            insuplc_admdvs=req.insuplc_admdvs, new_msgid=lambda: self.queue.new_msgid(req))
+        self._stage(req, SENDING)
+        try:
+            result = self.gateway.call(ctx)
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            return
+        self._stage(req, WRITING)
+        self._write(req, result)
+
+    def _write(self, req: ClaimedRequest, result: GatewayResult) -> None:
+        q = self.queue
+        code = req.interface_code
+        common = dict(msgid=result.msgid, attempt_log=result.attempt_log)
+        if result.outcome == Outcome.COMPLETED:
+            late = self.settings.jobs.reverse_late_completions and catalog.reversible(code)
+            q.complete(req, "COMPLETED", infcode=result.infcode, response=result.response,
+                       late_reversible=late, **common)
+        elif result.outcome == Outcome.RETRY:
+            delay = result.retry_after * random.uniform(0.8, 1.2)
+            q.requeue(req, delay, error_code=result.error_code,
+                      error_message=result.error_message, **common)
+        else:
+            status = "UNCERTAIN" if result.outcome == Outcome.UNCERTAIN else "ERROR"
+            q.complete(req, status, infcode=result.infcode, response=result.response,
+                       error_code=result.error_code, error_message=result.error_message,
+                       **common)
+            if status == "UNCERTAIN":
+                log.warning("request %s (%s): outcome uncertain, left for reversal: %s",
+                            req.request_id, code, result.error_message)
+
+
+def parse_input(text: str):
+    """The input as a dict, or a string saying why it is not acceptable."""
+    if text is None or not str(text).strip():
+        return "input_data is empty"
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return f"input_data is not valid JSON ({str(exc)[:200]})"
+    if not isinstance(value, dict):
+        return "input_data must be a JSON object"
+    return value
+
+
+def heartbeat_params(worker: Worker, status: str = "RUNNING") -> dict:
+    return dict(service_name=worker.settings.worker.service_name, worker_id=worker.worker_id,
+                host=socket.gethostname()[:255], pid=os.getpid(), version=__version__,
+                status=status, in_flight=worker.in_flight,
+                processed_total=worker.processed_total)
