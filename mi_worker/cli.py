@@ -124,6 +124,34 @@ def call(c: Context, interface_code: str, input_data: str, timeout: int, retry_c
     sys.exit(0 if outcome.error_code == 0 else 1)
 
 
+# -- health ------------------------------------------------------------------------------
+@main.command()
+@click.option("--max-age", type=float, default=30.0, show_default=True,
+              help="Seconds since the last heartbeat that still counts as alive.")
+@click.option("--host", default=None, help="Worker host to check (default: this host).")
+@pass_ctx
+def health(c: Context, max_age: float, host: Optional[str]) -> None:
+    """Exit 0 if a RUNNING worker on this host beat within --max-age (liveness probes)."""
+    import socket
+    c.setup_logging("ERROR")
+    host = host or socket.gethostname()
+    database = c.db()
+    try:
+        rows = [r for r in database.run("heartbeat_rows") if r["host"] == host[:255]]
+    except Exception as exc:
+        click.echo(f"UNHEALTHY: database unreachable: {exc}")
+        sys.exit(1)
+    finally:
+        database.close()
+    alive = [r for r in rows if r["status"] == "RUNNING" and float(r["age_seconds"]) <= max_age]
+    if alive:
+        ages = ", ".join(f"{r['worker_id']} {float(r['age_seconds']):.0f}s" for r in alive)
+        click.echo(f"OK: {ages}")
+        sys.exit(0)
+    click.echo(f"UNHEALTHY: no RUNNING worker on {host} beat within {max_age:.0f}s")
+    sys.exit(1)
+
+
 # -- config ------------------------------------------------------------------------------
 @main.group("config")
 def config_group() -> None:

@@ -72,6 +72,10 @@ class JobSettings:
                                         "workers", 15.0)
     reversal_seconds: float = doc("Interval of the 2601 reversal job", 10.0)
     reversal_max_attempts: int = doc("2601 attempts before a row becomes NEEDS_MANUAL", 5)
+    reversal_done_pattern: str = doc("Regular expression on a failed 2601's err_msg meaning "
+                                     "nothing stands settled (the centre never got the original,"
+                                     " or it is already reversed)", "原交易不存在|已冲正|已经冲正")
+    reversal_timeout_seconds: int = doc("Deadline of a queued 2601 reversal request", 300)
     reverse_late_completions: bool = doc("Reverse a state-changing call that COMPLETED after "
                                          "its HIS caller gave up", True)
     alerts_seconds: float = doc("Interval of the alert scan", 60.0)

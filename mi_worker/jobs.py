@@ -109,8 +109,12 @@ class Scheduler:
         self.scheduler.start()
 
     def extra_jobs(self) -> list:
-        """Jobs added by later modules (reversal, alerts, reconciliation); none yet."""
-        return []
+        """Cluster-wide jobs beyond the sweeps: reversal (and alerts, reconciliation)."""
+        from mi_worker.reversal import run_reversals
+        js = self.settings.jobs
+        reversal = self.once("reversal", lambda db: run_reversals(
+            db, js.reversal_max_attempts, js.reversal_done_pattern, js.reversal_timeout_seconds))
+        return [("reversal", guarded("reversal")(reversal), js.reversal_seconds)]
 
     def once(self, name: str, fn: Callable[[Database], object]) -> Callable[[], object]:
         """Run ``fn`` only if this process wins the cluster lock for ``name``."""

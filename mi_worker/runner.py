@@ -60,10 +60,8 @@ def sync_limits(db: Database, limits: dict) -> None:
 
 
 def start_sandbox(settings: Settings) -> Any:
-    from mi_worker.sandbox.server import SandboxServer
-    gw = settings.gateway
-    server = SandboxServer(transport=gw.transport, require_sign_in=gw.sign_in,
-                           fixmedins_code=gw.fixmedins_code).start()
+    from mi_worker.sandbox import start_for_settings
+    server = start_for_settings(settings.gateway)
     banner = "!" * 100
     for line in (banner, SANDBOX_BANNER, f"sandbox listening on {server.url}", banner):
         log.warning("%s", line)

@@ -22,8 +22,14 @@ from mi_worker import __version__
 from mi_worker.config import Settings
 from mi_worker.db import ConnectionLost, Database, DatabaseError
 from mi_worker.gateway import catalog
-from mi_worker.gateway.base import (E_BAD_INPUT, E_UNEXPECTED, CallContext, Gateway,
-                                    GatewayResult, Outcome)
+from mi_worker.gateway.base import (
+    E_BAD_INPUT,
+    E_UNEXPECTED,
+    CallContext,
+    Gateway,
+    GatewayResult,
+    Outcome,
+)
 from mi_worker.queue import ClaimedRequest, LeaseLost, Queue
 
 log = logging.getLogger("mi_worker.worker")

@@ -184,6 +184,7 @@ def settings_toml(settings) -> str:
     """The TOML a subprocess worker reads (only the keys that differ from the defaults)."""
     import dataclasses
     import json
+
     from mi_worker import config
     lines: List[str] = []
     defaults = config.Settings()
@@ -265,7 +266,7 @@ class InProcessWorker:
         self.scheduler = Scheduler(self.worker, self.db, settings, self.gateway)
         self.thread = threading.Thread(target=self.worker.run, name="test-worker", daemon=True)
 
-    def __enter__(self) -> "InProcessWorker":
+    def __enter__(self) -> InProcessWorker:
         self.scheduler.start()
         self.thread.start()
         return self

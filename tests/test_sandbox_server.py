@@ -258,3 +258,15 @@ def test_cli_prints_sandbox_banner(monkeypatch):
     assert result.exit_code == 0, result.output
     assert "SANDBOX" in result.output and "NOT the real" in result.output
     assert "gateway.paasid" in result.output and started["url"].endswith(defaults.TIF_BASE)
+
+
+def test_unknown_code_refused_unless_accepted(box, client):
+    r = client.call(make_ctx("8888"))
+    assert r.outcome is Outcome.ERROR and "交易编号不存在" in r.error_message
+    assert client.call(make_ctx("1201")).response["output"] == {}  # known, no handler
+    with running_sandbox(accept_unknown=True) as other:
+        c = NHSAClient(client_settings(other))
+        r = c.call(make_ctx("90100"))
+        c.close()
+    assert r.outcome is Outcome.COMPLETED
+    assert [e.infno for e in other.ledger.entries()] == ["90100"]  # unknown = state-changing

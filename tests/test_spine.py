@@ -10,8 +10,8 @@ import threading
 import time
 
 import pytest
-from conftest import InProcessWorker, count_status, make_settings, wait_until
 
+from conftest import InProcessWorker, count_status, make_settings, wait_until
 from mi_worker.db.queries import load
 from mi_worker.his_call import call
 

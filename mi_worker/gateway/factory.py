@@ -25,6 +25,11 @@ def sandbox_client_settings(settings: GatewaySettings, sandbox_url: str) -> Gate
         secret=settings.secret or defaults.SECRET,
         paasid=settings.paasid or defaults.PAASID,
         access_key=settings.access_key or defaults.ACCESS_KEY,
+        # A first run has no province codes yet; the fake centre's region stands in.
+        mdtrtarea_admvs=settings.mdtrtarea_admvs or defaults.ADMVS,
+        insuplc_admdvs=settings.insuplc_admdvs or defaults.ADMVS,
+        opter=settings.opter or "SANDBOX",
+        opter_name=settings.opter_name or "沙箱操作员",
         ca_bundle="", client_cert="", client_key="",
     )
 

@@ -64,8 +64,9 @@ class Centre:
     """State of the fake centre; :meth:`handle` is called once per decoded envelope."""
 
     def __init__(self, require_sign_in: bool = True, fixmedins_code: str | None = None,
-                 admvs: str = defaults.ADMVS) -> None:
+                 admvs: str = defaults.ADMVS, accept_unknown: bool = False) -> None:
         self.require_sign_in = require_sign_in
+        self.accept_unknown = accept_unknown  # else a code not in the catalogue is refused
         self.fixmedins_code = fixmedins_code
         self.admvs = admvs
         self.ledger = Ledger()
@@ -195,6 +196,8 @@ class Centre:
     # ------------------------------------------------------------ interfaces
 
     def _h_default(self, env: dict[str, Any], infno: str) -> dict[str, Any]:
+        if not self.accept_unknown and not catalog.lookup(infno).known:
+            raise Reject(f"交易编号不存在 unknown infno {infno!r}")
         if catalog.is_state_changing(infno):
             self._entry(env, infno)
         return {}

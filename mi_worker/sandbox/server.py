@@ -229,14 +229,16 @@ class SandboxServer:
                  access_key: str = defaults.ACCESS_KEY, require_sign_in: bool = True,
                  latency: float = 0.0, faults: list[dict[str, Any]] | None = None,
                  fixmedins_code: str | None = None,
-                 clock_skew_seconds: int = defaults.CLOCK_SKEW_SECONDS) -> None:
+                 clock_skew_seconds: int = defaults.CLOCK_SKEW_SECONDS,
+                 accept_unknown: bool = False) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
         self.host, self.port, self.transport = host, port, transport
         self.secret, self.paasid, self.access_key = secret, paasid, access_key
         self.latency = latency
         self.clock_skew_seconds = clock_skew_seconds
-        self.centre = Centre(require_sign_in=require_sign_in, fixmedins_code=fixmedins_code)
+        self.centre = Centre(require_sign_in=require_sign_in, fixmedins_code=fixmedins_code,
+                             accept_unknown=accept_unknown)
         self.calls = CallLog()
         self.faults = FaultTable()
         for spec in faults or []:

@@ -315,3 +315,53 @@ LIMIT 1;
 -- name: count_by_status
 -- Queue depth by status: `mi-worker status`, the monitors and the tests read it.
 SELECT status, COUNT(*) AS n FROM medical_insurance_requests GROUP BY status;
+
+-- name: heartbeat_rows
+-- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
+SELECT service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
+       in_flight, processed_total,
+       CAST(EXTRACT(EPOCH FROM (now() - last_heartbeat)) AS double precision) AS age_seconds
+FROM sdk_heartbeat
+ORDER BY service_name, worker_id;
+
+-- name: find_doubtful
+-- Rows whose outcome is in doubt (UNCERTAIN, or COMPLETED after the caller gave up), with
+-- their latest 2601 reversal row if any: the reversal job's work list.
+SELECT r.request_id, r.interface_code, r.status, r.psn_no, r.insuplc_admdvs, r.msgid,
+       r.needs_reversal, r.error_message,
+       (SELECT MAX(c.request_id) FROM medical_insurance_requests c
+         WHERE c.parent_request_id = r.request_id) AS rev_id,
+       (SELECT COUNT(*) FROM medical_insurance_requests c
+         WHERE c.parent_request_id = r.request_id) AS rev_count
+FROM medical_insurance_requests r
+WHERE (r.status = 'UNCERTAIN' OR r.needs_reversal = 1)
+  AND r.parent_request_id IS NULL
+ORDER BY r.request_id
+LIMIT 200;
+
+-- name: settle_row
+-- Move a row from the state the job saw to its settled state (REVERSED, NEEDS_MANUAL, ERROR);
+-- the status guard makes a concurrent change win instead of being overwritten.
+UPDATE medical_insurance_requests
+   SET status = :status, needs_reversal = 0, error_code = :error_code,
+       error_message = :error_message
+ WHERE request_id = :request_id AND status = :expected_status;
+
+-- name: open_alert
+-- The open alert of a type, if any: alerts are de-duplicated per type while open.
+SELECT alert_id, alert_type, alert_level, alert_message, raised_at, last_seen_at
+FROM medical_insurance_alerts
+WHERE alert_type = :alert_type AND resolved_at IS NULL
+ORDER BY alert_id DESC
+LIMIT 1;
+
+-- name: insert_alert
+-- A new alert (the scan found a condition with no open alert of its type).
+INSERT INTO medical_insurance_alerts (alert_type, alert_level, alert_message, detail)
+VALUES (:alert_type, :alert_level, :alert_message, :detail);
+
+-- name: touch_alert
+-- The condition still holds: keep the open alert, refresh its message and last_seen_at.
+UPDATE medical_insurance_alerts
+   SET last_seen_at = CURRENT_TIMESTAMP, alert_message = :alert_message, detail = :detail
+ WHERE alert_id = :alert_id;

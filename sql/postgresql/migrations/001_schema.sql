@@ -33,8 +33,6 @@ CREATE TABLE IF NOT EXISTS medical_insurance_requests (
     attempt_log       text,
     needs_reversal    smallint     NOT NULL DEFAULT 0,
     parent_request_id bigint,
-    reversal_request_id bigint,
-    reversal_attempts integer      NOT NULL DEFAULT 0,
     resolved_at       timestamptz,
     resolved_by       varchar(100),
     resolution_note   text,
@@ -65,6 +63,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS ux_mir_msgid ON medical_insurance_requests (ms
 CREATE UNIQUE INDEX IF NOT EXISTS ux_mir_idempotency ON medical_insurance_requests (idempotency_key)
     WHERE idempotency_key IS NOT NULL AND status NOT IN ('ERROR', 'TIMEOUT');
 CREATE INDEX IF NOT EXISTS ix_mir_request_time ON medical_insurance_requests (request_time);
+CREATE INDEX IF NOT EXISTS ix_mir_parent ON medical_insurance_requests (parent_request_id)
+    WHERE parent_request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ix_mir_doubt ON medical_insurance_requests (request_id)
     WHERE status = 'UNCERTAIN' OR needs_reversal = 1;
 

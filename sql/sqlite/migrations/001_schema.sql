@@ -34,8 +34,6 @@ CREATE TABLE IF NOT EXISTS medical_insurance_requests (
     attempt_log       TEXT,
     needs_reversal    INTEGER NOT NULL DEFAULT 0,
     parent_request_id INTEGER,
-    reversal_request_id INTEGER,
-    reversal_attempts INTEGER NOT NULL DEFAULT 0,
     resolved_at       TEXT,
     resolved_by       TEXT,
     resolution_note   TEXT
@@ -58,6 +56,8 @@ CREATE INDEX IF NOT EXISTS ix_mir_msgid_seq ON medical_insurance_requests (msgid
 CREATE UNIQUE INDEX IF NOT EXISTS ux_mir_idempotency ON medical_insurance_requests (idempotency_key)
     WHERE idempotency_key IS NOT NULL AND status NOT IN ('ERROR', 'TIMEOUT');
 CREATE INDEX IF NOT EXISTS ix_mir_request_time ON medical_insurance_requests (request_time);
+CREATE INDEX IF NOT EXISTS ix_mir_parent ON medical_insurance_requests (parent_request_id)
+    WHERE parent_request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ix_mir_doubt ON medical_insurance_requests (request_id)
     WHERE status = 'UNCERTAIN' OR needs_reversal = 1;
 

@@ -1,0 +1,53 @@
+# mi-worker — two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PY      = $(BIN)/python
+STAMP   = $(VENV)/.installed
+TSTAMP  = $(VENV)/.installed-test
+
+.PHONY: install install-test system-deps run test test-fast lint bench bench-quick wheelhouse clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[odbc]'
+	touch $(STAMP)
+
+install: $(STAMP)                 ## venv with mi-worker (SQLite needs nothing else)
+
+$(TSTAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[odbc,test]'
+	touch $(TSTAMP)
+
+install-test: $(TSTAMP)
+
+system-deps:                      ## unixODBC + psqlODBC for the PostgreSQL/SQL Server paths
+	@sh deploy/scripts/odbc-deps.sh
+
+run: install                      ## embedded SQLite + built-in sandbox gateway
+	$(BIN)/mi-worker run
+
+lint: install-test                ## ruff + the T-SQL parse gate
+	$(BIN)/ruff check mi_worker tests $(wildcard bench)
+	$(PY) -m pytest -q tests/test_tsql_parse.py
+
+test: install-test system-deps    ## the whole suite (SQLite, PostgreSQL; SQL Server if Docker)
+	$(BIN)/ruff check mi_worker tests $(wildcard bench)
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+test-fast: install-test
+	$(PY) -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
+
+bench: install-test system-deps   ## throughput/latency benchmark, writes bench/results/
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-quick: install-test system-deps
+	$(PY) -m bench --quick
+
+wheelhouse: install               ## wheels for an offline hospital server
+	$(PY) -m pip wheel --quiet -w wheelhouse '.[odbc]'
+	@echo "wheelhouse/ ready: pip install --no-index --find-links wheelhouse mi-worker[odbc]"
+
+clean:
+	rm -rf $(VENV) build dist wheelhouse *.egg-info .pytest_cache .ruff_cache
