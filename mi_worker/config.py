@@ -40,6 +40,7 @@ class DatabaseSettings:
                    "or a raw ODBC connection string prefixed odbc://; passwords in it are masked in logs",
                    DEFAULT_SQLITE_URL)
     connect_timeout: int = doc("Seconds to wait for a database connection", 10)
+    pool_size: int = doc("Database sessions per worker process, shared by its threads", 10)
     reconnect_max_seconds: float = doc("Longest pause between reconnect attempts when the "
                                        "database is away", 30.0)
 
@@ -72,9 +73,15 @@ class JobSettings:
                                         "workers", 15.0)
     reversal_seconds: float = doc("Interval of the 2601 reversal job", 10.0)
     reversal_max_attempts: int = doc("2601 attempts before a row becomes NEEDS_MANUAL", 5)
-    reversal_done_pattern: str = doc("Regular expression on a failed 2601's err_msg meaning "
-                                     "nothing stands settled (the centre never got the original,"
-                                     " or it is already reversed)", "原交易不存在|已冲正|已经冲正")
+    reversal_done_pattern: str = doc("Regular expression on a failed 2601's err_msg meaning the "
+                                     "original is already reversed", "已冲正|已经冲正")
+    reversal_not_found_pattern: str = doc(
+        "Regular expression on a failed 2601's err_msg meaning the centre has no such original; "
+        "believed only when the last of reversal_max_attempts spaced attempts still says so "
+        "(the original may still be on its way)", "原交易不存在|无此交易|交易不存在")
+    reversal_delay_seconds: float = doc("Wait this long after a row falls in doubt before the "
+                                        "first 2601, and this times the attempt number between "
+                                        "attempts", 10.0)
     reversal_timeout_seconds: int = doc("Deadline of a queued 2601 reversal request", 300)
     reverse_late_completions: bool = doc("Reverse a state-changing call that COMPLETED after "
                                          "its HIS caller gave up", True)

@@ -113,7 +113,8 @@ class Scheduler:
         from mi_worker.reversal import run_reversals
         js = self.settings.jobs
         reversal = self.once("reversal", lambda db: run_reversals(
-            db, js.reversal_max_attempts, js.reversal_done_pattern, js.reversal_timeout_seconds))
+            db, js.reversal_max_attempts, js.reversal_done_pattern, js.reversal_not_found_pattern,
+            js.reversal_delay_seconds, js.reversal_timeout_seconds))
         return [("reversal", guarded("reversal")(reversal), js.reversal_seconds)]
 
     def once(self, name: str, fn: Callable[[Database], object]) -> Callable[[], object]:

@@ -22,18 +22,21 @@ from mi_worker.gateway.base import E_UNCERTAIN
 
 log = logging.getLogger("mi_worker.reversal")
 
-REVERSAL_CODE = "2601"
-REVERSAL_PRIORITY = 0
 
 
-def run_reversals(db: Database, max_attempts: int, done_pattern: str,
-                  timeout_seconds: int = 300) -> Dict[str, int]:
-    """One pass of the reversal job; returns counts of what it did."""
+def run_reversals(db: Database, max_attempts: int, done_pattern: str, not_found_pattern: str,
+                  delay_seconds: float, timeout_seconds: int = 300) -> Dict[str, int]:
+    """One pass of the reversal job; returns counts of what it did.
+
+    The first 2601 waits ``delay_seconds`` and each later one waits longer: a 2601 that
+    overtakes its original at the centre is answered "原交易不存在" although the original is
+    about to be settled. That answer is therefore believed only from the last attempt.
+    """
     counts = {"queued": 0, "reversed": 0, "manual": 0, "waiting": 0}
     done_re = re.compile(done_pattern) if done_pattern else None
+    not_found_re = re.compile(not_found_pattern) if not_found_pattern else None
     for row in db.run("find_doubtful"):
-        rid, code, status = int(row["request_id"]), str(row["interface_code"]).strip(), \
-            row["status"]
+        code, status = str(row["interface_code"]).strip(), row["status"]
         if not catalog.reversible(code):
             if status == "UNCERTAIN":
                 _manual(db, row, f"结果不确定, 需人工核实: {code} {catalog.name(code)} may or may "
@@ -55,11 +58,18 @@ def run_reversals(db: Database, max_attempts: int, done_pattern: str,
             _settle(db, row, "REVERSED", f"已冲正: {why}; reversed by 2601 request {rev_id}")
             counts["reversed"] += 1
             continue
-        if rev is not None and done_re and rev["error_message"] and \
-                done_re.search(rev["error_message"]):
-            _settle(db, row, "REVERSED", f"已冲正/无原交易: the centre answered 2601 request "
-                                         f"{rev_id} with '{rev['error_message']}' - nothing "
-                                         "stands settled for this msgid")
+        rev_error = (rev or {}).get("error_message") or ""
+        attempts = int(row["rev_count"])
+        if rev is not None and done_re and done_re.search(rev_error):
+            _settle(db, row, "REVERSED", f"已冲正: the centre answered 2601 request {rev_id} "
+                                         f"with '{rev_error}' - already reversed")
+            counts["reversed"] += 1
+            continue
+        if rev is not None and attempts >= max_attempts and not_found_re \
+                and not_found_re.search(rev_error):
+            _settle(db, row, "REVERSED", f"无原交易: {attempts} spaced 2601 attempts all found no "
+                                         f"original (last: request {rev_id}, '{rev_error}') - "
+                                         "the centre never settled this msgid")
             counts["reversed"] += 1
             continue
         if rev is not None and rev["status"] == "UNCERTAIN":
@@ -67,31 +77,29 @@ def run_reversals(db: Database, max_attempts: int, done_pattern: str,
             db.run("settle_row", request_id=int(rev_id), status="ERROR",
                    error_code=E_UNCERTAIN, expected_status="UNCERTAIN",
                    error_message="2601 got no definite answer; another 2601 follows")
-        if int(row["rev_count"]) >= max_attempts:
-            last = rev["error_message"] if rev is not None else "no reversal possible"
-            _manual(db, row, f"冲正失败, 需人工处理: {int(row['rev_count'])} reversal attempts "
+        if attempts >= max_attempts:
+            last = rev_error or "no reversal possible"
+            _manual(db, row, f"冲正失败, 需人工处理: {attempts} reversal attempts "
                              f"(2601) failed, last: {last}. Check with the centre (5203 by "
                              f"setl_id, or 3202 detail reconciliation) and resolve the row.")
             counts["manual"] += 1
             continue
-        _queue_reversal(db, row, timeout_seconds)
+        _queue_reversal(db, row, timeout_seconds, delay_seconds * (attempts + 1))
         counts["queued"] += 1
     if any(counts[k] for k in ("queued", "reversed", "manual")):
         log.info("reversal job: %s", counts)
     return counts
 
 
-def _queue_reversal(db: Database, row: dict, timeout_seconds: int) -> int:
+def _queue_reversal(db: Database, row: dict, timeout_seconds: int, delay: float) -> int:
     code = str(row["interface_code"]).strip()
     data = {"data": {"psn_no": row["psn_no"] or "", "omsgid": row["msgid"], "oinfno": code}}
-    new = db.run_one("enqueue_request", interface_code=REVERSAL_CODE,
-                     input_data=json.dumps(data, ensure_ascii=False),
-                     priority=REVERSAL_PRIORITY, timeout_seconds=timeout_seconds,
-                     max_retry_count=3, psn_no=row["psn_no"],
-                     insuplc_admdvs=row["insuplc_admdvs"], idempotency_key=None,
-                     his_fee_id=None, parent_request_id=int(row["request_id"]))
-    log.warning("冲正: request %s (%s, msgid %s) → 2601 request %s", row["request_id"], code,
-                row["msgid"], new["request_id"])
+    new = db.run_one("enqueue_reversal", input_data=json.dumps(data, ensure_ascii=False),
+                     timeout_seconds=timeout_seconds, psn_no=row["psn_no"],
+                     insuplc_admdvs=row["insuplc_admdvs"], delay_seconds=delay,
+                     parent_request_id=int(row["request_id"]))
+    log.warning("冲正: request %s (%s, msgid %s) → 2601 request %s in %.0fs", row["request_id"],
+                code, row["msgid"], new["request_id"], delay)
     return int(new["request_id"])
 
 

@@ -31,7 +31,7 @@ class SchemaNotReady(RuntimeError):
 
 def open_database(settings: Settings) -> Database:
     return connect(settings.database.url, settings.database.connect_timeout,
-                   settings.database.reconnect_max_seconds)
+                   settings.database.reconnect_max_seconds, settings.database.pool_size)
 
 
 def ensure_schema(db: Database, auto_upgrade: bool) -> None:

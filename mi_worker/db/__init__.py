@@ -30,5 +30,6 @@ def dialect_for(url: str, connect_timeout: int = 10) -> Dialect:
                      "postgresql://… or mssql+pyodbc://…")
 
 
-def connect(url: str, connect_timeout: int = 10, reconnect_max_seconds: float = 30.0) -> Database:
-    return Database(dialect_for(url, connect_timeout), reconnect_max_seconds)
+def connect(url: str, connect_timeout: int = 10, reconnect_max_seconds: float = 30.0,
+            pool_size: int = 10) -> Database:
+    return Database(dialect_for(url, connect_timeout), reconnect_max_seconds, pool_size)

@@ -76,16 +76,39 @@ class Dialect:
         return mask_url(self.url)
 
 
-class Database:
-    """Named queries on per-thread autocommit connections, with reconnect and back-off."""
+class _Conn:
+    """A pooled driver connection with its cursors (one per statement name)."""
 
-    def __init__(self, dialect: Dialect, reconnect_max_seconds: float = 30.0) -> None:
+    __slots__ = ("raw", "cursors")
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.cursors: Dict[str, Any] = {}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.raw.close()
+
+
+class Database:
+    """Named queries on a small pool of autocommit connections, with reconnect and back-off.
+
+    Threads borrow a connection for one statement at a time, so 200 gateway threads need
+    only ``pool_size`` database sessions. ``pinned()`` keeps one connection for a block of
+    statements that must share a session (advisory / application locks).
+    """
+
+    def __init__(self, dialect: Dialect, reconnect_max_seconds: float = 30.0,
+                 pool_size: int = 10) -> None:
         self.dialect = dialect
         self.queries: Dict[str, Query] = load(dialect.name)
         self.reconnect_max_seconds = reconnect_max_seconds
+        self.pool_size = max(1, pool_size)
+        self._idle: List[_Conn] = []
+        self._open = 0
+        self._cond = threading.Condition()
         self._local = threading.local()
-        self._all: List[Any] = []
-        self._all_lock = threading.Lock()
+        self._closed = False
         self.stopping: Callable[[], bool] = lambda: False
 
     @property
@@ -93,43 +116,69 @@ class Database:
         return self.dialect.name
 
     # -- connections -------------------------------------------------------------------
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.dialect.connect()
-            self._local.conn = conn
-            self._local.cursors = {}
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
+    def _acquire(self) -> _Conn:
+        pinned = getattr(self._local, "pinned", None)
+        if pinned is not None:
+            return pinned
+        with self._cond:
+            while not self._idle and self._open >= self.pool_size:
+                self._cond.wait(1.0)
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1
+        try:
+            return _Conn(self.dialect.connect())
+        except BaseException:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify()
+            raise
 
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        self._local.cursors = {}
-        if conn is not None:
-            with self._all_lock:
-                if conn in self._all:
-                    self._all.remove(conn)
-            with contextlib.suppress(Exception):
-                conn.close()
+    def _release(self, conn: _Conn, broken: bool = False) -> None:
+        if getattr(self._local, "pinned", None) is conn:
+            if broken:
+                self._local.pinned = None
+                self._discard(conn)
+            return
+        if broken or self._closed:
+            self._discard(conn)
+            return
+        with self._cond:
+            self._idle.append(conn)
+            self._cond.notify()
 
-    def _cursor(self, key: str) -> Any:
-        """One cursor per statement: pyodbc re-prepares whenever a cursor's SQL text changes."""
-        conn = self._conn()
-        cursors = self._local.cursors
-        cur = cursors.get(key)
-        if cur is None:
-            cur = cursors[key] = conn.cursor()
-        return cur
+    def _discard(self, conn: _Conn) -> None:
+        conn.close()
+        with self._cond:
+            self._open -= 1
+            self._cond.notify()
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Run every statement of the block on one session (needed for session locks)."""
+        if getattr(self._local, "pinned", None) is not None:
+            yield
+            return
+        conn = self._acquire()
+        self._local.pinned = conn
+        try:
+            yield
+        finally:
+            current = self._local.pinned
+            self._local.pinned = None
+            if current is not None:
+                self._release(current)
 
     def close(self) -> None:
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(Exception):
-                conn.close()
-        self._local = threading.local()
+        self._closed = True
+        with self._cond:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            self._discard(conn)
+
+    def raw(self) -> Any:
+        """A new driver connection outside the pool (migrations, tests); the caller closes it."""
+        return self.dialect.connect()
 
     # -- statements --------------------------------------------------------------------
     def _bind(self, query: Query, params: Dict[str, Any]) -> Any:
@@ -160,18 +209,36 @@ class Database:
         transient_tries = 0
         while True:
             try:
-                cur = self._cursor(name)
-                return self.dialect.execute_fetch(cur, sql, bound, self._fetch)
+                conn = self._acquire()
+            except Exception as exc:
+                if not self.dialect.is_disconnect(exc) and not _is_connect_error(exc):
+                    raise DatabaseError(f"cannot connect to {self.dialect.safe_url()}: "
+                                        f"{exc}") from exc
+                if time.monotonic() > deadline or self.stopping():
+                    raise ConnectionLost(f"{name}: database unreachable: {exc}") from exc
+                log.warning("database unreachable (%s); retrying in %.1fs",
+                            type(exc).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            try:
+                cur = conn.cursors.get(name)
+                if cur is None:
+                    cur = conn.cursors[name] = conn.raw.cursor()
+                rows = self.dialect.execute_fetch(cur, sql, bound, self._fetch)
+                self._release(conn)
+                return rows
             except Exception as exc:  # driver errors have no common base class
+                broken = self.dialect.is_disconnect(exc)
+                self._release(conn, broken=broken)
                 if self.dialect.is_unique_violation(exc):
                     raise UniqueViolation(f"{name}: {exc}") from exc
                 if self.dialect.is_transient(exc) and transient_tries < 20:
                     transient_tries += 1
                     time.sleep(random.uniform(0.005, 0.05) * transient_tries)
                     continue
-                if not self.dialect.is_disconnect(exc):
+                if not broken:
                     raise DatabaseError(f"{name} failed on {self.dialect.name}: {exc}") from exc
-                self._drop()
                 if not retry:
                     raise ConnectionLost(f"{name}: connection lost: {exc}") from exc
                 if time.monotonic() > deadline or self.stopping():
@@ -203,37 +270,24 @@ class Database:
                 break
         return rows
 
-    def execute_script(self, script: str) -> None:
-        """Run a migration file (statement by statement, as the dialect splits it)."""
-        conn = self._conn()
-        cur = conn.cursor()
-        for stmt in self.dialect.script_statements(script):
-            cur.execute(stmt)
-            while getattr(cur, "nextset", None) and cur.nextset():
-                pass
-        with contextlib.suppress(Exception):
-            cur.close()
-
-    def raw(self) -> Any:
-        """This thread's connection, for migrations and tests that need the driver itself."""
-        return self._conn()
-
     @contextlib.contextmanager
     def cluster_lock(self, name: str) -> Iterator[bool]:
         """Yield True if this process won the once-per-cluster lock ``name`` (never waits)."""
         key = lock_key(name)
-        try:
-            row = self.run_one("try_cluster_lock", lock_key=key, lock_name=name)
-        except ConnectionLost:
-            yield False
-            return
-        granted = bool(row and int(row["granted"]) == 1)
-        try:
-            yield granted
-        finally:
-            if granted:
-                with contextlib.suppress(Exception):
-                    self.run("release_cluster_lock", lock_key=key, lock_name=name)
+        with self.pinned():
+            try:
+                row = self.run_one("try_cluster_lock", lock_key=key, lock_name=name)
+            except (ConnectionLost, DatabaseError) as exc:
+                log.warning("cluster lock %s not taken: %s", name, exc)
+                yield False
+                return
+            granted = bool(row and int(row["granted"]) == 1)
+            try:
+                yield granted
+            finally:
+                if granted:
+                    with contextlib.suppress(Exception):
+                        self.run("release_cluster_lock", lock_key=key, lock_name=name)
 
 
 def lock_key(name: str) -> int:
@@ -241,3 +295,10 @@ def lock_key(name: str) -> int:
     import hashlib
     digest = hashlib.sha256(("mi_worker:" + name).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") & 0x7FFFFFFFFFFFFFFF
+
+
+def _is_connect_error(exc: BaseException) -> bool:
+    """Connecting failed for a reason that may pass (server down, refused, timed out)."""
+    text = str(exc).lower()
+    return any(w in text for w in ("could not connect", "connection refused", "timeout",
+                                   "server closed", "no such host", "08001", "08s01"))

@@ -59,6 +59,13 @@ def _applied(db: Database, cur) -> dict:
 def upgrade(db: Database) -> List[int]:
     """Apply what is missing; return the versions applied by this call."""
     conn = db.raw()
+    try:
+        return _upgrade(db, conn)
+    finally:
+        conn.close()
+
+
+def _upgrade(db: Database, conn) -> List[int]:
     cur = conn.cursor()
     q = db.queries
     qs = (lambda name: q[name].sql) if db.dialect.paramstyle == "named" \

@@ -22,6 +22,15 @@ WITH cand AS (
                              AND e.deadline_at > now())
                             OR e.status = 'UNCERTAIN'
                             OR (e.status = 'COMPLETED' AND e.needs_reversal = 1))))))
+      AND (NOT EXISTS (SELECT 1 FROM medical_insurance_limits ml
+                       WHERE ml.interface_code IN (r.interface_code, '*'))
+           OR (SELECT COUNT(*) FROM medical_insurance_requests b
+               WHERE b.status = 'PROCESSING' AND b.interface_code = r.interface_code
+                 AND b.limit_slot IS NOT NULL)
+              < COALESCE((SELECT ml.max_in_flight FROM medical_insurance_limits ml
+                          WHERE ml.interface_code = r.interface_code),
+                         (SELECT ml.max_in_flight FROM medical_insurance_limits ml
+                          WHERE ml.interface_code = '*')))
     ORDER BY r.priority, r.request_id
     LIMIT :scan_size
     FOR UPDATE OF r SKIP LOCKED
@@ -365,3 +374,22 @@ VALUES (:alert_type, :alert_level, :alert_message, :detail);
 UPDATE medical_insurance_alerts
    SET last_seen_at = CURRENT_TIMESTAMP, alert_message = :alert_message, detail = :detail
  WHERE alert_id = :alert_id;
+
+-- name: find_children
+-- The 2601 reversal rows queued for one original request (audit trail, `requests show`).
+SELECT request_id, interface_code, status, input_data, error_message, request_time
+FROM medical_insurance_requests
+WHERE parent_request_id = :parent_request_id
+ORDER BY request_id;
+
+-- name: enqueue_reversal
+-- A 2601 冲正 row linked to the original, at top priority, not runnable before :delay_seconds.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, parent_request_id,
+    next_attempt_at, deadline_at)
+VALUES ('2601', :input_data, 'PENDING', 0, :timeout_seconds, 3, :psn_no, :insuplc_admdvs,
+    :parent_request_id,
+    clock_timestamp() + make_interval(secs => CAST(:delay_seconds AS double precision)),
+    clock_timestamp() + make_interval(secs => CAST(:delay_seconds AS double precision))
+                      + make_interval(secs => CAST(:timeout_seconds AS double precision)))
+RETURNING request_id;

@@ -63,8 +63,6 @@ IF OBJECT_ID(N'dbo.medical_insurance_requests', N'U') IS NULL
         attempt_log NVARCHAR(MAX) NULL,
         needs_reversal SMALLINT NOT NULL CONSTRAINT df_mir_needs_reversal DEFAULT (0),
         parent_request_id BIGINT NULL,
-        reversal_request_id BIGINT NULL,
-        reversal_attempts INT NOT NULL CONSTRAINT df_mir_reversal_attempts DEFAULT (0),
         resolved_at DATETIME2(3) NULL,
         resolved_by NVARCHAR(100) NULL,
         resolution_note NVARCHAR(MAX) NULL,
@@ -159,6 +157,14 @@ IF NOT EXISTS (SELECT 1 FROM sys.indexes
                WHERE object_id = OBJECT_ID(N'dbo.medical_insurance_requests')
                  AND name = N'ix_mir_request_time')
     CREATE NONCLUSTERED INDEX ix_mir_request_time ON dbo.medical_insurance_requests (request_time);
+GO
+
+-- A request's follow-ups (2601 reversals point at the row they undo).
+IF NOT EXISTS (SELECT 1 FROM sys.indexes
+               WHERE object_id = OBJECT_ID(N'dbo.medical_insurance_requests')
+                 AND name = N'ix_mir_parent')
+    CREATE NONCLUSTERED INDEX ix_mir_parent ON dbo.medical_insurance_requests (parent_request_id)
+    WHERE parent_request_id IS NOT NULL;
 GO
 
 -- Rows in doubt (first half: UNCERTAIN).

@@ -60,7 +60,6 @@ RETURNS NVARCHAR(4000)
 AS
 BEGIN
     DECLARE @needle NVARCHAR(102);
-    DECLARE @doc NVARCHAR(MAX);
     DECLARE @len BIGINT;
     DECLARE @pos BIGINT;
     DECLARE @p BIGINT;
@@ -68,31 +67,30 @@ BEGIN
 
     IF @json IS NULL OR @key IS NULL
         RETURN NULL;
-    SET @doc = @json;
     SET @needle = N'"' + @key + N'"';
-    SET @len = DATALENGTH(@doc) / 2;
+    SET @len = DATALENGTH(@json) / 2;
     -- Binary collation in the search itself (a variable takes the database's collation): JSON
     -- keys are case-sensitive, and a binary search is faster.
-    SET @pos = CHARINDEX(@needle COLLATE Latin1_General_BIN, @doc COLLATE Latin1_General_BIN);
+    SET @pos = CHARINDEX(@needle COLLATE Latin1_General_BIN, @json COLLATE Latin1_General_BIN);
     WHILE @pos > 0
     BEGIN
         SET @p = @pos + LEN(@needle);
-        WHILE @p <= @len AND UNICODE(SUBSTRING(@doc, @p, 1)) IN (32, 9, 10, 13)
+        WHILE @p <= @len AND UNICODE(SUBSTRING(@json, @p, 1)) IN (32, 9, 10, 13)
             SET @p = @p + 1;
         -- A key is followed by a colon; anything else was the text inside a value.
-        IF SUBSTRING(@doc, @p, 1) = N':'
+        IF SUBSTRING(@json, @p, 1) = N':'
         BEGIN
             SET @p = @p + 1;
-            WHILE @p <= @len AND UNICODE(SUBSTRING(@doc, @p, 1)) IN (32, 9, 10, 13)
+            WHILE @p <= @len AND UNICODE(SUBSTRING(@json, @p, 1)) IN (32, 9, 10, 13)
                 SET @p = @p + 1;
-            IF SUBSTRING(@doc, @p, 1) <> N'"'
+            IF SUBSTRING(@json, @p, 1) <> N'"'
                 RETURN NULL;
-            SET @close = CHARINDEX(N'"', @doc, @p + 1);
+            SET @close = CHARINDEX(N'"', @json, @p + 1);
             IF @close = 0
                 RETURN NULL;
-            RETURN SUBSTRING(@doc, @p + 1, @close - @p - 1);
+            RETURN SUBSTRING(@json, @p + 1, @close - @p - 1);
         END;
-        SET @pos = CHARINDEX(@needle COLLATE Latin1_General_BIN, @doc COLLATE Latin1_General_BIN, @pos + 1);
+        SET @pos = CHARINDEX(@needle COLLATE Latin1_General_BIN, @json COLLATE Latin1_General_BIN, @pos + 1);
     END;
     RETURN NULL;
 END;

@@ -1,0 +1,932 @@
+-- Every statement mi-worker runs on SQL Server (2012 and later). `-- name:` starts a query, the
+-- next comment line says why. Parameters are :named, become ? bound in order of appearance
+-- (mi_worker/db/queries.py), and are always bound, never formatted in: each batch DECLAREs
+-- every parameter once, typed like its column, and uses the variable afterwards (a typed
+-- variable also keeps the implicit conversion on the parameter's side, not the column's).
+-- Each batch starts with SET NOCOUNT ON and ends with the one result set it returns (the
+-- worker reads the last result set that has columns). Writes to medical_insurance_requests
+-- return their rows with OUTPUT ... INTO a table variable and a final SELECT, which keeps
+-- working if a DBA adds a trigger to the table (plain OUTPUT to the client fails then).
+-- The worker's connections run in autocommit, READ COMMITTED, with the filtered indexes' SET
+-- options (mi_worker/db/mssql.py). The same names exist in sql/postgresql/queries.sql and
+-- sql/sqlite/queries.sql.
+
+-- name: claim_batch
+-- Lease up to :batch_size runnable rows: priority then age, only the head of each patient's
+-- queue, within each interface's free slots, msgid assigned. Three short autocommit steps:
+-- (1) read up to :scan_size runnable candidates, skipping rows another claim holds (READPAST),
+-- into a table variable; (2) give each candidate of a limited interface a free slot, rotated
+-- by :slot_offset, and keep the first :batch_size; (3) one UPDATE that claims them, with
+-- ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK and status re-checked, so a row another
+-- worker took in between is skipped. Candidates are materialized once (a CTE would be
+-- re-evaluated per reference); the unique filtered indexes on (psn_no) and (interface_code,
+-- limit_slot) among PROCESSING rows stop a racing claim, which fails and is retried.
+SET NOCOUNT ON;
+DECLARE @scan_size INT = :scan_size;
+DECLARE @batch_size INT = :batch_size;
+DECLARE @slot_offset BIGINT = :slot_offset;
+DECLARE @worker_id NVARCHAR(100) = :worker_id;
+DECLARE @claim_token VARCHAR(40) = :claim_token;
+DECLARE @lease_seconds FLOAT = :lease_seconds;
+DECLARE @fixmedins_code VARCHAR(30) = :fixmedins_code;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+DECLARE @n INT = 0;
+DECLARE @first_value SQL_VARIANT;
+DECLARE @first BIGINT = 0;
+DECLARE @stamp VARCHAR(14);
+DECLARE @cand TABLE (
+    request_id BIGINT NOT NULL PRIMARY KEY,
+    interface_code VARCHAR(10) NOT NULL,
+    priority INT NOT NULL,
+    lim INT NULL,
+    k BIGINT NOT NULL
+);
+DECLARE @slots TABLE (
+    interface_code VARCHAR(10) NOT NULL,
+    slot INT NOT NULL,
+    k BIGINT NOT NULL,
+    PRIMARY KEY (interface_code, k)
+);
+DECLARE @picked TABLE (
+    request_id BIGINT NOT NULL PRIMARY KEY,
+    slot INT NULL,
+    rn BIGINT NOT NULL
+);
+DECLARE @claimed TABLE (
+    request_id BIGINT NOT NULL,
+    interface_code VARCHAR(10) NOT NULL,
+    input_data NVARCHAR(MAX) NOT NULL,
+    msgid VARCHAR(30) NULL,
+    attempts INT NOT NULL,
+    max_retry_count INT NOT NULL,
+    psn_no NVARCHAR(30) NULL,
+    insuplc_admdvs NVARCHAR(6) NULL,
+    priority INT NOT NULL,
+    parent_request_id BIGINT NULL,
+    seconds_left FLOAT NULL
+);
+
+-- (1) Candidates. The per-patient rule is PostgreSQL's NOT EXISTS split in two, one per
+-- filtered index (a filter cannot say OR): another row of the patient blocks this one when it
+-- is PROCESSING, or, unless this row is a follow-up (parent_request_id set), when it is an
+-- older PENDING row still within its deadline, UNCERTAIN, or COMPLETED awaiting reversal.
+INSERT INTO @cand (request_id, interface_code, priority, lim, k)
+SELECT
+    c.request_id,
+    c.interface_code,
+    c.priority,
+    COALESCE(l.max_in_flight, d.max_in_flight) AS lim,
+    ROW_NUMBER() OVER (PARTITION BY c.interface_code ORDER BY c.priority, c.request_id) AS k
+FROM (
+    SELECT TOP (@scan_size)
+        r.request_id,
+        r.interface_code,
+        r.priority
+    FROM dbo.medical_insurance_requests AS r WITH (ROWLOCK, READPAST, READCOMMITTEDLOCK)
+    WHERE
+        r.status = N'PENDING'
+        AND r.next_attempt_at <= @now
+        AND r.deadline_at > @now
+        AND (
+            r.psn_no IS NULL
+            OR (
+                NOT EXISTS (
+                    SELECT 1
+                    FROM dbo.medical_insurance_requests AS e
+                    WHERE
+                        e.psn_no = r.psn_no
+                        AND e.request_id <> r.request_id
+                        AND e.status IN (N'PENDING', N'PROCESSING', N'UNCERTAIN')
+                        AND (
+                            e.status = N'PROCESSING'
+                            OR (
+                                r.parent_request_id IS NULL
+                                AND (
+                                    e.status = N'UNCERTAIN'
+                                    OR (
+                                        e.status = N'PENDING'
+                                        AND e.request_id < r.request_id
+                                        AND e.deadline_at > @now
+                                    )
+                                )
+                            )
+                        )
+                )
+                AND (
+                    r.parent_request_id IS NOT NULL
+                    OR NOT EXISTS (
+                        SELECT 1
+                        FROM dbo.medical_insurance_requests AS e
+                        WHERE
+                            e.psn_no = r.psn_no
+                            AND e.request_id <> r.request_id
+                            AND e.needs_reversal = 1
+                            AND e.status = N'COMPLETED'
+                    )
+                )
+            )
+        )
+    ORDER BY r.priority, r.request_id
+) AS c
+LEFT JOIN dbo.medical_insurance_limits AS l ON c.interface_code = l.interface_code
+LEFT JOIN dbo.medical_insurance_limits AS d ON d.interface_code = '*';
+
+-- (2a) Free slots of each limited interface: 0..lim-1 (a recursive CTE, as on SQLite; lim
+-- rows per limited interface, hence MAXRECURSION 0) not held by a PROCESSING row, ranked in an
+-- order rotated by :slot_offset so workers do not all race for slot 0.
+WITH all_slots (interface_code, lim, slot) AS (
+    SELECT DISTINCT
+        c.interface_code,
+        c.lim,
+        0 AS slot
+    FROM @cand AS c
+    WHERE c.lim > 0
+    UNION ALL
+    SELECT
+        a.interface_code,
+        a.lim,
+        a.slot + 1 AS slot
+    FROM all_slots AS a
+    WHERE a.slot + 1 < a.lim
+)
+
+INSERT INTO @slots (interface_code, slot, k)
+SELECT
+    a.interface_code,
+    a.slot,
+    ROW_NUMBER() OVER (
+        PARTITION BY a.interface_code ORDER BY (a.slot + @slot_offset) % a.lim, a.slot
+    ) AS k
+FROM all_slots AS a
+WHERE NOT EXISTS (
+    SELECT 1
+    FROM dbo.medical_insurance_requests AS b
+    WHERE
+        b.status = N'PROCESSING'
+        AND b.interface_code = a.interface_code
+        AND b.limit_slot = a.slot
+)
+OPTION (MAXRECURSION 0);
+
+-- (2b) The k-th candidate of an interface takes its k-th free slot; a candidate of a limited
+-- interface without one waits. Unlimited interfaces (no row for the code, no '*') take none.
+INSERT INTO @picked (request_id, slot, rn)
+SELECT TOP (@batch_size)
+    c.request_id,
+    s.slot,
+    ROW_NUMBER() OVER (ORDER BY c.priority, c.request_id) AS rn
+FROM @cand AS c
+LEFT JOIN @slots AS s ON c.interface_code = s.interface_code AND c.k = s.k
+WHERE c.lim IS NULL OR s.slot IS NOT NULL
+ORDER BY c.priority, c.request_id;
+
+SELECT @n = COUNT(*) FROM @picked;
+
+IF @n > 0
+BEGIN
+    -- One msgid sequence range per batch (NEXT VALUE FOR is not allowed beside TOP or ORDER
+    -- BY). msgid = fixmedins_code + China time yyyyMMddHHmmss + seq % 10000 as 4 digits;
+    -- styles 112 and 108 rather than FORMAT (slow, and CLR-based).
+    EXEC sp_sequence_get_range
+        @sequence_name = N'dbo.medical_insurance_msgid_seq',
+        @range_size = @n,
+        @range_first_value = @first_value OUTPUT;
+    SET @first = CAST(@first_value AS BIGINT);
+    SET @now = SYSUTCDATETIME();
+    SET @stamp = CONVERT(VARCHAR(8), DATEADD(HOUR, 8, @now), 112)
+        + REPLACE(CONVERT(VARCHAR(8), DATEADD(HOUR, 8, @now), 108), ':', '');
+
+    -- (3) The claim itself: one statement, row locks, rows locked by another claim skipped,
+    -- and every runnable condition checked again on the row as it is now.
+    UPDATE t
+    SET
+        status = N'PROCESSING',
+        worker_id = @worker_id,
+        claim_token = @claim_token,
+        claimed_at = @now,
+        lease_expires_at = DATEADD(MILLISECOND, CAST(ROUND(@lease_seconds * 1000, 0) AS INT), @now),
+        attempts = t.attempts + 1,
+        limit_slot = p.slot,
+        msgid = @fixmedins_code + @stamp
+        + RIGHT('0000' + CAST((@first + p.rn - 1) % 10000 AS VARCHAR(4)), 4)
+    OUTPUT
+        inserted.request_id,
+        inserted.interface_code,
+        inserted.input_data,
+        inserted.msgid,
+        inserted.attempts,
+        inserted.max_retry_count,
+        inserted.psn_no,
+        inserted.insuplc_admdvs,
+        inserted.priority,
+        inserted.parent_request_id,
+        CAST(DATEDIFF(MILLISECOND, @now, inserted.deadline_at) AS FLOAT) / 1000.0
+    INTO @claimed (
+        request_id, interface_code, input_data, msgid, attempts, max_retry_count, psn_no,
+        insuplc_admdvs, priority, parent_request_id, seconds_left
+    )
+    FROM dbo.medical_insurance_requests AS t WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK)
+    INNER JOIN @picked AS p ON t.request_id = p.request_id
+    WHERE
+        t.status = N'PENDING'
+        AND t.next_attempt_at <= @now
+        AND t.deadline_at > @now;
+END;
+
+SELECT
+    request_id,
+    interface_code,
+    input_data,
+    msgid,
+    attempts,
+    max_retry_count,
+    psn_no,
+    insuplc_admdvs,
+    priority,
+    parent_request_id,
+    seconds_left
+FROM @claimed
+ORDER BY priority, request_id;
+
+-- name: assign_new_msgid
+-- A resend must carry a new msgid (the centre rejects a repeated one); stored before sending.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @claim_token VARCHAR(40) = :claim_token;
+DECLARE @fixmedins_code VARCHAR(30) = :fixmedins_code;
+DECLARE @seq BIGINT;
+DECLARE @cn DATETIME2(3);
+DECLARE @u TABLE (msgid VARCHAR(30) NULL);
+SET @seq = NEXT VALUE FOR dbo.medical_insurance_msgid_seq;
+SET @cn = DATEADD(HOUR, 8, SYSUTCDATETIME());
+UPDATE dbo.medical_insurance_requests
+SET
+    msgid = @fixmedins_code
+    + CONVERT(VARCHAR(8), @cn, 112)
+    + REPLACE(CONVERT(VARCHAR(8), @cn, 108), ':', '')
+    + RIGHT('0000' + CAST(@seq % 10000 AS VARCHAR(4)), 4)
+OUTPUT inserted.msgid INTO @u (msgid)
+WHERE request_id = @request_id AND claim_token = @claim_token AND status = N'PROCESSING';
+SELECT msgid FROM @u;
+
+-- name: next_msgid
+-- A msgid for a message that has no request row (9001 sign-in, 9002 sign-out).
+SET NOCOUNT ON;
+DECLARE @fixmedins_code VARCHAR(30) = :fixmedins_code;
+DECLARE @seq BIGINT;
+DECLARE @cn DATETIME2(3);
+SET @seq = NEXT VALUE FOR dbo.medical_insurance_msgid_seq;
+SET @cn = DATEADD(HOUR, 8, SYSUTCDATETIME());
+SELECT
+    @fixmedins_code
+    + CONVERT(VARCHAR(8), @cn, 112)
+    + REPLACE(CONVERT(VARCHAR(8), @cn, 108), ':', '')
+    + RIGHT('0000' + CAST(@seq % 10000 AS VARCHAR(4)), 4) AS msgid;
+
+-- name: complete_request
+-- The one write of a finished call, only while this claim still holds the row; a
+-- state-changing call finished after its caller's deadline is flagged for reversal.
+SET NOCOUNT ON;
+DECLARE @status NVARCHAR(20) = :status;
+DECLARE @infcode VARCHAR(10) = :infcode;
+DECLARE @response_data NVARCHAR(MAX) = :response_data;
+DECLARE @error_code INT = :error_code;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+DECLARE @msgid VARCHAR(30) = :msgid;
+DECLARE @attempt_log NVARCHAR(MAX) = :attempt_log;
+DECLARE @late_reversible INT = :late_reversible;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @claim_token VARCHAR(40) = :claim_token;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+DECLARE @u TABLE (request_id BIGINT NOT NULL, needs_reversal SMALLINT NOT NULL);
+UPDATE dbo.medical_insurance_requests
+SET
+    status = @status,
+    infcode = @infcode,
+    response_data = @response_data,
+    error_code = @error_code,
+    error_message = @error_message,
+    msgid = COALESCE(@msgid, msgid),
+    attempt_log = @attempt_log,
+    response_time = @now,
+    lease_expires_at = NULL,
+    limit_slot = NULL,
+    needs_reversal = CASE
+        WHEN @status = N'COMPLETED' AND @late_reversible = 1 AND @now > deadline_at THEN 1
+        ELSE 0
+    END
+OUTPUT inserted.request_id, inserted.needs_reversal INTO @u (request_id, needs_reversal)
+WHERE request_id = @request_id AND claim_token = @claim_token AND status = N'PROCESSING';
+SELECT
+    request_id,
+    needs_reversal
+FROM @u;
+
+-- name: requeue_request
+-- A retryable failure goes back to PENDING with its back-off stored in the row (it survives a
+-- restart and any worker may take it); out of attempts or time it ends ERROR or TIMEOUT.
+SET NOCOUNT ON;
+DECLARE @delay_seconds FLOAT = :delay_seconds;
+DECLARE @error_code INT = :error_code;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+DECLARE @attempt_log NVARCHAR(MAX) = :attempt_log;
+DECLARE @msgid VARCHAR(30) = :msgid;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @claim_token VARCHAR(40) = :claim_token;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+DECLARE @next DATETIME2(3);
+DECLARE @u TABLE (request_id BIGINT NOT NULL, status NVARCHAR(20) NOT NULL);
+SET @next = DATEADD(MILLISECOND, CAST(ROUND(@delay_seconds * 1000, 0) AS INT), @now);
+UPDATE dbo.medical_insurance_requests
+SET
+    status = CASE
+        WHEN @next >= deadline_at THEN N'TIMEOUT'
+        WHEN attempts > max_retry_count THEN N'ERROR'
+        ELSE N'PENDING'
+    END,
+    next_attempt_at = @next,
+    error_code = @error_code,
+    error_message = @error_message,
+    attempt_log = @attempt_log,
+    msgid = COALESCE(@msgid, msgid),
+    worker_id = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    limit_slot = NULL,
+    response_time = CASE
+        WHEN @next >= deadline_at OR attempts > max_retry_count THEN @now
+    END
+OUTPUT inserted.request_id, inserted.status INTO @u (request_id, status)
+WHERE request_id = @request_id AND claim_token = @claim_token AND status = N'PROCESSING';
+SELECT
+    request_id,
+    status
+FROM @u;
+
+-- name: release_request
+-- Graceful stop: a claimed row that was never sent goes back to PENDING as if untouched.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @claim_token VARCHAR(40) = :claim_token;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+UPDATE dbo.medical_insurance_requests
+SET
+    status = N'PENDING',
+    attempts = CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END,
+    worker_id = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    limit_slot = NULL
+OUTPUT inserted.request_id INTO @u (request_id)
+WHERE request_id = @request_id AND claim_token = @claim_token AND status = N'PROCESSING';
+SELECT request_id FROM @u;
+
+-- name: extend_lease
+-- The heartbeat keeps the leases of the claims this worker still works on.
+SET NOCOUNT ON;
+DECLARE @lease_seconds FLOAT = :lease_seconds;
+DECLARE @claim_token VARCHAR(40) = :claim_token;
+UPDATE dbo.medical_insurance_requests
+SET lease_expires_at = DATEADD(MILLISECOND, CAST(ROUND(@lease_seconds * 1000, 0) AS INT), SYSUTCDATETIME())
+WHERE claim_token = @claim_token AND status = N'PROCESSING';
+
+-- name: heartbeat
+-- One row per worker process; the HIS procedure's -1002 check and the monitors read it.
+-- Update, else insert (only this worker writes its row, so no race needs MERGE or HOLDLOCK).
+SET NOCOUNT ON;
+DECLARE @service_name NVARCHAR(100) = :service_name;
+DECLARE @worker_id NVARCHAR(100) = :worker_id;
+DECLARE @host NVARCHAR(255) = :host;
+DECLARE @pid INT = :pid;
+DECLARE @version NVARCHAR(40) = :version;
+DECLARE @status NVARCHAR(20) = :status;
+DECLARE @in_flight INT = :in_flight;
+DECLARE @processed_total BIGINT = :processed_total;
+UPDATE dbo.sdk_heartbeat
+SET
+    last_heartbeat = SYSUTCDATETIME(),
+    status = @status,
+    in_flight = @in_flight,
+    processed_total = @processed_total,
+    host = @host,
+    pid = @pid,
+    version = @version
+WHERE service_name = @service_name AND worker_id = @worker_id;
+IF @@ROWCOUNT = 0
+    INSERT INTO dbo.sdk_heartbeat (
+        service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
+        in_flight, processed_total
+    )
+    VALUES (
+        @service_name, @worker_id, @host, @pid, @version, SYSUTCDATETIME(), SYSUTCDATETIME(),
+        @status, @in_flight, @processed_total
+    );
+
+-- name: service_status
+-- The same answer as sp_check_sdk_service_status, for `mi-worker call` and health checks.
+SET NOCOUNT ON;
+DECLARE @stale_seconds INT = :stale_seconds;
+DECLARE @s INT;
+EXEC @s = dbo.sp_check_sdk_service_status @stale_seconds = @stale_seconds;
+SELECT @s AS alive;
+
+-- name: expire_pending
+-- PENDING rows whose caller's deadline passed can never be useful: TIMEOUT (never sent).
+-- In steps of 1,000 rows, each its own autocommit statement, so a backlog after an outage
+-- never escalates to a table lock (5,000 locks); every expired row is returned, as on
+-- PostgreSQL.
+SET NOCOUNT ON;
+DECLARE @rows INT = 1000;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+WHILE @rows = 1000
+BEGIN
+    UPDATE TOP (1000) dbo.medical_insurance_requests
+    SET
+        status = N'TIMEOUT',
+        response_time = SYSUTCDATETIME(),
+        error_code = -1005,
+        error_message = N'请求超时: deadline passed before any worker sent the request'
+    OUTPUT inserted.request_id INTO @u (request_id)
+    WHERE status = N'PENDING' AND deadline_at <= SYSUTCDATETIME();
+    SET @rows = @@ROWCOUNT;
+END;
+SELECT request_id FROM @u;
+
+-- name: find_lost_leases
+-- Rows whose lease ran out and whose worker is not beating (or ran out long ago): the worker
+-- died or lost them; the job decides per interface kind what becomes of each.
+SET NOCOUNT ON;
+DECLARE @lease_seconds FLOAT = :lease_seconds;
+DECLARE @stale_seconds FLOAT = :stale_seconds;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+DECLARE @lease_cutoff DATETIME2(3);
+DECLARE @beat_cutoff DATETIME2(3);
+SET @lease_cutoff = DATEADD(MILLISECOND, -CAST(ROUND(@lease_seconds * 1000, 0) AS INT), @now);
+SET @beat_cutoff = DATEADD(MILLISECOND, -CAST(ROUND(@stale_seconds * 1000, 0) AS INT), @now);
+SELECT TOP (500)
+    r.request_id,
+    r.interface_code,
+    r.claim_token,
+    r.worker_id,
+    CASE WHEN r.deadline_at <= @now THEN 1 ELSE 0 END AS past_deadline
+FROM dbo.medical_insurance_requests AS r
+WHERE
+    r.status = N'PROCESSING'
+    AND r.lease_expires_at < @now
+    AND (
+        r.lease_expires_at < @lease_cutoff
+        OR NOT EXISTS (
+            SELECT 1
+            FROM dbo.sdk_heartbeat AS h
+            WHERE
+                h.worker_id = r.worker_id
+                AND h.status = N'RUNNING'
+                AND h.last_heartbeat > @beat_cutoff
+        )
+    )
+ORDER BY r.request_id;
+
+-- name: recover_lease
+-- Move one lost row to the state the job chose (PENDING for a query, UNCERTAIN for a
+-- state-changing call that may have reached the centre, TIMEOUT when nobody waits any more).
+SET NOCOUNT ON;
+DECLARE @status NVARCHAR(20) = :status;
+DECLARE @error_code INT = :error_code;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @claim_token VARCHAR(40) = :claim_token;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+UPDATE dbo.medical_insurance_requests
+SET
+    status = @status,
+    worker_id = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    limit_slot = NULL,
+    error_code = @error_code,
+    error_message = @error_message,
+    response_time = CASE WHEN @status = N'PENDING' THEN NULL ELSE SYSUTCDATETIME() END
+OUTPUT inserted.request_id INTO @u (request_id)
+WHERE request_id = @request_id AND claim_token = @claim_token AND status = N'PROCESSING';
+SELECT request_id FROM @u;
+
+-- name: clear_limits
+-- Limits are rewritten from config at worker start (cluster-wide: the last start wins).
+SET NOCOUNT ON;
+DELETE FROM dbo.medical_insurance_limits;
+
+-- name: insert_limit
+-- One cap per interface code ('*' for every code not named).
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @max_in_flight INT = :max_in_flight;
+INSERT INTO dbo.medical_insurance_limits (interface_code, max_in_flight)
+VALUES (@interface_code, @max_in_flight);
+
+-- name: upsert_interface
+-- The catalogue mirrored into SQL so DBA monitors can name interfaces in Chinese.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @interface_name NVARCHAR(100) = :interface_name;
+DECLARE @kind NVARCHAR(20) = :kind;
+DECLARE @reversible SMALLINT = :reversible;
+DECLARE @cancel_code VARCHAR(10) = :cancel_code;
+UPDATE dbo.medical_insurance_interfaces
+SET
+    interface_name = @interface_name,
+    kind = @kind,
+    reversible = @reversible,
+    cancel_code = @cancel_code
+WHERE interface_code = @interface_code;
+IF @@ROWCOUNT = 0
+    INSERT INTO dbo.medical_insurance_interfaces (
+        interface_code, interface_name, kind, reversible, cancel_code
+    )
+    VALUES (@interface_code, @interface_name, @kind, @reversible, @cancel_code);
+
+-- name: log_error
+-- Errors worth a DBA's eye, next to the request they belong to.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @error_code INT = :error_code;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+DECLARE @detail NVARCHAR(MAX) = :detail;
+INSERT INTO dbo.medical_insurance_error_log (request_id, error_code, error_message, detail)
+VALUES (@request_id, @error_code, @error_message, @detail);
+
+-- name: try_cluster_lock
+-- Once-per-cluster jobs: a session-level application lock, not waited for. Named by
+-- :lock_name (readable in sys.dm_tran_locks); :lock_key is PostgreSQL's advisory-lock number.
+SET NOCOUNT ON;
+DECLARE @lock_name NVARCHAR(200) = :lock_name;
+DECLARE @resource NVARCHAR(255);
+DECLARE @rc INT;
+SET @resource = N'mi_worker:' + @lock_name;
+EXEC @rc = sp_getapplock
+    @Resource = @resource,
+    @LockMode = 'Exclusive',
+    @LockOwner = 'Session',
+    @LockTimeout = 0;
+SELECT CASE WHEN @rc >= 0 THEN 1 ELSE 0 END AS granted;
+
+-- name: release_cluster_lock
+-- Released by the same session right after the job (0, not an error, when it is not held,
+-- like pg_advisory_unlock).
+SET NOCOUNT ON;
+DECLARE @lock_name NVARCHAR(200) = :lock_name;
+DECLARE @resource NVARCHAR(255);
+DECLARE @rc INT = -999;
+SET @resource = N'mi_worker:' + @lock_name;
+IF APPLOCK_MODE('public', @resource, 'Session') <> 'NoLock'
+    EXEC @rc = sp_releaseapplock @Resource = @resource, @LockOwner = 'Session';
+SELECT CASE WHEN @rc >= 0 THEN 1 ELSE 0 END AS released;
+
+-- name: get_request
+-- One row with everything, for `mi-worker call`, `requests show` and tests.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+SELECT
+    r.*,
+    v.result_status,
+    v.latency_ms
+FROM dbo.medical_insurance_requests AS r
+INNER JOIN dbo.v_medical_insurance_result AS v ON r.request_id = v.request_id
+WHERE r.request_id = @request_id;
+
+-- name: call_procedure
+-- `mi-worker call` goes through the HIS procedure itself, exactly as the HIS does; pyodbc
+-- cannot read OUTPUT parameters, so the batch SELECTs them.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @timeout INT = :timeout;
+DECLARE @retry_count INT = :retry_count;
+DECLARE @priority INT = :priority;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @poll_ms INT = :poll_ms;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @rid BIGINT;
+DECLARE @res NVARCHAR(MAX);
+DECLARE @ec INT;
+DECLARE @em NVARCHAR(500);
+EXEC dbo.sp_medical_insurance_call_v2
+    @interface_code = @interface_code,
+    @input_data = @input_data,
+    @timeout = @timeout,
+    @retry_count = @retry_count,
+    @request_id = @rid OUTPUT,
+    @result = @res OUTPUT,
+    @error_code = @ec OUTPUT,
+    @error_message = @em OUTPUT,
+    @priority = @priority,
+    @idempotency_key = @idempotency_key,
+    @his_fee_id = @his_fee_id,
+    @psn_no = @psn_no,
+    @poll_ms = @poll_ms,
+    @insuplc_admdvs = @insuplc_admdvs;
+SELECT
+    @rid AS request_id,
+    @res AS result,
+    @ec AS error_code,
+    @em AS error_message;
+
+-- name: create_migrations_table
+-- The version table `mi-worker db upgrade` records applied files in.
+SET NOCOUNT ON;
+IF OBJECT_ID(N'dbo.mi_schema_version', N'U') IS NULL
+    CREATE TABLE dbo.mi_schema_version (
+        version INT NOT NULL,
+        name NVARCHAR(200) NOT NULL,
+        checksum VARCHAR(64) NOT NULL,
+        applied_at DATETIME2(3) NOT NULL CONSTRAINT df_mi_schema_version_applied
+        DEFAULT (SYSUTCDATETIME()),
+        CONSTRAINT pk_mi_schema_version PRIMARY KEY CLUSTERED (version)
+    );
+
+-- name: migration_lock
+-- Two hosts upgrading at once: the second waits here, then sees the first one's versions.
+-- Owned by the migration's transaction (released at its COMMIT or ROLLBACK); waits up to 10
+-- minutes, then fails the upgrade rather than hang.
+SET NOCOUNT ON;
+DECLARE @lock_key BIGINT = :lock_key;
+DECLARE @resource NVARCHAR(255);
+DECLARE @rc INT;
+DECLARE @applied INT;
+SET @resource = N'mi_worker:' + CAST(@lock_key AS NVARCHAR(20));
+-- The migration connection is in manual-commit mode (the ODBC driver's implicit
+-- transactions), where a SELECT from a table opens the transaction and an EXEC does not; a
+-- transaction-owned applock needs one open.
+SELECT @applied = COUNT(*) FROM dbo.mi_schema_version;
+IF @@TRANCOUNT = 0
+    THROW 50002, N'mi-worker: migration_lock must run inside the migration transaction', 1;
+EXEC @rc = sp_getapplock
+    @Resource = @resource,
+    @LockMode = 'Exclusive',
+    @LockOwner = 'Transaction',
+    @LockTimeout = 600000;
+IF @rc < 0
+    THROW 50001, N'mi-worker: migration lock not granted (another upgrade is running)', 1;
+
+-- name: applied_migrations
+-- Versions already applied, with the checksum of the file as it was.
+SET NOCOUNT ON;
+SELECT
+    version,
+    checksum
+FROM dbo.mi_schema_version
+ORDER BY version;
+
+-- name: record_migration
+-- Written in the same transaction as the migration itself.
+SET NOCOUNT ON;
+DECLARE @version INT = :version;
+DECLARE @name NVARCHAR(200) = :name;
+DECLARE @checksum VARCHAR(64) = :checksum;
+INSERT INTO dbo.mi_schema_version (version, name, checksum)
+VALUES (@version, @name, @checksum);
+
+-- name: enqueue_request
+-- What the HIS procedure inserts; used directly where there is no procedure (SQLite) and to
+-- seed tests and the benchmark.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @priority INT = :priority;
+DECLARE @timeout_seconds FLOAT = :timeout_seconds;
+DECLARE @max_retry_count INT = :max_retry_count;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @parent_request_id BIGINT = :parent_request_id;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_requests (
+    interface_code, input_data, status, priority, timeout_seconds, max_retry_count, psn_no,
+    insuplc_admdvs, idempotency_key, his_fee_id, parent_request_id, deadline_at
+)
+OUTPUT inserted.request_id INTO @u (request_id)
+VALUES (
+    @interface_code, @input_data, N'PENDING', @priority,
+    CAST(ROUND(@timeout_seconds, 0) AS INT), @max_retry_count,
+    @psn_no, @insuplc_admdvs, @idempotency_key, @his_fee_id, @parent_request_id,
+    DATEADD(MILLISECOND, CAST(ROUND(@timeout_seconds * 1000, 0) AS INT), SYSUTCDATETIME())
+);
+SELECT request_id FROM @u;
+
+-- name: poll_result
+-- What the HIS procedure polls: the caller-facing state of one request.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+SELECT
+    v.request_id,
+    v.status,
+    v.result_status,
+    v.response_data,
+    v.error_code,
+    v.error_message,
+    CASE WHEN SYSUTCDATETIME() >= v.deadline_at THEN 1 ELSE 0 END AS past_deadline
+FROM dbo.v_medical_insurance_result AS v
+WHERE v.request_id = @request_id;
+
+-- name: timeout_if_pending
+-- At the caller's deadline a row nobody claimed ends TIMEOUT; a claimed one stays with its
+-- worker (the caller is told the outcome is in doubt).
+SET NOCOUNT ON;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+UPDATE dbo.medical_insurance_requests
+SET
+    status = N'TIMEOUT',
+    response_time = SYSUTCDATETIME(),
+    error_code = -1005,
+    error_message = @error_message
+OUTPUT inserted.request_id INTO @u (request_id)
+WHERE request_id = @request_id AND status = N'PENDING';
+SELECT request_id FROM @u;
+
+-- name: find_idempotent
+-- The latest call with this idempotency key that did not fail.
+SET NOCOUNT ON;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+SELECT TOP (1)
+    request_id,
+    status,
+    needs_reversal,
+    response_data,
+    error_message
+FROM dbo.medical_insurance_requests
+WHERE
+    idempotency_key = @idempotency_key
+    AND idempotency_key IS NOT NULL
+    AND status <> N'ERROR'
+    AND status <> N'TIMEOUT'
+ORDER BY request_id DESC;
+
+-- name: count_by_status
+-- Queue depth by status: `mi-worker status`, the monitors and the tests read it.
+SET NOCOUNT ON;
+SELECT
+    status,
+    COUNT(*) AS n
+FROM dbo.medical_insurance_requests
+GROUP BY status;
+
+-- name: heartbeat_rows
+-- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
+-- A beat older than 20 days is aged in whole seconds (DATEDIFF in milliseconds would
+-- overflow INT after 24.8 days and fail the whole query).
+SET NOCOUNT ON;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+SELECT
+    service_name,
+    worker_id,
+    host,
+    pid,
+    version,
+    started_at,
+    last_heartbeat,
+    status,
+    in_flight,
+    processed_total,
+    CASE
+        WHEN last_heartbeat > DATEADD(DAY, -20, @now)
+            THEN CAST(DATEDIFF(MILLISECOND, last_heartbeat, @now) AS FLOAT) / 1000.0
+        ELSE CAST(DATEDIFF(SECOND, last_heartbeat, @now) AS FLOAT)
+    END AS age_seconds
+FROM dbo.sdk_heartbeat
+ORDER BY service_name, worker_id;
+
+-- name: find_doubtful
+-- Rows whose outcome is in doubt (UNCERTAIN, or COMPLETED after the caller gave up), with
+-- their latest 2601 reversal row if any: the reversal job's work list. PostgreSQL's
+-- "status = 'UNCERTAIN' OR needs_reversal = 1" is a UNION of two branches, one per filtered
+-- index (ix_mir_doubt, ix_mir_doubt_reversal), so the history table is never scanned.
+SET NOCOUNT ON;
+SELECT TOP (200)
+    r.request_id,
+    r.interface_code,
+    r.status,
+    r.psn_no,
+    r.insuplc_admdvs,
+    r.msgid,
+    r.needs_reversal,
+    r.error_message,
+    (
+        SELECT MAX(c.request_id)
+        FROM dbo.medical_insurance_requests AS c
+        WHERE c.parent_request_id = r.request_id
+    ) AS rev_id,
+    (
+        SELECT COUNT(*)
+        FROM dbo.medical_insurance_requests AS c
+        WHERE c.parent_request_id = r.request_id
+    ) AS rev_count
+FROM (
+    SELECT u.request_id
+    FROM dbo.medical_insurance_requests AS u
+    WHERE u.status = N'UNCERTAIN'
+    UNION
+    SELECT n.request_id
+    FROM dbo.medical_insurance_requests AS n
+    WHERE n.needs_reversal = 1
+) AS d
+INNER JOIN dbo.medical_insurance_requests AS r ON d.request_id = r.request_id
+WHERE r.parent_request_id IS NULL
+ORDER BY r.request_id;
+
+-- name: settle_row
+-- Move a row from the state the job saw to its settled state (REVERSED, NEEDS_MANUAL, ERROR);
+-- the status guard makes a concurrent change win instead of being overwritten.
+SET NOCOUNT ON;
+DECLARE @status NVARCHAR(20) = :status;
+DECLARE @error_code INT = :error_code;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @expected_status NVARCHAR(20) = :expected_status;
+UPDATE dbo.medical_insurance_requests
+SET
+    status = @status,
+    needs_reversal = 0,
+    error_code = @error_code,
+    error_message = @error_message
+WHERE request_id = @request_id AND status = @expected_status;
+
+-- name: open_alert
+-- The open alert of a type, if any: alerts are de-duplicated per type while open.
+SET NOCOUNT ON;
+DECLARE @alert_type NVARCHAR(40) = :alert_type;
+SELECT TOP (1)
+    alert_id,
+    alert_type,
+    alert_level,
+    alert_message,
+    raised_at,
+    last_seen_at
+FROM dbo.medical_insurance_alerts
+WHERE alert_type = @alert_type AND resolved_at IS NULL
+ORDER BY alert_id DESC;
+
+-- name: insert_alert
+-- A new alert (the scan found a condition with no open alert of its type).
+SET NOCOUNT ON;
+DECLARE @alert_type NVARCHAR(40) = :alert_type;
+DECLARE @alert_level NVARCHAR(20) = :alert_level;
+DECLARE @alert_message NVARCHAR(MAX) = :alert_message;
+DECLARE @detail NVARCHAR(MAX) = :detail;
+INSERT INTO dbo.medical_insurance_alerts (alert_type, alert_level, alert_message, detail)
+VALUES (@alert_type, @alert_level, @alert_message, @detail);
+
+-- name: touch_alert
+-- The condition still holds: keep the open alert, refresh its message and last_seen_at.
+SET NOCOUNT ON;
+DECLARE @alert_message NVARCHAR(MAX) = :alert_message;
+DECLARE @detail NVARCHAR(MAX) = :detail;
+DECLARE @alert_id BIGINT = :alert_id;
+UPDATE dbo.medical_insurance_alerts
+SET
+    last_seen_at = SYSUTCDATETIME(),
+    alert_message = @alert_message,
+    detail = @detail
+WHERE alert_id = @alert_id;
+
+-- name: find_children
+-- The 2601 reversal rows queued for one original request (audit trail, `requests show`).
+SET NOCOUNT ON;
+DECLARE @parent_request_id BIGINT = :parent_request_id;
+SELECT
+    request_id,
+    interface_code,
+    status,
+    input_data,
+    error_message,
+    request_time
+FROM dbo.medical_insurance_requests
+WHERE parent_request_id = @parent_request_id
+ORDER BY request_id;
+
+-- name: enqueue_reversal
+-- A 2601 冲正 row linked to the original, at top priority, not runnable before :delay_seconds.
+SET NOCOUNT ON;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @timeout_seconds FLOAT = :timeout_seconds;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @parent_request_id BIGINT = :parent_request_id;
+DECLARE @delay_seconds FLOAT = :delay_seconds;
+DECLARE @runnable_at DATETIME2(3);
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+SET @runnable_at = DATEADD(MILLISECOND, CAST(ROUND(@delay_seconds * 1000, 0) AS INT), SYSUTCDATETIME());
+INSERT INTO dbo.medical_insurance_requests (
+    interface_code, input_data, status, priority, timeout_seconds, max_retry_count, psn_no,
+    insuplc_admdvs, parent_request_id, next_attempt_at, deadline_at
+)
+OUTPUT inserted.request_id INTO @u (request_id)
+VALUES (
+    '2601', @input_data, N'PENDING', 0, CAST(ROUND(@timeout_seconds, 0) AS INT), 3, @psn_no,
+    @insuplc_admdvs, @parent_request_id, @runnable_at,
+    DATEADD(MILLISECOND, CAST(ROUND(@timeout_seconds * 1000, 0) AS INT), @runnable_at)
+);
+SELECT request_id FROM @u;
