@@ -70,6 +70,8 @@ DECLARE @claimed TABLE (
 -- filtered index (a filter cannot say OR): another row of the patient blocks this one when it
 -- is PROCESSING, or, unless this row is a follow-up (parent_request_id set), when it is an
 -- older PENDING row still within its deadline, UNCERTAIN, or COMPLETED awaiting reversal.
+-- Rows of a limited interface already at its cap are not candidates at all, so they cannot
+-- fill the scan window and starve other codes (the count seeks ux_mir_slot_processing).
 INSERT INTO @cand (request_id, interface_code, priority, lim, k)
 SELECT
     c.request_id,
@@ -123,6 +125,33 @@ FROM (
                             AND e.needs_reversal = 1
                             AND e.status = N'COMPLETED'
                     )
+                )
+            )
+        )
+        AND (
+            NOT EXISTS (
+                SELECT 1
+                FROM dbo.medical_insurance_limits AS ml
+                WHERE ml.interface_code IN (r.interface_code, '*')
+            )
+            OR (
+                SELECT COUNT(*)
+                FROM dbo.medical_insurance_requests AS b
+                WHERE
+                    b.status = N'PROCESSING'
+                    AND b.interface_code = r.interface_code
+                    AND b.limit_slot IS NOT NULL
+            )
+            < COALESCE(
+                (
+                    SELECT ml.max_in_flight
+                    FROM dbo.medical_insurance_limits AS ml
+                    WHERE ml.interface_code = r.interface_code
+                ),
+                (
+                    SELECT ml.max_in_flight
+                    FROM dbo.medical_insurance_limits AS ml
+                    WHERE ml.interface_code = '*'
                 )
             )
         )

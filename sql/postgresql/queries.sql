@@ -6,7 +6,7 @@
 -- Lease up to :batch_size runnable rows in one autocommit statement: priority then age,
 -- only the head of each patient's queue, within each interface's free slots, msgid assigned.
 WITH cand AS (
-    SELECT r.request_id, r.interface_code, r.priority
+    SELECT r.request_id, r.interface_code, r.priority, r.psn_no
     FROM medical_insurance_requests r
     WHERE r.status = 'PENDING'
       AND r.next_attempt_at <= now()
@@ -38,7 +38,9 @@ WITH cand AS (
     SELECT c.request_id, c.interface_code, c.priority,
            COALESCE(l.max_in_flight, d.max_in_flight) AS lim,
            row_number() OVER (PARTITION BY c.interface_code
-                              ORDER BY c.priority, c.request_id) AS k
+                              ORDER BY c.priority, c.request_id) AS k,
+           row_number() OVER (PARTITION BY COALESCE(c.psn_no, 'rid:' || CAST(c.request_id AS text))
+                              ORDER BY c.priority, c.request_id) AS psn_rank
     FROM cand c
     LEFT JOIN medical_insurance_limits l ON l.interface_code = c.interface_code
     LEFT JOIN medical_insurance_limits d ON d.interface_code = '*'
@@ -56,7 +58,7 @@ WITH cand AS (
     SELECT r.request_id, s.slot
     FROM ranked r
     LEFT JOIN slots s ON s.interface_code = r.interface_code AND s.k = r.k
-    WHERE r.lim IS NULL OR s.slot IS NOT NULL
+    WHERE (r.lim IS NULL OR s.slot IS NOT NULL) AND r.psn_rank = 1
     ORDER BY r.priority, r.request_id
     LIMIT :batch_size
 ), claimed AS (
@@ -393,3 +395,103 @@ VALUES ('2601', :input_data, 'PENDING', 0, :timeout_seconds, 3, :psn_no, :insupl
     clock_timestamp() + make_interval(secs => CAST(:delay_seconds AS double precision))
                       + make_interval(secs => CAST(:timeout_seconds AS double precision)))
 RETURNING request_id;
+
+-- name: monitor_health
+-- Per-worker and overall UP / WARNING / DOWN by heartbeat age (the DBA function's rows).
+SELECT * FROM mi_monitor_health(:warn_seconds, :down_seconds);
+
+-- name: monitor_performance
+-- Last hour: totals by outcome, success rate, average / p95 / max latency.
+SELECT * FROM mi_monitor_performance(:hours);
+
+-- name: monitor_interfaces
+-- Last day per interface code, with its Chinese name.
+SELECT * FROM mi_monitor_interfaces(:hours);
+
+-- name: monitor_queue
+-- Open rows by status and priority with the oldest one's age.
+SELECT * FROM mi_monitor_queue();
+
+-- name: monitor_workers
+-- Every worker process with uptime and counters.
+SELECT * FROM mi_monitor_workers();
+
+-- name: check_alerts
+-- Conditions that are alert-worthy right now (the alert scan stores and de-duplicates them).
+SELECT * FROM sp_check_medical_insurance_alerts(:error_rate_percent, :min_calls, :slow_avg_ms,
+                                                :backlog_pending, :backlog_age_seconds,
+                                                :down_seconds);
+
+-- name: list_open_alerts
+-- Alerts not yet resolved (or all recent ones with :include_resolved = 1).
+SELECT alert_id, alert_type, alert_level, alert_message, raised_at, last_seen_at, resolved_at,
+       notified_at
+FROM medical_insurance_alerts
+WHERE resolved_at IS NULL OR :include_resolved = 1
+ORDER BY alert_id DESC
+LIMIT 200;
+
+-- name: resolve_alert
+-- The condition cleared: close the open alert.
+UPDATE medical_insurance_alerts SET resolved_at = now()
+ WHERE alert_id = :alert_id AND resolved_at IS NULL;
+
+-- name: reopen_alert
+-- A condition that cleared and came back within the de-duplication window reopens its alert
+-- instead of raising (and notifying) a new one.
+WITH u AS (
+    UPDATE medical_insurance_alerts
+       SET resolved_at = NULL, last_seen_at = now(), alert_message = :alert_message
+     WHERE alert_id = (SELECT max(alert_id) FROM medical_insurance_alerts
+                       WHERE alert_type = :alert_type AND resolved_at IS NOT NULL
+                         AND resolved_at > now()
+                             - make_interval(mins => CAST(:dedup_minutes AS integer)))
+    RETURNING alert_id
+)
+SELECT alert_id FROM u;
+
+-- name: mark_alert_notified
+-- The webhook accepted the notification.
+UPDATE medical_insurance_alerts SET notified_at = now() WHERE alert_id = :alert_id;
+
+-- name: metrics_by_interface
+-- Prometheus counters and latency histogram per interface and outcome (whole table, so the
+-- counters only grow as long as rows are kept).
+SELECT v.interface_code, v.result_status, count(*) AS n,
+       COALESCE(sum(v.latency_ms), 0) AS latency_sum_ms,
+       count(v.latency_ms) AS latency_count,
+       count(*) FILTER (WHERE v.latency_ms <= 50) AS le_50,
+       count(*) FILTER (WHERE v.latency_ms <= 100) AS le_100,
+       count(*) FILTER (WHERE v.latency_ms <= 250) AS le_250,
+       count(*) FILTER (WHERE v.latency_ms <= 500) AS le_500,
+       count(*) FILTER (WHERE v.latency_ms <= 1000) AS le_1000,
+       count(*) FILTER (WHERE v.latency_ms <= 2500) AS le_2500,
+       count(*) FILTER (WHERE v.latency_ms <= 5000) AS le_5000,
+       count(*) FILTER (WHERE v.latency_ms <= 10000) AS le_10000,
+       count(*) FILTER (WHERE v.latency_ms <= 30000) AS le_30000
+FROM v_medical_insurance_result v
+GROUP BY v.interface_code, v.result_status
+ORDER BY v.interface_code, v.result_status;
+
+-- name: list_requests
+-- `mi-worker requests list`: newest first, optionally one status / interface.
+SELECT r.request_id, r.interface_code, r.status, r.psn_no, r.msgid, r.attempts,
+       r.request_time, r.response_time, r.error_code, r.error_message, r.parent_request_id,
+       r.resolved_at, r.resolution_note
+FROM medical_insurance_requests r
+WHERE (CAST(:status AS varchar) IS NULL OR r.status = :status)
+  AND (CAST(:interface_code AS varchar) IS NULL OR r.interface_code = :interface_code)
+ORDER BY r.request_id DESC
+LIMIT :limit_rows;
+
+-- name: resolve_request
+-- An operator settled a NEEDS_MANUAL (or UNCERTAIN) row by hand: record who, when and how.
+WITH u AS (
+    UPDATE medical_insurance_requests
+       SET resolved_at = now(), resolved_by = :resolved_by, resolution_note = :note,
+           needs_reversal = 0
+     WHERE request_id = :request_id AND status IN ('NEEDS_MANUAL', 'UNCERTAIN')
+       AND resolved_at IS NULL
+    RETURNING request_id
+)
+SELECT request_id FROM u;

@@ -7,7 +7,7 @@
 -- Lease up to :batch_size runnable rows in one statement: priority then age, only the head of
 -- each patient's queue, within each interface's free slots, msgid assigned.
 WITH cand AS (
-    SELECT r.request_id, r.interface_code, r.priority
+    SELECT r.request_id, r.interface_code, r.priority, r.psn_no
     FROM medical_insurance_requests r
     WHERE r.status = 'PENDING'
       AND r.next_attempt_at <= strftime('%Y-%m-%d %H:%M:%f', 'now')
@@ -38,7 +38,9 @@ WITH cand AS (
     SELECT c.request_id, c.interface_code, c.priority,
            COALESCE(l.max_in_flight, d.max_in_flight) AS lim,
            row_number() OVER (PARTITION BY c.interface_code
-                              ORDER BY c.priority, c.request_id) AS k
+                              ORDER BY c.priority, c.request_id) AS k,
+           row_number() OVER (PARTITION BY COALESCE(c.psn_no, 'rid:' || CAST(c.request_id AS TEXT))
+                              ORDER BY c.priority, c.request_id) AS psn_rank
     FROM cand c
     LEFT JOIN medical_insurance_limits l ON l.interface_code = c.interface_code
     LEFT JOIN medical_insurance_limits d ON d.interface_code = '*'
@@ -60,7 +62,7 @@ WITH cand AS (
            row_number() OVER (ORDER BY r.priority, r.request_id) AS rn
     FROM ranked r
     LEFT JOIN slots s ON s.interface_code = r.interface_code AND s.k = r.k
-    WHERE r.lim IS NULL OR s.slot IS NOT NULL
+    WHERE (r.lim IS NULL OR s.slot IS NOT NULL) AND r.psn_rank = 1
     ORDER BY r.priority, r.request_id
     LIMIT :batch_size
 ), seq AS (
@@ -387,4 +389,222 @@ VALUES ('2601', :input_data, 'PENDING', 0, :timeout_seconds, 3, :psn_no, :insupl
     strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :delay_seconds)),
     strftime('%Y-%m-%d %H:%M:%f', 'now',
              printf('%+.3f seconds', :delay_seconds + :timeout_seconds)))
+RETURNING request_id;
+
+-- name: monitor_health
+-- Per-worker and overall UP / WARNING / DOWN by heartbeat age.
+WITH w AS (
+    SELECT h.service_name, h.worker_id, h.host, h.last_heartbeat, h.in_flight,
+           h.processed_total,
+           CAST((julianday('now') - julianday(h.last_heartbeat)) * 86400 AS INTEGER) AS age,
+           CASE
+               WHEN h.status = 'STOPPED' THEN 'STOPPED'
+               WHEN (julianday('now') - julianday(h.last_heartbeat)) * 86400 > :down_seconds
+                   THEN 'DOWN'
+               WHEN (julianday('now') - julianday(h.last_heartbeat)) * 86400 > :warn_seconds
+                   THEN 'WARNING'
+               ELSE 'UP'
+           END AS state
+    FROM sdk_heartbeat h
+)
+SELECT service_name, worker_id, host, state AS status, last_heartbeat,
+       age AS seconds_since_heartbeat, in_flight, processed_total,
+       strftime('%Y-%m-%d %H:%M:%f', 'now') AS check_time
+FROM w
+UNION ALL
+SELECT 'medical_insurance_sdk', '*', '(overall)',
+       CASE WHEN MAX(state = 'UP') = 1 THEN 'UP' WHEN MAX(state = 'WARNING') = 1 THEN 'WARNING'
+            ELSE 'DOWN' END,
+       MAX(last_heartbeat), MIN(age), COALESCE(SUM(in_flight), 0),
+       COALESCE(SUM(processed_total), 0), strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM w;
+
+-- name: monitor_performance
+-- Last :hours: totals by outcome, success rate, average / p95 (nearest rank) / max latency.
+WITH v AS (
+    SELECT result_status, latency_ms FROM v_medical_insurance_result
+    WHERE request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d hours', :hours))
+), ranked AS (
+    SELECT latency_ms, cume_dist() OVER (ORDER BY latency_ms) AS cd
+    FROM v WHERE latency_ms IS NOT NULL
+)
+SELECT COUNT(*) AS total_requests,
+       COALESCE(SUM(result_status = 'SUCCESS'), 0) AS success_count,
+       COALESCE(SUM(result_status = 'ERROR'), 0) AS error_count,
+       COALESCE(SUM(result_status = 'TIMEOUT'), 0) AS timeout_count,
+       COALESCE(SUM(result_status = 'UNCERTAIN'), 0) AS uncertain_count,
+       COALESCE(SUM(result_status = 'IN_PROGRESS'), 0) AS in_progress_count,
+       ROUND(COALESCE(100.0 * SUM(result_status = 'SUCCESS') / NULLIF(COUNT(*), 0), 0), 2)
+           AS success_rate,
+       ROUND(COALESCE(100.0 * SUM(result_status = 'ERROR') / NULLIF(COUNT(*), 0), 0), 2)
+           AS error_rate,
+       ROUND(COALESCE(AVG(latency_ms), 0), 2) AS avg_response_time_ms,
+       (SELECT MIN(latency_ms) FROM ranked WHERE cd >= 0.95) AS p95_response_time_ms,
+       MAX(latency_ms) AS max_response_time_ms,
+       strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d hours', :hours)) AS since
+FROM v;
+
+-- name: monitor_interfaces
+-- Last :hours per interface code, with its Chinese name.
+WITH v AS (
+    SELECT interface_code, result_status, latency_ms FROM v_medical_insurance_result
+    WHERE request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d hours', :hours))
+), ranked AS (
+    SELECT interface_code, latency_ms,
+           cume_dist() OVER (PARTITION BY interface_code ORDER BY latency_ms) AS cd
+    FROM v WHERE latency_ms IS NOT NULL
+)
+SELECT v.interface_code,
+       COALESCE(MAX(i.interface_name), '接口' || v.interface_code) AS interface_name,
+       COUNT(*) AS total_calls,
+       SUM(v.result_status = 'SUCCESS') AS success_calls,
+       SUM(v.result_status = 'ERROR') AS error_calls,
+       SUM(v.result_status = 'TIMEOUT') AS timeout_calls,
+       SUM(v.result_status = 'UNCERTAIN') AS uncertain_calls,
+       ROUND(100.0 * SUM(v.result_status = 'SUCCESS') / COUNT(*), 2) AS success_rate,
+       ROUND(COALESCE(AVG(v.latency_ms), 0), 2) AS avg_response_time_ms,
+       (SELECT MIN(k.latency_ms) FROM ranked k
+         WHERE k.interface_code = v.interface_code AND k.cd >= 0.95) AS p95_response_time_ms,
+       MAX(v.latency_ms) AS max_response_time_ms
+FROM v
+LEFT JOIN medical_insurance_interfaces i ON i.interface_code = v.interface_code
+GROUP BY v.interface_code
+ORDER BY COUNT(*) DESC, v.interface_code;
+
+-- name: monitor_queue
+-- Open rows by status and priority with the oldest one's age.
+SELECT status, priority, COUNT(*) AS depth, MIN(request_time) AS oldest_request_time,
+       CAST((julianday('now') - julianday(MIN(request_time))) * 86400 AS INTEGER)
+           AS oldest_age_seconds
+FROM medical_insurance_requests
+WHERE status IN ('PENDING', 'PROCESSING', 'UNCERTAIN', 'NEEDS_MANUAL') AND resolved_at IS NULL
+GROUP BY status, priority
+ORDER BY status, priority;
+
+-- name: monitor_workers
+-- Every worker process with uptime and counters.
+SELECT service_name, worker_id, host, pid, version, status, started_at, last_heartbeat,
+       CAST((julianday('now') - julianday(last_heartbeat)) * 86400 AS INTEGER)
+           AS seconds_since_heartbeat,
+       CAST((julianday(last_heartbeat) - julianday(started_at)) * 86400 AS INTEGER)
+           AS uptime_seconds,
+       in_flight, processed_total
+FROM sdk_heartbeat
+ORDER BY service_name, worker_id;
+
+-- name: check_alerts
+-- Conditions that are alert-worthy right now (the error-rate rule needs :min_calls calls).
+SELECT 'SERVICE_DOWN' AS alert_type, 'CRITICAL' AS alert_level,
+       '医保SDK服务已停止响应: no mi-worker heartbeat in the last ' || :down_seconds || ' s'
+           AS alert_message,
+       strftime('%Y-%m-%d %H:%M:%f', 'now') AS alert_time
+WHERE NOT EXISTS (SELECT 1 FROM sdk_heartbeat
+                  WHERE status = 'RUNNING'
+                    AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                                  printf('-%d seconds', :down_seconds)))
+UNION ALL
+SELECT 'HIGH_ERROR_RATE', 'WARNING',
+       '医保接口错误率过高: ' || ROUND(100.0 * SUM(result_status = 'ERROR') / COUNT(*), 2)
+           || '% of ' || COUNT(*) || ' calls in the last hour',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM v_medical_insurance_result
+WHERE request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 hours')
+HAVING COUNT(*) >= :min_calls
+   AND 100.0 * SUM(result_status = 'ERROR') / COUNT(*) > :error_rate_percent
+UNION ALL
+SELECT 'SLOW_RESPONSE', 'WARNING',
+       '医保接口响应时间过慢: average ' || CAST(ROUND(AVG(latency_ms)) AS INTEGER)
+           || ' ms in the last hour',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM v_medical_insurance_result
+WHERE request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 hours')
+  AND latency_ms IS NOT NULL
+HAVING AVG(latency_ms) > :slow_avg_ms
+UNION ALL
+SELECT 'QUEUE_BACKLOG', 'WARNING',
+       '队列积压: ' || COUNT(*) || ' PENDING, oldest '
+           || CAST((julianday('now') - julianday(MIN(request_time))) * 86400 AS INTEGER) || ' s',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM medical_insurance_requests
+WHERE status = 'PENDING'
+HAVING COUNT(*) > :backlog_pending
+    OR MIN(request_time) < strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                    printf('-%d seconds', :backlog_age_seconds))
+UNION ALL
+SELECT 'UNCERTAIN_REQUESTS', 'WARNING',
+       '结果不确定: ' || COUNT(*) || ' request(s) UNCERTAIN, reversal (冲正) under way',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM medical_insurance_requests
+WHERE status = 'UNCERTAIN' OR needs_reversal = 1
+HAVING COUNT(*) > 0
+UNION ALL
+SELECT 'NEEDS_MANUAL', 'CRITICAL',
+       '需人工处理: ' || COUNT(*)
+           || ' request(s) NEEDS_MANUAL (mi-worker requests list --status NEEDS_MANUAL)',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM medical_insurance_requests
+WHERE status = 'NEEDS_MANUAL' AND resolved_at IS NULL
+HAVING COUNT(*) > 0;
+
+-- name: list_open_alerts
+-- Alerts not yet resolved (or all recent ones with :include_resolved = 1).
+SELECT alert_id, alert_type, alert_level, alert_message, raised_at, last_seen_at, resolved_at,
+       notified_at
+FROM medical_insurance_alerts
+WHERE resolved_at IS NULL OR :include_resolved = 1
+ORDER BY alert_id DESC
+LIMIT 200;
+
+-- name: resolve_alert
+-- The condition cleared: close the open alert.
+UPDATE medical_insurance_alerts SET resolved_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+ WHERE alert_id = :alert_id AND resolved_at IS NULL;
+
+-- name: reopen_alert
+-- A condition that cleared and came back within the de-duplication window reopens its alert.
+UPDATE medical_insurance_alerts
+   SET resolved_at = NULL, last_seen_at = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+       alert_message = :alert_message
+ WHERE alert_id = (SELECT MAX(alert_id) FROM medical_insurance_alerts
+                   WHERE alert_type = :alert_type AND resolved_at IS NOT NULL
+                     AND resolved_at > strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                                printf('-%d minutes', :dedup_minutes)))
+RETURNING alert_id;
+
+-- name: mark_alert_notified
+-- The webhook accepted the notification.
+UPDATE medical_insurance_alerts SET notified_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+ WHERE alert_id = :alert_id;
+
+-- name: metrics_by_interface
+-- Prometheus counters and latency histogram per interface and outcome.
+SELECT interface_code, result_status, COUNT(*) AS n,
+       COALESCE(SUM(latency_ms), 0) AS latency_sum_ms, COUNT(latency_ms) AS latency_count,
+       SUM(latency_ms <= 50) AS le_50, SUM(latency_ms <= 100) AS le_100,
+       SUM(latency_ms <= 250) AS le_250, SUM(latency_ms <= 500) AS le_500,
+       SUM(latency_ms <= 1000) AS le_1000, SUM(latency_ms <= 2500) AS le_2500,
+       SUM(latency_ms <= 5000) AS le_5000, SUM(latency_ms <= 10000) AS le_10000,
+       SUM(latency_ms <= 30000) AS le_30000
+FROM v_medical_insurance_result
+GROUP BY interface_code, result_status
+ORDER BY interface_code, result_status;
+
+-- name: list_requests
+-- `mi-worker requests list`: newest first, optionally one status / interface.
+SELECT request_id, interface_code, status, psn_no, msgid, attempts, request_time,
+       response_time, error_code, error_message, parent_request_id, resolved_at,
+       resolution_note
+FROM medical_insurance_requests
+WHERE (:status IS NULL OR status = :status)
+  AND (:interface_code IS NULL OR interface_code = :interface_code)
+ORDER BY request_id DESC
+LIMIT :limit_rows;
+
+-- name: resolve_request
+-- An operator settled a NEEDS_MANUAL (or UNCERTAIN) row by hand: record who, when and how.
+UPDATE medical_insurance_requests
+   SET resolved_at = strftime('%Y-%m-%d %H:%M:%f', 'now'), resolved_by = :resolved_by,
+       resolution_note = :note, needs_reversal = 0
+ WHERE request_id = :request_id AND status IN ('NEEDS_MANUAL', 'UNCERTAIN')
+   AND resolved_at IS NULL
 RETURNING request_id;
