@@ -152,6 +152,212 @@ def health(c: Context, max_age: float, host: Optional[str]) -> None:
     sys.exit(1)
 
 
+# -- monitoring --------------------------------------------------------------------------
+def _emit(data, as_json: bool, render) -> None:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, default=str, indent=2))
+    else:
+        click.echo(render(data))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def status(c: Context, as_json: bool) -> None:
+    """Workers, queue, last-hour figures and open alerts."""
+    from mi_worker import monitor
+    c.setup_logging("ERROR")
+    database = c.db()
+    try:
+        data = monitor.status(database)
+    finally:
+        database.close()
+
+    def render(d) -> str:
+        perf = d["performance"][0] if d["performance"] else {}
+        parts = [
+            "Workers",
+            monitor.table(d["health"], ["worker_id", "host", "status",
+                                        "seconds_since_heartbeat", "in_flight",
+                                        "processed_total"]),
+            "\nQueue (open requests)",
+            monitor.table(d["queue"], ["status", "priority", "depth", "oldest_age_seconds"]),
+            "\nLast hour",
+            monitor.table([perf], ["total_requests", "success_count", "error_count",
+                                   "timeout_count", "uncertain_count", "success_rate",
+                                   "avg_response_time_ms", "p95_response_time_ms",
+                                   "max_response_time_ms"]),
+            "\nInterfaces (last hour)",
+            monitor.table(d["interfaces"], ["interface_code", "interface_name", "total_calls",
+                                            "success_rate", "avg_response_time_ms",
+                                            "p95_response_time_ms"]),
+            "\nOpen alerts",
+            monitor.table(d["alerts"], ["alert_id", "alert_type", "alert_level", "raised_at",
+                                        "alert_message"]),
+        ]
+        return "\n".join(parts)
+    _emit(data, as_json, render)
+
+
+@main.command("monitor")
+@click.argument("data_type", type=click.Choice(["health", "performance", "interfaces", "queue",
+                                                "workers"]))
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def monitor_cmd(c: Context, data_type: str, as_json: bool) -> None:
+    """What sp_get_medical_insurance_monitor_data returns for DATA_TYPE."""
+    from mi_worker import monitor
+    c.setup_logging("ERROR")
+    database = c.db()
+    try:
+        data = monitor.monitor(database, data_type)
+    finally:
+        database.close()
+    _emit(data, as_json, lambda d: monitor.table(d, list(d[0].keys()) if d else []))
+
+
+@main.command()
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved alerts.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def alerts(c: Context, include_resolved: bool, as_json: bool) -> None:
+    """Open alerts (raised by the alert scan job)."""
+    from mi_worker import monitor
+    c.setup_logging("ERROR")
+    database = c.db()
+    try:
+        data = monitor.alerts(database, include_resolved)
+    finally:
+        database.close()
+    _emit(data, as_json, lambda d: monitor.table(d, ["alert_id", "alert_type", "alert_level",
+                                                     "raised_at", "resolved_at",
+                                                     "alert_message"]))
+
+
+@main.command()
+@click.option("--textfile", type=click.Path(dir_okay=False), default=None,
+              help="Write atomically to this file (node_exporter textfile collector).")
+@pass_ctx
+def metrics(c: Context, textfile: Optional[str]) -> None:
+    """Prometheus text exposition: counters, latency histogram, queue and worker gauges."""
+    from mi_worker import metrics as m
+    c.setup_logging("ERROR")
+    database = c.db()
+    try:
+        text = m.render(database)
+    finally:
+        database.close()
+    if textfile:
+        m.write_textfile(text, textfile)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.group()
+def requests() -> None:
+    """Inspect and resolve request rows."""
+
+
+@requests.command("list")
+@click.option("--status", "status_", default=None, help="e.g. NEEDS_MANUAL, UNCERTAIN.")
+@click.option("--interface", "interface_code", default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def requests_list(c: Context, status_: Optional[str], interface_code: Optional[str], limit: int,
+                  as_json: bool) -> None:
+    """Newest requests first."""
+    from mi_worker import monitor
+    from mi_worker.masking import mask_value
+    c.setup_logging("ERROR")
+    database = c.db()
+    try:
+        data = monitor.rows(database.run("list_requests", status=status_ and status_.upper(),
+                                         interface_code=interface_code, limit_rows=limit))
+    finally:
+        database.close()
+    for r in data:  # personal data stays masked on a shared terminal
+        r["psn_no"] = mask_value(r["psn_no"]) if r.get("psn_no") else r.get("psn_no")
+    _emit(data, as_json, lambda d: monitor.table(d, ["request_id", "interface_code", "status",
+                                                     "psn_no", "attempts", "request_time",
+                                                     "error_message"]))
+
+
+@requests.command("show")
+@click.argument("request_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def requests_show(c: Context, request_id: int, as_json: bool) -> None:
+    """One request with its reversal rows."""
+    from mi_worker import monitor
+    c.setup_logging("ERROR")
+    database = c.db()
+    try:
+        row = database.run_one("get_request", request_id=request_id)
+        children = database.run("find_children", parent_request_id=request_id)
+    finally:
+        database.close()
+    if not row:
+        raise click.ClickException(f"request {request_id} not found")
+    data = {**monitor.rows([row])[0], "reversals": monitor.rows(children)}
+
+    def render(d) -> str:
+        lines = [f"{k:20} {v}" for k, v in d.items() if k != "reversals"]
+        lines.append("reversals:")
+        lines.append(monitor.table(d["reversals"], ["request_id", "interface_code", "status",
+                                                    "error_message"]))
+        return "\n".join(lines)
+    _emit(data, as_json, render)
+
+
+@requests.command("resolve")
+@click.argument("request_id", type=int)
+@click.option("--note", required=True, help="What was checked and done (kept on the row).")
+@click.option("--by", "resolved_by", default=None, help="Operator name (default: OS user).")
+@pass_ctx
+def requests_resolve(c: Context, request_id: int, note: str, resolved_by: Optional[str]) -> None:
+    """Record the manual settlement of a NEEDS_MANUAL (or UNCERTAIN) row."""
+    import getpass
+    c.setup_logging("ERROR")
+    database = c.db()
+    try:
+        done = database.run("resolve_request", request_id=request_id, note=note,
+                            resolved_by=resolved_by or getpass.getuser())
+    finally:
+        database.close()
+    if not done:
+        raise click.ClickException(f"request {request_id} is not an unresolved NEEDS_MANUAL or "
+                                   "UNCERTAIN row")
+    click.echo(f"request {request_id} resolved")
+
+
+@main.command()
+@click.option("--date", "day", default=None, help="China calendar day YYYY-MM-DD "
+                                                  "(default: yesterday).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def reconcile(c: Context, day: Optional[str], as_json: bool) -> None:
+    """对账: send the day's settlement totals to the centre (3201); a worker must be running."""
+    import datetime as dt
+
+    from mi_worker import monitor
+    from mi_worker import reconcile as rec
+    c.setup_logging("WARNING")
+    s = c.settings
+    when = dt.date.fromisoformat(day) if day else rec.yesterday_china()
+    optins = s.jobs.reconcile_setl_optins or s.gateway.mdtrtarea_admvs or s.gateway.insuplc_admdvs
+    database = c.db()
+    try:
+        results = rec.reconcile(database, when, optins, extra_groups=s.jobs.reconcile_groups)
+    finally:
+        database.close()
+    _emit(results, as_json, lambda d: monitor.table(d, ["stmt_date", "insutype", "clr_type",
+                                                        "setl_cnt", "medfee_sumamt",
+                                                        "stmt_rslt", "stmt_rslt_dscr"]))
+    if any(r["stmt_rslt"] != "0" for r in results):
+        sys.exit(1)
+
+
 # -- config ------------------------------------------------------------------------------
 @main.group("config")
 def config_group() -> None:

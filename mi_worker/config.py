@@ -88,6 +88,11 @@ class JobSettings:
     alerts_seconds: float = doc("Interval of the alert scan", 60.0)
     reconcile_time: str = doc("China time (HH:MM) of the daily 3201 reconciliation of the "
                               "previous day; empty = off", "")
+    reconcile_setl_optins: str = doc("结算经办机构 (setl_optins) sent in 3201; empty = "
+                                     "gateway.mdtrtarea_admvs", "")
+    reconcile_groups: List[str] = doc('insutype:clr_type groups always reconciled, even with no '
+                                      'local settlement that day (so a settlement only the centre '
+                                      'has is found), e.g. ["310:11", "390:11"]', [])
 
 
 @dataclass

@@ -87,6 +87,13 @@ class Scheduler:
         self.db = db
         self.settings = settings
         self.gateway = gateway
+        self.notifier = None
+        if settings.alerts.webhook_url:
+            from mi_worker.notify import WebhookNotifier
+            self.notifier = WebhookNotifier(
+                settings.alerts.webhook_url, settings.alerts.webhook_kind,
+                source=getattr(worker, "worker_id", ""),
+                on_delivered=lambda alert_id: db.run("mark_alert_notified", alert_id=alert_id))
         self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC",
                                              job_defaults={"coalesce": True,
                                                            "max_instances": 1,
@@ -106,16 +113,54 @@ class Scheduler:
             "interval", seconds=js.lease_recovery_seconds, id="lease_recovery")
         for job_id, fn, seconds in self.extra_jobs():
             self.scheduler.add_job(fn, "interval", seconds=seconds, id=job_id)
+        self.add_reconcile_job()
+        self.add_sign_in_job()
         self.scheduler.start()
 
     def extra_jobs(self) -> list:
-        """Cluster-wide jobs beyond the sweeps: reversal (and alerts, reconciliation)."""
+        """Cluster-wide jobs beyond the sweeps: reversal and the alert scan."""
+        from mi_worker import alerts
         from mi_worker.reversal import run_reversals
         js = self.settings.jobs
         reversal = self.once("reversal", lambda db: run_reversals(
             db, js.reversal_max_attempts, js.reversal_done_pattern, js.reversal_not_found_pattern,
             js.reversal_delay_seconds, js.reversal_timeout_seconds))
-        return [("reversal", guarded("reversal")(reversal), js.reversal_seconds)]
+        scan = self.once("alerts", lambda db: alerts.scan(db, self.settings, self.notifier))
+        return [("reversal", guarded("reversal")(reversal), js.reversal_seconds),
+                ("alerts", guarded("alerts")(scan), js.alerts_seconds)]
+
+    def add_sign_in_job(self) -> None:
+        """9001 at start and just after midnight China time (the client also re-signs when
+        the centre rejects a sign_no); 9002 happens in gateway.close() at graceful stop."""
+        import datetime as dt
+        sign_in = getattr(self.gateway, "sign_in", None)
+        if sign_in is None or not getattr(self.settings.gateway, "sign_in", False):
+            return
+        job = guarded("sign_in")(lambda: log.info("signed in (9001): sign_no %s…",
+                                                  str(sign_in(force=True))[:6]))
+        self.scheduler.add_job(job, "date", id="sign_in_start")
+        self.scheduler.add_job(job, "cron", hour=0, minute=0, second=10,
+                               timezone=dt.timezone(dt.timedelta(hours=8)), id="sign_in_daily")
+
+    def add_reconcile_job(self) -> None:
+        """The daily 对账 of the previous China day at jobs.reconcile_time (China time)."""
+        import datetime as dt
+
+        from mi_worker import reconcile
+        js, gw = self.settings.jobs, self.settings.gateway
+        if not js.reconcile_time:
+            return
+        hour, minute = (int(x) for x in js.reconcile_time.split(":"))
+        optins = js.reconcile_setl_optins or gw.mdtrtarea_admvs or gw.insuplc_admdvs
+
+        def job() -> None:
+            # Runs on a scheduler thread while the worker pool answers the 3201 rows.
+            with self.db.cluster_lock("reconcile") as granted:
+                if granted:
+                    reconcile.reconcile(self.db, reconcile.yesterday_china(), optins,
+                                        extra_groups=js.reconcile_groups)
+        self.scheduler.add_job(guarded("reconcile")(job), "cron", hour=hour, minute=minute,
+                               timezone=dt.timezone(dt.timedelta(hours=8)), id="reconcile")
 
     def once(self, name: str, fn: Callable[[Database], object]) -> Callable[[], object]:
         """Run ``fn`` only if this process wins the cluster lock for ``name``."""
@@ -138,6 +183,8 @@ class Scheduler:
             self.scheduler.shutdown(wait=False)
         except Exception:  # not started
             pass
+        if self.notifier is not None:
+            self.notifier.close()
         try:
             self.heartbeat("STOPPED")
         except Exception as exc:

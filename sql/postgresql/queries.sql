@@ -495,3 +495,39 @@ WITH u AS (
     RETURNING request_id
 )
 SELECT request_id FROM u;
+
+-- name: settlements_between
+-- The reconciliation's local side: settlements that COMPLETED in a (China) day, not flagged
+-- for reversal.
+SELECT request_id, interface_code, input_data, response_data, response_time
+FROM medical_insurance_requests
+WHERE status = 'COMPLETED' AND needs_reversal = 0
+  AND interface_code IN ('2102', '2207', '2207A', '2304')
+  AND response_time >= CAST(:start_utc AS timestamp) AT TIME ZONE 'UTC'
+  AND response_time < CAST(:end_utc AS timestamp) AT TIME ZONE 'UTC'
+ORDER BY request_id;
+
+-- name: cancellations_since
+-- Settlement cancellations (2103/2208/2305) that COMPLETED from the day on: their setl_id
+-- leaves a settlement out of the day's totals.
+SELECT request_id, interface_code, input_data
+FROM medical_insurance_requests
+WHERE status = 'COMPLETED' AND interface_code IN ('2103', '2208', '2305')
+  AND response_time >= CAST(:start_utc AS timestamp) AT TIME ZONE 'UTC'
+ORDER BY request_id;
+
+-- name: insert_reconciliation
+-- The centre's answer to one 3201, next to the local totals that were sent.
+INSERT INTO medical_insurance_reconciliation (stmt_date, insutype, clr_type, setl_optins,
+    medfee_sumamt, fund_pay_sumamt, acct_pay, setl_cnt, stmt_rslt, stmt_rslt_dscr, request_id)
+VALUES (CAST(:stmt_date AS date), :insutype, :clr_type, :setl_optins,
+    CAST(:medfee_sumamt AS numeric), CAST(:fund_pay_sumamt AS numeric), CAST(:acct_pay AS numeric),
+    :setl_cnt, :stmt_rslt, :stmt_rslt_dscr, :request_id);
+
+-- name: list_reconciliation
+-- Reconciliation results of one day (`mi-worker reconcile --show`).
+SELECT recon_id, stmt_date, insutype, clr_type, setl_optins, medfee_sumamt, fund_pay_sumamt,
+       acct_pay, setl_cnt, stmt_rslt, stmt_rslt_dscr, request_id, created_at
+FROM medical_insurance_reconciliation
+WHERE stmt_date = CAST(:stmt_date AS date)
+ORDER BY recon_id;

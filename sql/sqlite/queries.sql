@@ -509,6 +509,7 @@ SELECT 'HIGH_ERROR_RATE', 'WARNING',
        strftime('%Y-%m-%d %H:%M:%f', 'now')
 FROM v_medical_insurance_result
 WHERE request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 hours')
+  AND result_status <> 'IN_PROGRESS'
 HAVING COUNT(*) >= :min_calls
    AND 100.0 * SUM(result_status = 'ERROR') / COUNT(*) > :error_rate_percent
 UNION ALL
@@ -608,3 +609,35 @@ UPDATE medical_insurance_requests
  WHERE request_id = :request_id AND status IN ('NEEDS_MANUAL', 'UNCERTAIN')
    AND resolved_at IS NULL
 RETURNING request_id;
+
+-- name: settlements_between
+-- The reconciliation's local side: settlements that COMPLETED in a (China) day.
+SELECT request_id, interface_code, input_data, response_data, response_time
+FROM medical_insurance_requests
+WHERE status = 'COMPLETED' AND needs_reversal = 0
+  AND interface_code IN ('2102', '2207', '2207A', '2304')
+  AND response_time >= :start_utc AND response_time < :end_utc
+ORDER BY request_id;
+
+-- name: cancellations_since
+-- Settlement cancellations (2103/2208/2305) that COMPLETED from the day on.
+SELECT request_id, interface_code, input_data
+FROM medical_insurance_requests
+WHERE status = 'COMPLETED' AND interface_code IN ('2103', '2208', '2305')
+  AND response_time >= :start_utc
+ORDER BY request_id;
+
+-- name: insert_reconciliation
+-- The centre's answer to one 3201, next to the local totals that were sent.
+INSERT INTO medical_insurance_reconciliation (stmt_date, insutype, clr_type, setl_optins,
+    medfee_sumamt, fund_pay_sumamt, acct_pay, setl_cnt, stmt_rslt, stmt_rslt_dscr, request_id)
+VALUES (:stmt_date, :insutype, :clr_type, :setl_optins, :medfee_sumamt, :fund_pay_sumamt,
+    :acct_pay, :setl_cnt, :stmt_rslt, :stmt_rslt_dscr, :request_id);
+
+-- name: list_reconciliation
+-- Reconciliation results of one day (`mi-worker reconcile --show`).
+SELECT recon_id, stmt_date, insutype, clr_type, setl_optins, medfee_sumamt, fund_pay_sumamt,
+       acct_pay, setl_cnt, stmt_rslt, stmt_rslt_dscr, request_id, created_at
+FROM medical_insurance_reconciliation
+WHERE stmt_date = :stmt_date
+ORDER BY recon_id;

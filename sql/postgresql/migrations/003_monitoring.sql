@@ -138,7 +138,8 @@ END;
 $$;
 
 -- Current alert conditions (the seed's rules done right: the error-rate rule needs at least
--- p_min_calls calls in the hour, a HAVING, not a WHERE). The alert scan job stores, de-duplicates
+-- p_min_calls finished calls in the hour, a HAVING, not a WHERE; calls still in progress are
+-- not in the rate). The alert scan job stores, de-duplicates
 -- and resolves them; this function only answers "what is wrong now".
 CREATE OR REPLACE FUNCTION sp_check_medical_insurance_alerts(
     p_error_rate_percent numeric DEFAULT 10,
@@ -163,7 +164,7 @@ AS $$
                                      / count(*), 2) || '% of ' || count(*) || ' calls in the last hour',
            clock_timestamp()
     FROM v_medical_insurance_result v
-    WHERE v.request_time >= now() - interval '1 hour'
+    WHERE v.request_time >= now() - interval '1 hour' AND v.result_status <> 'IN_PROGRESS'
     HAVING count(*) >= p_min_calls
        AND 100.0 * count(*) FILTER (WHERE v.result_status = 'ERROR') / count(*) > p_error_rate_percent
     UNION ALL
