@@ -208,7 +208,8 @@ def load(path: Optional[os.PathLike] = None, env: Optional[Mapping[str, str]] = 
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
+            # utf-8-sig: Windows Notepad saves UTF-8 with a byte-order mark.
+            data = tomllib.loads(p.read_text(encoding="utf-8-sig"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
         sections = dict(_sections())

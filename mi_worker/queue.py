@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import queue as queue_mod
 import random
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from mi_worker.db import ConnectionLost, Database, UniqueViolation
@@ -48,15 +50,84 @@ class LeaseLost(RuntimeError):
     """The row is no longer ours (recovered by the sweep after our lease ran out)."""
 
 
+@dataclass
+class _Pending:
+    """One result waiting for the group commit."""
+
+    req: ClaimedRequest
+    params: Dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    written: bool = False
+    error: Optional[BaseException] = None
+
+
+class GroupCommit:
+    """Writes finished calls in batches: one statement (complete_batch) for all results that
+    arrived while the previous batch was being written.
+
+    A gateway thread hands over its result and waits until it is in the database, so a
+    result is never acknowledged before it is durable and a crash loses nothing that a
+    per-row write would have kept. Under load the batches grow by themselves; when idle a
+    batch is a single row, so there is no added latency.
+    """
+
+    def __init__(self, q: Queue, max_batch: int = 128) -> None:
+        self.q = q
+        self.max_batch = max_batch
+        self._items: queue_mod.Queue[_Pending] = queue_mod.Queue()
+        self._thread = threading.Thread(target=self._loop, name="mi-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, req: ClaimedRequest, params: Dict[str, Any]) -> bool:
+        item = _Pending(req, params)
+        self._items.put(item)
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.written
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._items.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._items.get_nowait())
+                except queue_mod.Empty:
+                    break
+            try:
+                self._flush(batch)
+            except BaseException as exc:  # hand the error to every waiter, keep the thread
+                for item in batch:
+                    item.error = exc
+            finally:
+                for item in batch:
+                    item.done.set()
+
+    def _flush(self, batch: List[_Pending]) -> None:
+        if len(batch) == 1:
+            item = batch[0]
+            item.written = self.q._write("complete_request", item.req, item.params["status"],
+                                         item.params)
+            return
+        rows = [dict(p.params) for p in batch]
+        written = self.q._write_many(rows, [p.req for p in batch])
+        for item in batch:
+            item.written = item.req.request_id in written
+
+
 class Queue:
     """Claims and result writes for one worker process."""
 
     def __init__(self, db: Database, worker_id: str, fixmedins_code: str,
-                 lease_seconds: int) -> None:
+                 lease_seconds: int, group_commit: bool = True) -> None:
         self.db = db
         self.worker_id = worker_id
         self.fixmedins_code = fixmedins_code
         self.lease_seconds = lease_seconds
+        self._commit: Optional[GroupCommit] = None
+        if group_commit and "complete_batch" in db.queries and getattr(
+                db.dialect, "supports_batch_complete", True):
+            self._commit = GroupCommit(self)
 
     def claim(self, n: int) -> List[ClaimedRequest]:
         """Lease up to ``n`` runnable rows; [] when none (or a concurrent claim won a race)."""
@@ -101,6 +172,8 @@ class Queue:
                       error_code=error_code, error_message=_clip(error_message), msgid=msgid,
                       attempt_log=json.dumps(attempt_log or [], ensure_ascii=False),
                       late_reversible=1 if late_reversible else 0)
+        if self._commit is not None:
+            return self._commit.submit(req, params)
         return self._write("complete_request", req, status, params)
 
     def requeue(self, req: ClaimedRequest, delay: float, *, error_code: Optional[int],
@@ -121,6 +194,34 @@ class Queue:
     def extend_leases(self, tokens: List[str]) -> None:
         for token in tokens:
             self.db.run("extend_lease", claim_token=token, lease_seconds=self.lease_seconds)
+
+    def _write_many(self, rows: List[Dict[str, Any]], reqs: List[ClaimedRequest]) -> set:
+        """complete_batch with the same durability rules as _write; returns written ids."""
+        delay = 0.5
+        first_try = True
+        while True:
+            try:
+                got = self.db.run("complete_batch", rows=_rows_json(rows))
+                break
+            except ConnectionLost as exc:
+                first_try = False
+                log.warning("%d results: database unreachable while writing (%s); retrying in "
+                            "%.1fs", len(rows), exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        written = {int(r["request_id"]) for r in got}
+        for req, row in zip(reqs, rows):
+            if req.request_id in written:
+                continue
+            if not first_try:
+                back = self.db.run_one("get_request", request_id=req.request_id)
+                if back and back.get("claim_token") == req.claim_token \
+                        and back.get("status") == row["status"]:
+                    written.add(req.request_id)
+                    continue
+            log.warning("request %s: lease lost (the row was recovered by another worker); "
+                        "this worker's outcome was not written", req.request_id)
+        return written
 
     def _write(self, name: str, req: ClaimedRequest, status: Optional[str],
                params: Dict[str, Any]) -> bool:
@@ -153,6 +254,10 @@ class Queue:
         log.warning("request %s: lease lost (the row was recovered by another worker); "
                     "this worker's outcome was not written", req.request_id)
         return False
+
+
+def _rows_json(rows: List[Dict[str, Any]]) -> str:
+    return json.dumps(rows, ensure_ascii=False)
 
 
 def _clip(text: Optional[str], limit: int = 2000) -> Optional[str]:

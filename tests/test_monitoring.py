@@ -15,8 +15,8 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from conftest import InProcessWorker, make_settings, wait_until
 
+from conftest import InProcessWorker, make_settings, wait_until
 from mi_worker import alerts, config, metrics, monitor, reconcile
 from mi_worker.cli import main
 

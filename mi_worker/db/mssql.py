@@ -38,7 +38,14 @@ def odbc_string(url: str) -> str:
         items.append(("Trusted_Connection", "yes"))
     items.append(("APP", "mi-worker"))
     items.extend((k, v) for k, v in query.items())
-    return ";".join(f"{k}={v}" for k, v in items) + ";"
+    return ";".join(f"{k}={_odbc_value(v)}" for k, v in items) + ";"
+
+
+def _odbc_value(value: str) -> str:
+    """Brace a value that would break the connection string (a password with ; or })."""
+    if value.startswith("{") or not any(ch in value for ch in ";{}= "):
+        return value
+    return "{" + value.replace("}", "}}") + "}"
 
 
 class SQLServerDialect(ODBCDialect):

@@ -35,7 +35,14 @@ def odbc_string(url: str, driver: str = DEFAULT_DRIVER) -> str:
     if "sslmode" in query:
         items.append(("SSLmode", query.pop("sslmode")))
     items.extend((k, v) for k, v in query.items())
-    return ";".join(f"{k}={v}" for k, v in items) + ";"
+    return ";".join(f"{k}={_odbc_value(v)}" for k, v in items) + ";"
+
+
+def _odbc_value(value: str) -> str:
+    """Brace a value that would break the connection string (a password with ; or })."""
+    if value.startswith("{") or not any(ch in value for ch in ";{}= "):
+        return value
+    return "{" + value.replace("}", "}}") + "}"
 
 
 class PostgreSQLDialect(ODBCDialect):

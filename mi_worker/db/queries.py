@@ -20,7 +20,7 @@ _STRING = re.compile(r"N?'(?:[^']|'')*'")
 def sql_root() -> Path:
     """The sql/ directory: next to the package in a checkout, inside it when installed."""
     here = Path(__file__).resolve().parent.parent
-    for candidate in (here.parent / "sql", here / "sql"):
+    for candidate in (here / "sql", here.parent / "sql"):
         if (candidate / "postgresql" / "queries.sql").is_file():
             return candidate
     raise FileNotFoundError(f"sql/ directory not found next to {here}")

@@ -16,9 +16,10 @@
 -- queue, within each interface's free slots, msgid assigned. Three short autocommit steps:
 -- (1) read up to :scan_size runnable candidates, skipping rows another claim holds (READPAST),
 -- into a table variable; (2) give each candidate of a limited interface a free slot, rotated
--- by :slot_offset, and keep the first :batch_size; (3) one UPDATE that claims them, with
--- ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK and status re-checked, so a row another
--- worker took in between is skipped. Candidates are materialized once (a CTE would be
+-- by :slot_offset, keep at most one candidate per patient (psn_rank = 1), and keep the first
+-- :batch_size; (3) one UPDATE that claims them, with ROWLOCK, READPAST, UPDLOCK,
+-- READCOMMITTEDLOCK and status re-checked, so a row another worker took in between is
+-- skipped. Candidates are materialized once (a CTE would be
 -- re-evaluated per reference); the unique filtered indexes on (psn_no) and (interface_code,
 -- limit_slot) among PROCESSING rows stop a racing claim, which fails and is retried.
 SET NOCOUNT ON;
@@ -39,7 +40,8 @@ DECLARE @cand TABLE (
     interface_code VARCHAR(10) NOT NULL,
     priority INT NOT NULL,
     lim INT NULL,
-    k BIGINT NOT NULL
+    k BIGINT NOT NULL,
+    psn_rank BIGINT NOT NULL
 );
 DECLARE @slots TABLE (
     interface_code VARCHAR(10) NOT NULL,
@@ -72,18 +74,28 @@ DECLARE @claimed TABLE (
 -- older PENDING row still within its deadline, UNCERTAIN, or COMPLETED awaiting reversal.
 -- Rows of a limited interface already at its cap are not candidates at all, so they cannot
 -- fill the scan window and starve other codes (the count seeks ux_mir_slot_processing).
-INSERT INTO @cand (request_id, interface_code, priority, lim, k)
+-- psn_rank: a candidate's place among the candidates of its patient (a row without psn_no
+-- is its own group, 'rid:' + request_id). Two rows of one patient can both be runnable (a
+-- follow-up such as a 2601 reversal does not wait behind an older PENDING row), but only one
+-- may be PROCESSING (ux_mir_psn_processing): claiming both in one UPDATE would fail with 2601
+-- on every retry, so each batch takes only the first.
+INSERT INTO @cand (request_id, interface_code, priority, lim, k, psn_rank)
 SELECT
     c.request_id,
     c.interface_code,
     c.priority,
     COALESCE(l.max_in_flight, d.max_in_flight) AS lim,
-    ROW_NUMBER() OVER (PARTITION BY c.interface_code ORDER BY c.priority, c.request_id) AS k
+    ROW_NUMBER() OVER (PARTITION BY c.interface_code ORDER BY c.priority, c.request_id) AS k,
+    ROW_NUMBER() OVER (
+        PARTITION BY COALESCE(c.psn_no, N'rid:' + CAST(c.request_id AS NVARCHAR(20)))
+        ORDER BY c.priority, c.request_id
+    ) AS psn_rank
 FROM (
     SELECT TOP (@scan_size)
         r.request_id,
         r.interface_code,
-        r.priority
+        r.priority,
+        r.psn_no
     FROM dbo.medical_insurance_requests AS r WITH (ROWLOCK, READPAST, READCOMMITTEDLOCK)
     WHERE
         r.status = N'PENDING'
@@ -199,6 +211,8 @@ OPTION (MAXRECURSION 0);
 
 -- (2b) The k-th candidate of an interface takes its k-th free slot; a candidate of a limited
 -- interface without one waits. Unlimited interfaces (no row for the code, no '*') take none.
+-- Only the first candidate of each patient is claimed (as on PostgreSQL, after the slot
+-- join: k counts every candidate of the interface).
 INSERT INTO @picked (request_id, slot, rn)
 SELECT TOP (@batch_size)
     c.request_id,
@@ -206,7 +220,7 @@ SELECT TOP (@batch_size)
     ROW_NUMBER() OVER (ORDER BY c.priority, c.request_id) AS rn
 FROM @cand AS c
 LEFT JOIN @slots AS s ON c.interface_code = s.interface_code AND c.k = s.k
-WHERE c.lim IS NULL OR s.slot IS NOT NULL
+WHERE (c.lim IS NULL OR s.slot IS NOT NULL) AND c.psn_rank = 1
 ORDER BY c.priority, c.request_id;
 
 SELECT @n = COUNT(*) FROM @picked;
@@ -958,4 +972,183 @@ VALUES (
     @insuplc_admdvs, @parent_request_id, @runnable_at,
     DATEADD(MILLISECOND, CAST(ROUND(@timeout_seconds * 1000, 0) AS INT), @runnable_at)
 );
+SELECT request_id FROM @u;
+
+-- name: monitor_health
+-- Per-worker and overall UP / WARNING / DOWN by heartbeat age (the DBA procedure's rows;
+-- sql/mssql/migrations/003_monitoring.sql).
+SET NOCOUNT ON;
+DECLARE @warn_seconds INT = :warn_seconds;
+DECLARE @down_seconds INT = :down_seconds;
+EXEC dbo.sp_get_medical_insurance_monitor_data
+    @data_type = 'health',
+    @warn_seconds = @warn_seconds,
+    @down_seconds = @down_seconds;
+
+-- name: monitor_performance
+-- Last :hours: totals by outcome, success rate, average / p95 / max latency.
+SET NOCOUNT ON;
+DECLARE @hours INT = :hours;
+EXEC dbo.sp_get_medical_insurance_monitor_data @data_type = 'performance', @hours = @hours;
+
+-- name: monitor_interfaces
+-- Last :hours per interface code, with its Chinese name.
+SET NOCOUNT ON;
+DECLARE @hours INT = :hours;
+EXEC dbo.sp_get_medical_insurance_monitor_data @data_type = 'interfaces', @hours = @hours;
+
+-- name: monitor_queue
+-- Open rows by status and priority with the oldest one's age.
+SET NOCOUNT ON;
+EXEC dbo.sp_get_medical_insurance_monitor_data @data_type = 'queue';
+
+-- name: monitor_workers
+-- Every worker process with uptime and counters.
+SET NOCOUNT ON;
+EXEC dbo.sp_get_medical_insurance_monitor_data @data_type = 'workers';
+
+-- name: check_alerts
+-- Conditions that are alert-worthy right now (the alert scan stores and de-duplicates them).
+SET NOCOUNT ON;
+DECLARE @error_rate_percent DECIMAL(9, 2) = :error_rate_percent;
+DECLARE @min_calls INT = :min_calls;
+DECLARE @slow_avg_ms INT = :slow_avg_ms;
+DECLARE @backlog_pending INT = :backlog_pending;
+DECLARE @backlog_age_seconds INT = :backlog_age_seconds;
+DECLARE @down_seconds INT = :down_seconds;
+EXEC dbo.sp_check_medical_insurance_alerts
+    @error_rate_percent = @error_rate_percent,
+    @min_calls = @min_calls,
+    @slow_avg_ms = @slow_avg_ms,
+    @backlog_pending = @backlog_pending,
+    @backlog_age_seconds = @backlog_age_seconds,
+    @down_seconds = @down_seconds;
+
+-- name: list_open_alerts
+-- Alerts not yet resolved (or all recent ones with :include_resolved = 1).
+SET NOCOUNT ON;
+DECLARE @include_resolved INT = :include_resolved;
+SELECT TOP (200)
+    alert_id,
+    alert_type,
+    alert_level,
+    alert_message,
+    raised_at,
+    last_seen_at,
+    resolved_at,
+    notified_at
+FROM dbo.medical_insurance_alerts
+WHERE resolved_at IS NULL OR @include_resolved = 1
+ORDER BY alert_id DESC;
+
+-- name: resolve_alert
+-- The condition cleared: close the open alert.
+SET NOCOUNT ON;
+DECLARE @alert_id BIGINT = :alert_id;
+UPDATE dbo.medical_insurance_alerts
+SET resolved_at = SYSUTCDATETIME()
+WHERE alert_id = @alert_id AND resolved_at IS NULL;
+
+-- name: reopen_alert
+-- A condition that cleared and came back within the de-duplication window reopens its alert
+-- instead of raising (and notifying) a new one.
+SET NOCOUNT ON;
+DECLARE @alert_message NVARCHAR(MAX) = :alert_message;
+DECLARE @alert_type NVARCHAR(40) = :alert_type;
+DECLARE @dedup_minutes INT = :dedup_minutes;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+DECLARE @u TABLE (alert_id BIGINT NOT NULL);
+UPDATE dbo.medical_insurance_alerts
+SET
+    resolved_at = NULL,
+    last_seen_at = @now,
+    alert_message = @alert_message
+OUTPUT inserted.alert_id INTO @u (alert_id)
+WHERE alert_id = (
+    SELECT MAX(a.alert_id)
+    FROM dbo.medical_insurance_alerts AS a
+    WHERE
+        a.alert_type = @alert_type
+        AND a.resolved_at IS NOT NULL
+        AND a.resolved_at > DATEADD(MINUTE, -@dedup_minutes, @now)
+);
+SELECT alert_id FROM @u;
+
+-- name: mark_alert_notified
+-- The webhook accepted the notification.
+SET NOCOUNT ON;
+DECLARE @alert_id BIGINT = :alert_id;
+UPDATE dbo.medical_insurance_alerts
+SET notified_at = SYSUTCDATETIME()
+WHERE alert_id = @alert_id;
+
+-- name: metrics_by_interface
+-- Prometheus counters and latency histogram per interface and outcome (whole table, so the
+-- counters only grow as long as rows are kept).
+SET NOCOUNT ON;
+SELECT
+    v.interface_code,
+    v.result_status,
+    COUNT_BIG(*) AS n,
+    COALESCE(SUM(v.latency_ms), 0) AS latency_sum_ms,
+    COUNT_BIG(v.latency_ms) AS latency_count,
+    SUM(CASE WHEN v.latency_ms <= 50 THEN 1 ELSE 0 END) AS le_50,
+    SUM(CASE WHEN v.latency_ms <= 100 THEN 1 ELSE 0 END) AS le_100,
+    SUM(CASE WHEN v.latency_ms <= 250 THEN 1 ELSE 0 END) AS le_250,
+    SUM(CASE WHEN v.latency_ms <= 500 THEN 1 ELSE 0 END) AS le_500,
+    SUM(CASE WHEN v.latency_ms <= 1000 THEN 1 ELSE 0 END) AS le_1000,
+    SUM(CASE WHEN v.latency_ms <= 2500 THEN 1 ELSE 0 END) AS le_2500,
+    SUM(CASE WHEN v.latency_ms <= 5000 THEN 1 ELSE 0 END) AS le_5000,
+    SUM(CASE WHEN v.latency_ms <= 10000 THEN 1 ELSE 0 END) AS le_10000,
+    SUM(CASE WHEN v.latency_ms <= 30000 THEN 1 ELSE 0 END) AS le_30000
+FROM dbo.v_medical_insurance_result AS v
+GROUP BY v.interface_code, v.result_status
+ORDER BY v.interface_code, v.result_status;
+
+-- name: list_requests
+-- `mi-worker requests list`: newest first, optionally one status / interface. OPTION
+-- (RECOMPILE) plans each call for the filters actually given (an operator's command, rare).
+SET NOCOUNT ON;
+DECLARE @status NVARCHAR(20) = :status;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @limit_rows INT = :limit_rows;
+SELECT TOP (@limit_rows)
+    r.request_id,
+    r.interface_code,
+    r.status,
+    r.psn_no,
+    r.msgid,
+    r.attempts,
+    r.request_time,
+    r.response_time,
+    r.error_code,
+    r.error_message,
+    r.parent_request_id,
+    r.resolved_at,
+    r.resolution_note
+FROM dbo.medical_insurance_requests AS r
+WHERE
+    (@status IS NULL OR r.status = @status)
+    AND (@interface_code IS NULL OR r.interface_code = @interface_code)
+ORDER BY r.request_id DESC
+OPTION (RECOMPILE);
+
+-- name: resolve_request
+-- An operator settled a NEEDS_MANUAL (or UNCERTAIN) row by hand: record who, when and how.
+SET NOCOUNT ON;
+DECLARE @resolved_by NVARCHAR(100) = :resolved_by;
+DECLARE @note NVARCHAR(MAX) = :note;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+UPDATE dbo.medical_insurance_requests
+SET
+    resolved_at = SYSUTCDATETIME(),
+    resolved_by = @resolved_by,
+    resolution_note = @note,
+    needs_reversal = 0
+OUTPUT inserted.request_id INTO @u (request_id)
+WHERE
+    request_id = @request_id
+    AND status IN (N'NEEDS_MANUAL', N'UNCERTAIN')
+    AND resolved_at IS NULL;
 SELECT request_id FROM @u;

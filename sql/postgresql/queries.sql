@@ -531,3 +531,32 @@ SELECT recon_id, stmt_date, insutype, clr_type, setl_optins, medfee_sumamt, fund
 FROM medical_insurance_reconciliation
 WHERE stmt_date = CAST(:stmt_date AS date)
 ORDER BY recon_id;
+
+-- name: complete_batch
+-- Group commit: many finished calls written in one statement (the same guard as
+-- complete_request, row by row), so the write path is one round trip per batch, not per row.
+WITH x AS (
+    SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(
+        request_id bigint, claim_token text, status text, infcode text, response_data text,
+        error_code integer, error_message text, msgid text, attempt_log text,
+        late_reversible integer)
+), u AS (
+    UPDATE medical_insurance_requests t
+       SET status = x.status,
+           infcode = x.infcode,
+           response_data = x.response_data,
+           error_code = x.error_code,
+           error_message = x.error_message,
+           msgid = COALESCE(x.msgid, t.msgid),
+           attempt_log = x.attempt_log,
+           response_time = now(),
+           lease_expires_at = NULL,
+           limit_slot = NULL,
+           needs_reversal = CASE WHEN x.status = 'COMPLETED' AND x.late_reversible = 1
+                                      AND now() > t.deadline_at THEN 1 ELSE 0 END
+      FROM x
+     WHERE t.request_id = x.request_id AND t.claim_token = x.claim_token
+       AND t.status = 'PROCESSING'
+    RETURNING t.request_id, t.needs_reversal
+)
+SELECT request_id, needs_reversal FROM u;

@@ -641,3 +641,27 @@ SELECT recon_id, stmt_date, insutype, clr_type, setl_optins, medfee_sumamt, fund
 FROM medical_insurance_reconciliation
 WHERE stmt_date = :stmt_date
 ORDER BY recon_id;
+
+-- name: complete_batch
+-- Group commit: many finished calls written in one statement (the same guard as
+-- complete_request, row by row).
+UPDATE medical_insurance_requests
+   SET status = json_extract(x.value, '$.status'),
+       infcode = json_extract(x.value, '$.infcode'),
+       response_data = json_extract(x.value, '$.response_data'),
+       error_code = json_extract(x.value, '$.error_code'),
+       error_message = json_extract(x.value, '$.error_message'),
+       msgid = COALESCE(json_extract(x.value, '$.msgid'), msgid),
+       attempt_log = json_extract(x.value, '$.attempt_log'),
+       response_time = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+       lease_expires_at = NULL,
+       limit_slot = NULL,
+       needs_reversal = CASE WHEN json_extract(x.value, '$.status') = 'COMPLETED'
+                                  AND json_extract(x.value, '$.late_reversible') = 1
+                                  AND strftime('%Y-%m-%d %H:%M:%f', 'now') > deadline_at
+                             THEN 1 ELSE 0 END
+  FROM json_each(:rows) AS x
+ WHERE medical_insurance_requests.request_id = json_extract(x.value, '$.request_id')
+   AND medical_insurance_requests.claim_token = json_extract(x.value, '$.claim_token')
+   AND medical_insurance_requests.status = 'PROCESSING'
+RETURNING request_id, needs_reversal;

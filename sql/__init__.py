@@ -1,0 +1,1 @@
+"""The SQL of every dialect (migrations and named queries), shipped as package data."""
