@@ -56,7 +56,7 @@ async def setup(dsn: str, n: int) -> None:
 async def work(dsn: str, batch_size: int, max_tasks: int) -> None:
     conn = await connect(dsn)
     try:
-        qm = QueueManager(PsycopgDriver(conn))
+        qm = QueueManager(Queries(PsycopgDriver(conn)))
 
         @qm.entrypoint("noop")
         async def noop(job: Job) -> None:

@@ -1152,3 +1152,145 @@ WHERE
     AND status IN (N'NEEDS_MANUAL', N'UNCERTAIN')
     AND resolved_at IS NULL;
 SELECT request_id FROM @u;
+
+-- name: settlements_between
+-- The reconciliation's local side: settlements that COMPLETED in a (China) day, not flagged
+-- for reversal. :start_utc / :end_utc are UTC text 'yyyy-mm-dd hh:mi:ss' (style 121 whatever
+-- the session's DATEFORMAT or LANGUAGE).
+SET NOCOUNT ON;
+DECLARE @start_text VARCHAR(30) = :start_utc;
+DECLARE @end_text VARCHAR(30) = :end_utc;
+DECLARE @start_utc DATETIME2(3) = CONVERT(DATETIME2(3), @start_text, 121);
+DECLARE @end_utc DATETIME2(3) = CONVERT(DATETIME2(3), @end_text, 121);
+SELECT
+    request_id,
+    interface_code,
+    input_data,
+    response_data,
+    response_time
+FROM dbo.medical_insurance_requests
+WHERE
+    status = N'COMPLETED'
+    AND needs_reversal = 0
+    AND interface_code IN ('2102', '2207', '2207A', '2304')
+    AND response_time >= @start_utc
+    AND response_time < @end_utc
+ORDER BY request_id;
+
+-- name: cancellations_since
+-- Settlement cancellations (2103/2208/2305) that COMPLETED from the day on: their setl_id
+-- leaves a settlement out of the day's totals.
+SET NOCOUNT ON;
+DECLARE @start_text VARCHAR(30) = :start_utc;
+DECLARE @start_utc DATETIME2(3) = CONVERT(DATETIME2(3), @start_text, 121);
+SELECT
+    request_id,
+    interface_code,
+    input_data
+FROM dbo.medical_insurance_requests
+WHERE
+    status = N'COMPLETED'
+    AND interface_code IN ('2103', '2208', '2305')
+    AND response_time >= @start_utc
+ORDER BY request_id;
+
+-- name: insert_reconciliation
+-- The centre's answer to one 3201, next to the local totals that were sent. :stmt_date is
+-- 'yyyy-mm-dd' (style 23); the amounts come as decimal text ('123.45').
+SET NOCOUNT ON;
+DECLARE @stmt_date_text VARCHAR(10) = :stmt_date;
+DECLARE @insutype NVARCHAR(6) = :insutype;
+DECLARE @clr_type NVARCHAR(6) = :clr_type;
+DECLARE @setl_optins NVARCHAR(6) = :setl_optins;
+DECLARE @medfee_sumamt DECIMAL(16, 2) = :medfee_sumamt;
+DECLARE @fund_pay_sumamt DECIMAL(16, 2) = :fund_pay_sumamt;
+DECLARE @acct_pay DECIMAL(16, 2) = :acct_pay;
+DECLARE @setl_cnt INT = :setl_cnt;
+DECLARE @stmt_rslt NVARCHAR(6) = :stmt_rslt;
+DECLARE @stmt_rslt_dscr NVARCHAR(MAX) = :stmt_rslt_dscr;
+DECLARE @request_id BIGINT = :request_id;
+INSERT INTO dbo.medical_insurance_reconciliation (
+    stmt_date, insutype, clr_type, setl_optins, medfee_sumamt, fund_pay_sumamt, acct_pay,
+    setl_cnt, stmt_rslt, stmt_rslt_dscr, request_id
+)
+VALUES (
+    CONVERT(DATE, @stmt_date_text, 23), @insutype, @clr_type, @setl_optins, @medfee_sumamt,
+    @fund_pay_sumamt, @acct_pay, @setl_cnt, @stmt_rslt, @stmt_rslt_dscr, @request_id
+);
+
+-- name: list_reconciliation
+-- Reconciliation results of one day (`mi-worker reconcile --show`).
+SET NOCOUNT ON;
+DECLARE @stmt_date_text VARCHAR(10) = :stmt_date;
+DECLARE @stmt_date DATE = CONVERT(DATE, @stmt_date_text, 23);
+SELECT
+    recon_id,
+    stmt_date,
+    insutype,
+    clr_type,
+    setl_optins,
+    medfee_sumamt,
+    fund_pay_sumamt,
+    acct_pay,
+    setl_cnt,
+    stmt_rslt,
+    stmt_rslt_dscr,
+    request_id,
+    created_at
+FROM dbo.medical_insurance_reconciliation
+WHERE stmt_date = @stmt_date
+ORDER BY recon_id;
+
+-- name: complete_batch
+-- Group commit: many finished calls written in one statement (the same guard as
+-- complete_request, row by row). :rows is a JSON array of complete_request's parameters,
+-- which only OPENJSON can read: SQL Server 2016+ with database compatibility level 130+
+-- (also Azure SQL). Elsewhere (2012, 2014, or an older compatibility level) this throws
+-- 50020 before touching any row; the worker must then write with complete_request. The
+-- OPENJSON statement is dynamic SQL so that the batch still compiles on 2012 / 2014.
+SET NOCOUNT ON;
+DECLARE @rows NVARCHAR(MAX) = :rows;
+DECLARE @compat INT;
+SELECT @compat = compatibility_level
+FROM sys.databases
+WHERE database_id = DB_ID();
+IF COALESCE(@compat, 0) < 130
+    THROW 50020, N'mi-worker: complete_batch needs OPENJSON (SQL Server 2016+, database compatibility level 130+); write results with complete_request', 1;
+EXEC sp_executesql
+    N'SET NOCOUNT ON;
+    DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+    DECLARE @u TABLE (request_id BIGINT NOT NULL, needs_reversal SMALLINT NOT NULL);
+    UPDATE t
+    SET
+        status = x.status,
+        infcode = x.infcode,
+        response_data = x.response_data,
+        error_code = x.error_code,
+        error_message = x.error_message,
+        msgid = COALESCE(x.msgid, t.msgid),
+        attempt_log = x.attempt_log,
+        response_time = @now,
+        lease_expires_at = NULL,
+        limit_slot = NULL,
+        needs_reversal = CASE
+            WHEN x.status = N''COMPLETED'' AND x.late_reversible = 1 AND @now > t.deadline_at THEN 1
+            ELSE 0
+        END
+    OUTPUT inserted.request_id, inserted.needs_reversal INTO @u (request_id, needs_reversal)
+    FROM dbo.medical_insurance_requests AS t
+    INNER JOIN OPENJSON(@rows) WITH (
+        request_id BIGINT,
+        claim_token VARCHAR(40),
+        status NVARCHAR(20),
+        infcode VARCHAR(10),
+        response_data NVARCHAR(MAX),
+        error_code INT,
+        error_message NVARCHAR(MAX),
+        msgid VARCHAR(30),
+        attempt_log NVARCHAR(MAX),
+        late_reversible INT
+    ) AS x ON t.request_id = x.request_id AND t.claim_token = x.claim_token
+    WHERE t.status = N''PROCESSING'';
+    SELECT request_id, needs_reversal FROM @u;',
+    N'@rows NVARCHAR(MAX)',
+    @rows = @rows;

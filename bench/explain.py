@@ -1,0 +1,67 @@
+"""EXPLAIN of the worker's own claim_batch statement, with its parameters as literals.
+
+``EXPLAIN (ANALYZE, BUFFERS)`` really runs the UPDATE, so it runs inside a transaction that is
+rolled back: the plan and its timings are real and the table is left as it was.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Dict, List
+
+from bench import common
+
+_PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_STRING = re.compile(r"N?'(?:[^']|'')*'")
+
+
+def literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def inline(sql: str, params: Dict[str, Any]) -> str:
+    """Replace :name placeholders (outside string literals) by SQL literals."""
+    out: List[str] = []
+    pos = 0
+
+    def sub(m: re.Match) -> str:
+        return literal(params[m.group(1)])
+
+    for m in _STRING.finditer(sql):
+        out.append(_PARAM.sub(sub, sql[pos:m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(_PARAM.sub(sub, sql[pos:]))
+    return "".join(out)
+
+
+def claim_params(batch_size: int = 16) -> Dict[str, Any]:
+    """The parameters mi_worker.queue.Queue.claim binds (same names, representative values)."""
+    return {"batch_size": batch_size, "scan_size": max(4 * batch_size, 32), "slot_offset": 7,
+            "worker_id": "bench:explain", "claim_token": uuid.uuid4().hex,
+            "lease_seconds": 120, "fixmedins_code": "H00000000000"}
+
+
+def explain_claim(dbname: str, batch_size: int = 16) -> Dict[str, Any]:
+    from mi_worker.db.queries import load
+    query = load("postgresql")["claim_batch"]
+    sql = inline(query.sql.strip().rstrip(";"), claim_params(batch_size))
+    conn = common.pg_connect(dbname)
+    try:
+        conn.autocommit = False
+        cur = conn.cursor()
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql)
+        lines = [r[0] for r in cur.fetchall()]
+        conn.rollback()
+    finally:
+        conn.close()
+    text = "\n".join(lines)
+    m = re.search(r"Execution Time: ([0-9.]+) ms", text)
+    return {"plan": lines, "uses_ix_mir_claim": "ix_mir_claim" in text,
+            "seq_scan_on_requests": bool(re.search(r"Seq Scan on medical_insurance_requests",
+                                                   text)),
+            "execution_ms": float(m.group(1)) if m else None}

@@ -1,0 +1,120 @@
+-- Database roles for mi-worker on SQL Server 2012 and later (issue 7). Run by a DBA (a member
+-- of db_owner) in the HIS database, AFTER `mi-worker db upgrade`, and again after every
+-- upgrade: the GRANTs name the objects, so they must exist, and a migration that drops and
+-- re-creates a procedure (002_procedures.sql does, for its three objects) drops the
+-- permissions granted on it. (003_monitoring.sql ALTERs its procedures, which keeps them.)
+-- Idempotent: roles are created only when missing, and GRANTing what is granted is a no-op.
+-- One batch in one transaction with XACT_ABORT: a missing object (upgrade not run) or any
+-- other error rolls the whole file back instead of leaving half the rights granted.
+--
+-- Two roles:
+--
+--   mi_worker_role      the worker service account (`mi-worker run`, and the operator
+--                       commands status / alerts / metrics / requests / reconcile / call run
+--                       with the same account). Exactly the rights the statements in
+--                       sql/mssql/queries.sql need, table by table, nothing else: no DDL, no
+--                       DELETE on the request history, no rights on the interface catalogue
+--                       (written by `db upgrade` only).
+--   mi_his_caller_role  the HIS application's login: EXECUTE on the four procedures of the
+--                       HIS contract and the monitors, and SELECT on the view the HIS polls.
+--                       No right on any table: with ownership chaining (the procedures, the
+--                       view and the tables all belong to dbo), EXECUTE on
+--                       sp_medical_insurance_call_v2 is enough for the INSERT of the PENDING
+--                       row and the polling inside it, and SELECT on v_medical_insurance_result
+--                       is enough to read the table behind it. The chain holds as long as no
+--                       one changes an object's owner (ALTER AUTHORIZATION) and the procedures
+--                       use no dynamic SQL (they use none).
+--
+-- Migrations are NOT the worker's job: `mi-worker db upgrade` creates tables, indexes, the
+-- sequence, the view and procedures, writes mi_schema_version and the interface catalogue
+-- (upsert_interface), and takes a transaction-owned applock. Run it as a DBA, a member of
+-- db_owner (e.g. MI_WORKER_DATABASE_URL set to a DBA account for that one command, or the
+-- Kubernetes job-db-upgrade with its own secret), never with the worker's login. The worker
+-- only reads mi_schema_version at start to refuse to run on a schema that is not up to date.
+--
+-- Example logins and users (not run; pick your own names and a strong password):
+--
+--   -- SQL Server authentication
+--   CREATE LOGIN mi_worker WITH PASSWORD = N'<strong password>', CHECK_POLICY = ON;
+--   CREATE LOGIN his_app WITH PASSWORD = N'<strong password>', CHECK_POLICY = ON;
+--   -- or Windows authentication
+--   CREATE LOGIN [HOSPITAL\svc-mi-worker] FROM WINDOWS;
+--
+--   -- in the HIS database
+--   CREATE USER mi_worker FOR LOGIN mi_worker WITH DEFAULT_SCHEMA = dbo;
+--   CREATE USER his_app FOR LOGIN his_app WITH DEFAULT_SCHEMA = dbo;
+--   ALTER ROLE mi_worker_role ADD MEMBER mi_worker;
+--   ALTER ROLE mi_his_caller_role ADD MEMBER his_app;
+--
+-- The worker's rights, by the statement that needs them (queries.sql):
+--   medical_insurance_requests   SELECT, INSERT, UPDATE   claim_batch, complete_request,
+--                                complete_batch, requeue / release / extend_lease,
+--                                expire_pending, find_lost_leases, recover_lease, enqueue_*,
+--                                timeout_if_pending, find_idempotent, find_doubtful,
+--                                settle_row, find_children, get_request, count_by_status,
+--                                list_requests, resolve_request, settlements_between,
+--                                cancellations_since (UPDATE ... WHERE and OUTPUT also need
+--                                SELECT on the columns they read)
+--   v_medical_insurance_result   SELECT                   get_request, poll_result,
+--                                metrics_by_interface
+--   sdk_heartbeat                SELECT, INSERT, UPDATE   heartbeat, heartbeat_rows,
+--                                find_lost_leases
+--   medical_insurance_limits     SELECT, INSERT, DELETE   claim_batch, clear_limits and
+--                                insert_limit (rewritten from config at worker start)
+--   medical_insurance_alerts     SELECT, INSERT, UPDATE   open_alert, insert_alert,
+--                                touch_alert, list_open_alerts, resolve_alert, reopen_alert,
+--                                mark_alert_notified
+--   medical_insurance_error_log  INSERT                   log_error
+--   medical_insurance_reconciliation  SELECT, INSERT     insert_reconciliation,
+--                                list_reconciliation
+--   mi_schema_version            SELECT                   applied_migrations (start-up check)
+--   medical_insurance_msgid_seq  UPDATE                   NEXT VALUE FOR (assign_new_msgid,
+--                                next_msgid) and sp_sequence_get_range (claim_batch)
+--   EXECUTE sp_check_sdk_service_status (service_status),
+--           sp_medical_insurance_call_v2 (call_procedure: `mi-worker call`),
+--           sp_get_medical_insurance_monitor_data (monitor_*),
+--           sp_check_medical_insurance_alerts (check_alerts)
+--   sp_getapplock / sp_releaseapplock / APPLOCK_MODE (try_cluster_lock,
+--   release_cluster_lock), sp_executesql and the current database's row of sys.databases
+--   (complete_batch) need nothing beyond public.
+
+SET XACT_ABORT ON;
+SET NOCOUNT ON;
+
+BEGIN TRANSACTION;
+
+IF OBJECT_ID(N'dbo.sp_check_medical_insurance_alerts', N'P') IS NULL
+    OR OBJECT_ID(N'dbo.sp_medical_insurance_call_v2', N'P') IS NULL
+    OR OBJECT_ID(N'dbo.medical_insurance_requests', N'U') IS NULL
+    THROW 50030, N'mi-worker: run `mi-worker db upgrade` before security.sql (objects missing)', 1;
+
+IF DATABASE_PRINCIPAL_ID(N'mi_worker_role') IS NULL
+    CREATE ROLE mi_worker_role AUTHORIZATION dbo;
+
+IF DATABASE_PRINCIPAL_ID(N'mi_his_caller_role') IS NULL
+    CREATE ROLE mi_his_caller_role AUTHORIZATION dbo;
+
+-- The worker.
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_requests TO mi_worker_role;
+GRANT SELECT ON OBJECT::dbo.v_medical_insurance_result TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.sdk_heartbeat TO mi_worker_role;
+GRANT SELECT, INSERT, DELETE ON OBJECT::dbo.medical_insurance_limits TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_alerts TO mi_worker_role;
+GRANT INSERT ON OBJECT::dbo.medical_insurance_error_log TO mi_worker_role;
+GRANT SELECT, INSERT ON OBJECT::dbo.medical_insurance_reconciliation TO mi_worker_role;
+GRANT SELECT ON OBJECT::dbo.mi_schema_version TO mi_worker_role;
+GRANT UPDATE ON OBJECT::dbo.medical_insurance_msgid_seq TO mi_worker_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_worker_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_worker_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data TO mi_worker_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts TO mi_worker_role;
+
+-- HIS callers.
+GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_his_caller_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_his_caller_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data TO mi_his_caller_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts TO mi_his_caller_role;
+GRANT SELECT ON OBJECT::dbo.v_medical_insurance_result TO mi_his_caller_role;
+
+COMMIT TRANSACTION;
+GO
