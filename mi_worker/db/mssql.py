@@ -11,7 +11,7 @@ import re
 from typing import Any, List
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from mi_worker.db.odbc import ODBCDialect, sqlstate
+from mi_worker.db.odbc import ODBCDialect, odbc_value, sqlstate
 
 DEFAULT_DRIVER = "ODBC Driver 18 for SQL Server"
 SESSION_SQL = (
@@ -38,14 +38,8 @@ def odbc_string(url: str) -> str:
         items.append(("Trusted_Connection", "yes"))
     items.append(("APP", "mi-worker"))
     items.extend((k, v) for k, v in query.items())
-    return ";".join(f"{k}={_odbc_value(v)}" for k, v in items) + ";"
+    return ";".join(f"{k}={odbc_value(v)}" for k, v in items) + ";"
 
-
-def _odbc_value(value: str) -> str:
-    """Brace a value that would break the connection string (a password with ; or })."""
-    if value.startswith("{") or not any(ch in value for ch in ";{}= "):
-        return value
-    return "{" + value.replace("}", "}}") + "}"
 
 
 class SQLServerDialect(ODBCDialect):

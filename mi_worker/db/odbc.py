@@ -27,6 +27,13 @@ def import_pyodbc() -> Any:
     return pyodbc
 
 
+def odbc_value(value: str) -> str:
+    """Brace a value that would break the connection string (a password with ; or })."""
+    if value.startswith("{") or not any(ch in value for ch in ";{}= "):
+        return value
+    return "{" + value.replace("}", "}}") + "}"
+
+
 def sqlstate(exc: BaseException) -> Tuple[str, str]:
     args = getattr(exc, "args", ())
     state = str(args[0]) if args else ""

@@ -11,7 +11,7 @@ import re
 from typing import Any, List
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from mi_worker.db.odbc import ODBCDialect, sqlstate
+from mi_worker.db.odbc import ODBCDialect, odbc_value, sqlstate
 
 DEFAULT_DRIVER = "PostgreSQL Unicode"
 
@@ -31,18 +31,15 @@ def odbc_string(url: str, driver: str = DEFAULT_DRIVER) -> str:
         ("BoolsAsChar", "0"),
         ("UseServerSidePrepare", "1"),
         ("ApplicationName", query.pop("application_name", "mi-worker")),
+        # Debian's odbcinst.ini turns CommLog on: a psqlodbc_*.log per process in /tmp.
+        ("CommLog", "0"),
+        ("Debug", "0"),
     ]
     if "sslmode" in query:
         items.append(("SSLmode", query.pop("sslmode")))
     items.extend((k, v) for k, v in query.items())
-    return ";".join(f"{k}={_odbc_value(v)}" for k, v in items) + ";"
+    return ";".join(f"{k}={odbc_value(v)}" for k, v in items) + ";"
 
-
-def _odbc_value(value: str) -> str:
-    """Brace a value that would break the connection string (a password with ; or })."""
-    if value.startswith("{") or not any(ch in value for ch in ";{}= "):
-        return value
-    return "{" + value.replace("}", "}}") + "}"
 
 
 class PostgreSQLDialect(ODBCDialect):
