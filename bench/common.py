@@ -319,6 +319,7 @@ class WorkerProcs:
     logdir: Path
     extra_args: List[str] = field(default_factory=list)
     prefix: Optional[List[str]] = None  # e.g. py-spy record … -- before python
+    probe_dir: Optional[Path] = None  # run under bench.probe, counts in probe_dir/<i>.json
     procs: List[subprocess.Popen] = field(default_factory=list)
     started: float = 0.0
 
@@ -329,12 +330,25 @@ class WorkerProcs:
         for i in range(self.n):
             logf = open(self.logdir / f"{self.config.stem}-{i}.log", "ab")
             cmd = [sys.executable, "-m", "mi_worker", "--config", str(self.config), "run"]
+            if self.probe_dir is not None:
+                cmd[2:3] = ["bench.probe", str(self.probe_out(i)), "--"]
             if self.prefix:
                 cmd = [*self.prefix, *cmd]
             self.procs.append(subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=logf,
                                                stderr=subprocess.STDOUT))
             logf.close()
         return self
+
+    def probe_out(self, i: int) -> Path:
+        assert self.probe_dir is not None
+        return self.probe_dir / f"{self.config.stem}-probe-{i}.json"
+
+    def probe_counts(self) -> List[Dict[str, Any]]:
+        out = []
+        for i in range(self.n):
+            with contextlib.suppress(OSError, ValueError):
+                out.append(json.loads(self.probe_out(i).read_text(encoding="utf-8")))
+        return out
 
     @property
     def pids(self) -> List[int]:
@@ -362,6 +376,64 @@ class WorkerProcs:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_for_pg(timeout: float = 180.0) -> bool:
+    """Wait for PostgreSQL to answer again (another suite may be restarting it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pg_available() is None:
+            return True
+        time.sleep(2.0)
+    return False
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("08001", "08s01", "57p01", "57p03", "connection",
+                                   "shutting down", "terminating", "server closed",
+                                   "could not connect", "unreachable"))
+
+
+def retrying(fn, *args: Any, tries: int = 3, **kwargs: Any) -> Any:
+    """Run one measurement; if PostgreSQL went away under it (a test suite on the same
+    machine restarts it), wait for it and run the measurement again from scratch."""
+    for attempt in range(1, tries + 1):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if attempt == tries or not is_connection_error(exc):
+                raise
+            log(f"run lost PostgreSQL ({str(exc)[:120]}); waiting and running it again")
+            wait_for_pg()
+    raise AssertionError("unreachable")
+
+
+def loadavg() -> Optional[List[float]]:
+    with contextlib.suppress(OSError, ValueError):
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    return None
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def code_identity() -> Dict[str, Any]:
+    """Which mi-worker code was measured: HEAD (read-only git) and a hash of the sources."""
+    import hashlib
+    h = hashlib.sha256()
+    for path in sorted([*ROOT.glob("mi_worker/**/*.py"), *ROOT.glob("sql/**/*.sql")]):
+        h.update(str(path.relative_to(ROOT)).encode())
+        h.update(path.read_bytes())
+    head = None
+    with contextlib.suppress(Exception):
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(ROOT), capture_output=True,
+                              text=True, timeout=10).stdout.strip() or None
+    return {"git_head": head, "sources_sha256": h.hexdigest()[:16]}
 
 
 def wait_until(predicate, timeout: float, step: float = 0.05, what: str = "") -> float:

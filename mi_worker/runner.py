@@ -54,9 +54,12 @@ def ensure_schema(db: Database, auto_upgrade: bool) -> None:
 
 
 def sync_limits(db: Database, limits: dict) -> None:
-    db.run("clear_limits")
+    """Make the cluster-wide caps match this worker's config, changing rows in place."""
     for code, cap in sorted(limits.items()):
-        db.run("insert_limit", interface_code=code, max_in_flight=int(cap))
+        db.run("upsert_limit", interface_code=code, max_in_flight=int(cap))
+    for row in db.run("list_limits"):
+        if row["interface_code"] not in limits:
+            db.run("delete_limit", interface_code=row["interface_code"])
 
 
 def start_sandbox(settings: Settings) -> Any:

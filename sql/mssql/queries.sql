@@ -1107,12 +1107,13 @@ ORDER BY v.interface_code, v.result_status;
 
 -- name: list_requests
 -- `mi-worker requests list`: newest first, optionally one status / interface. OPTION
--- (RECOMPILE) plans each call for the filters actually given (an operator's command, rare).
+-- (RECOMPILE) plans each call for the filters actually given (an operator's command, rare);
+-- a NULL :limit_rows means no limit, as PostgreSQL's LIMIT NULL.
 SET NOCOUNT ON;
 DECLARE @status NVARCHAR(20) = :status;
 DECLARE @interface_code VARCHAR(10) = :interface_code;
 DECLARE @limit_rows INT = :limit_rows;
-SELECT TOP (@limit_rows)
+SELECT TOP (COALESCE(@limit_rows, 2147483647))
     r.request_id,
     r.interface_code,
     r.status,

@@ -220,13 +220,20 @@ WITH u AS (
 )
 SELECT request_id FROM u;
 
--- name: clear_limits
--- Limits are rewritten from config at worker start (cluster-wide: the last start wins).
-DELETE FROM medical_insurance_limits;
+-- name: list_limits
+-- The cluster-wide caps in force (the worker reconciles them with its config at start).
+SELECT interface_code, max_in_flight FROM medical_insurance_limits ORDER BY interface_code;
 
--- name: insert_limit
--- One cap per interface code ('*' for every code not named).
-INSERT INTO medical_insurance_limits (interface_code, max_in_flight) VALUES (:interface_code, :max_in_flight);
+-- name: upsert_limit
+-- Set one cap in place: a cap is never absent while it is being rewritten, so a concurrent
+-- claim can never run unlimited.
+INSERT INTO medical_insurance_limits (interface_code, max_in_flight)
+VALUES (:interface_code, :max_in_flight)
+ON CONFLICT (interface_code) DO UPDATE SET max_in_flight = EXCLUDED.max_in_flight;
+
+-- name: delete_limit
+-- Drop a cap the config no longer names.
+DELETE FROM medical_insurance_limits WHERE interface_code = :interface_code;
 
 -- name: upsert_interface
 -- The catalogue mirrored into SQL so DBA monitors can name interfaces in Chinese.
