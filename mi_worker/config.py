@@ -52,8 +52,9 @@ class WorkerSettings:
     threads: int = doc("Concurrent gateway calls per worker process", 16)
     batch_size: int = doc("Most rows taken by one claim statement", 16)
     poll_interval: float = doc("Longest idle sleep between claims, seconds (adaptive back-off "
-                               "starts at min_poll_interval)", 1.0)
-    min_poll_interval: float = doc("First idle sleep after an empty claim, seconds", 0.05)
+                               "starts at min_poll_interval); bounds the pick-up delay of a "
+                               "request arriving at an idle worker", 0.1)
+    min_poll_interval: float = doc("First idle sleep after an empty claim, seconds", 0.01)
     lease_seconds: int = doc("How long a claim is valid without a heartbeat extending it", 120)
     grace_seconds: float = doc("On SIGTERM/Ctrl-C, how long in-flight calls may finish", 30.0)
     retry_base_seconds: float = doc("First back-off before a retryable call is tried again; "

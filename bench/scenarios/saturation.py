@@ -1,0 +1,61 @@
+"""Scenario 3, saturation: 100 ms gateway, 32 in-flight slots: throughput / (32 / 0.1 s).
+
+One worker process with threads = 32 (batch_size 16, the default) against a sandbox that
+answers after 100 ms; a backlog of PENDING rows large enough to keep every slot busy. The
+rate is taken in the steady middle (completions between the 10th and 90th percentile of
+response_time), so start-up (connections, 9001 sign-in) and the tail do not count.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from bench import common, sandboxed
+from bench.scenarios import Context
+
+SLOTS, LATENCY = 32, 0.1
+
+
+def one_run(ctx: Context, url: str, n: int) -> Dict[str, Any]:
+    name = ctx.dbs.new("sat")
+    try:
+        common.seed_pg(name, n)
+        cfg = common.write_config(
+            ctx.workdir / f"{name}.toml",
+            common.worker_sections(common.pg_url(name), threads=SLOTS, batch_size=16,
+                                   gateway=sandboxed.gateway_settings(url)))
+        with common.WorkerProcs(cfg, 1, ctx.workdir) as wp:
+            common.wait_until(lambda: common.pg_open_count(name) == 0 or not wp.alive(),
+                              600, step=0.1, what="the backlog to drain")
+            rss = common.rss_mb(wp.pids[0])
+        (t10, t90, mid, completed, errors), = common.pg_query(name, """
+            WITH q AS (
+                SELECT percentile_cont(0.1) WITHIN GROUP (ORDER BY response_time - claimed_at
+                       + claimed_at - '2000-01-01'::timestamptz) AS a,
+                       percentile_cont(0.9) WITHIN GROUP (ORDER BY response_time - claimed_at
+                       + claimed_at - '2000-01-01'::timestamptz) AS b
+                FROM medical_insurance_requests)
+            SELECT EXTRACT(EPOCH FROM q.a)::float8, EXTRACT(EPOCH FROM q.b)::float8,
+                   (SELECT count(*) FROM medical_insurance_requests r
+                     WHERE r.response_time - '2000-01-01'::timestamptz BETWEEN q.a AND q.b),
+                   (SELECT count(*) FROM medical_insurance_requests WHERE status = 'COMPLETED'),
+                   (SELECT count(*) FROM medical_insurance_requests WHERE status <> 'COMPLETED')
+            FROM q""")
+    finally:
+        ctx.dbs.drop(name)
+    rps = mid / (t90 - t10)
+    return {"rps": rps, "fraction": rps / (SLOTS / LATENCY), "completed": completed,
+            "not_completed": errors, "rss_mb": rss}
+
+
+def run(ctx: Context) -> Dict[str, Any]:
+    ideal = SLOTS / LATENCY
+    n = int(ideal * (4 if ctx.quick else 15))
+    common.log(f"saturation: {n} rows, threads {SLOTS}, gateway {LATENCY * 1000:.0f} ms")
+    with sandboxed.sandbox(ctx.workdir, LATENCY) as url:
+        got = [common.retrying(one_run, ctx, url, n) for _ in range(ctx.runs)]
+    frac = common.summarize([g["fraction"] for g in got], 3)
+    return {"n": n, "threads": SLOTS, "gateway_latency_s": LATENCY, "ideal_rps": ideal,
+            "rps": common.summarize([g["rps"] for g in got], 1), "fraction": frac,
+            "not_completed": sum(g["not_completed"] for g in got),
+            "worker_rss_mb": common.summarize([g["rss_mb"] for g in got], 1),
+            "target": 0.95, "met": frac["median"] >= 0.95}
