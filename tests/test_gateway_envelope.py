@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import pytest
 
@@ -30,7 +30,7 @@ def test_is_valid_msgid():
 
 
 def test_inf_time_explicit_utc():
-    now = datetime(2024, 12, 31, 16, 30, 5, tzinfo=UTC)
+    now = datetime(2024, 12, 31, 16, 30, 5, tzinfo=timezone.utc)
     assert envelope.inf_time(now) == "2025-01-01 00:30:05"
     assert envelope.china_date(now) == "2025-01-01"
     naive = datetime(2024, 12, 31, 16, 30, 5)  # taken as UTC
@@ -51,7 +51,7 @@ def test_inf_time_ignores_host_zone(tz):
 
 
 def test_china_tz_fallback_offset():
-    now = datetime(2024, 7, 1, 20, 0, 0, tzinfo=UTC)
+    now = datetime(2024, 7, 1, 20, 0, 0, tzinfo=timezone.utc)
     assert envelope.china_now(now).utcoffset().total_seconds() == 8 * 3600
 
 
@@ -128,5 +128,5 @@ def test_china_tz_fallback_without_tzdata(monkeypatch):
 
     monkeypatch.setattr(zoneinfo, "ZoneInfo", missing)
     tz = envelope._china_tz()
-    now = datetime(2024, 1, 1, 0, 0, 0, tzinfo=UTC)
+    now = datetime(2024, 1, 1, 0, 0, 0, tzinfo=timezone.utc)
     assert now.astimezone(tz).utcoffset().total_seconds() == 8 * 3600

@@ -28,16 +28,12 @@ def one_run(ctx: Context, url: str, n: int) -> Dict[str, Any]:
                               600, step=0.1, what="the backlog to drain")
             rss = common.rss_mb(wp.pids[0])
         (t10, t90, mid, completed, errors), = common.pg_query(name, """
-            WITH q AS (
-                SELECT percentile_cont(0.1) WITHIN GROUP (ORDER BY response_time - claimed_at
-                       + claimed_at - '2000-01-01'::timestamptz) AS a,
-                       percentile_cont(0.9) WITHIN GROUP (ORDER BY response_time - claimed_at
-                       + claimed_at - '2000-01-01'::timestamptz) AS b
-                FROM medical_insurance_requests)
-            SELECT EXTRACT(EPOCH FROM q.a)::float8, EXTRACT(EPOCH FROM q.b)::float8,
-                   (SELECT count(*) FROM medical_insurance_requests r
-                     WHERE r.response_time - '2000-01-01'::timestamptz BETWEEN q.a AND q.b),
-                   (SELECT count(*) FROM medical_insurance_requests WHERE status = 'COMPLETED'),
+            WITH e AS (SELECT EXTRACT(EPOCH FROM response_time)::float8 AS t
+                       FROM medical_insurance_requests WHERE status = 'COMPLETED'),
+                 q AS (SELECT percentile_cont(0.1) WITHIN GROUP (ORDER BY t) AS a,
+                              percentile_cont(0.9) WITHIN GROUP (ORDER BY t) AS b FROM e)
+            SELECT q.a, q.b, (SELECT count(*) FROM e WHERE e.t > q.a AND e.t <= q.b),
+                   (SELECT count(*) FROM e),
                    (SELECT count(*) FROM medical_insurance_requests WHERE status <> 'COMPLETED')
             FROM q""")
     finally:

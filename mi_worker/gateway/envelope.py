@@ -7,7 +7,7 @@ are tested without a network.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from mi_worker.gateway.settings import GatewaySettings
@@ -34,9 +34,9 @@ def china_now(now_utc: datetime | None = None) -> datetime:
     A naive ``now_utc`` is taken as UTC; the host's own zone never plays a part.
     """
     if now_utc is None:
-        now_utc = datetime.now(UTC)
+        now_utc = datetime.now(timezone.utc)
     elif now_utc.tzinfo is None:
-        now_utc = now_utc.replace(tzinfo=UTC)
+        now_utc = now_utc.replace(tzinfo=timezone.utc)
     return now_utc.astimezone(CHINA_TZ)
 
 
