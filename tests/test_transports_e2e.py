@@ -9,8 +9,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import InProcessWorker, make_settings
 
+from conftest import InProcessWorker, make_settings
 from mi_worker.cli import main
 from mi_worker.his_call import call
 from mi_worker.sandbox.testing import running_sandbox
