@@ -44,11 +44,21 @@ def odbc_string(url: str) -> str:
 
 class SQLServerDialect(ODBCDialect):
     name = "mssql"
+    # complete_batch reads its rows with OPENJSON: SQL Server 2016+ at compatibility level
+    # 130+. Older servers (2012/2014 are common in hospitals) write results row by row.
+    supports_batch_complete = False
 
     def connect(self) -> Any:
         conn_str = self.url[len("odbc://"):] if self.url.startswith("odbc://") \
             else odbc_string(self.url)
-        return self.connect_odbc(conn_str, SESSION_SQL)
+        conn = self.connect_odbc(conn_str, SESSION_SQL)
+        try:
+            row = conn.cursor().execute(
+                "SELECT compatibility_level FROM sys.databases WHERE name = DB_NAME()").fetchone()
+            self.supports_batch_complete = bool(row and int(row[0]) >= 130)
+        except Exception:  # no rights on sys.databases: stay on the row-by-row path
+            self.supports_batch_complete = False
+        return conn
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         state, message = sqlstate(exc)
