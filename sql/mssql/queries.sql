@@ -553,18 +553,47 @@ OUTPUT inserted.request_id INTO @u (request_id)
 WHERE request_id = @request_id AND claim_token = @claim_token AND status = N'PROCESSING';
 SELECT request_id FROM @u;
 
--- name: clear_limits
--- Limits are rewritten from config at worker start (cluster-wide: the last start wins).
+-- name: list_limits
+-- The cluster-wide caps in force (the worker reconciles them with its config at start).
 SET NOCOUNT ON;
-DELETE FROM dbo.medical_insurance_limits;
+SELECT
+    interface_code,
+    max_in_flight
+FROM dbo.medical_insurance_limits
+ORDER BY interface_code;
 
--- name: insert_limit
--- One cap per interface code ('*' for every code not named).
+-- name: upsert_limit
+-- Set one cap in place: a cap is never absent while it is being rewritten, so a concurrent
+-- claim can never run unlimited. PostgreSQL's ON CONFLICT as UPDATE, else INSERT, in one
+-- short transaction; UPDLOCK + SERIALIZABLE on the key make two workers starting at once
+-- wait for each other instead of both inserting (2627). Worker start only, never a hot path.
+-- TRY/CATCH rather than SET XACT_ABORT ON, which would outlive this batch on the pooled
+-- session.
 SET NOCOUNT ON;
 DECLARE @interface_code VARCHAR(10) = :interface_code;
 DECLARE @max_in_flight INT = :max_in_flight;
-INSERT INTO dbo.medical_insurance_limits (interface_code, max_in_flight)
-VALUES (@interface_code, @max_in_flight);
+BEGIN TRY
+    BEGIN TRANSACTION;
+    UPDATE dbo.medical_insurance_limits WITH (UPDLOCK, SERIALIZABLE)
+    SET max_in_flight = @max_in_flight
+    WHERE interface_code = @interface_code;
+    IF @@ROWCOUNT = 0
+        INSERT INTO dbo.medical_insurance_limits (interface_code, max_in_flight)
+        VALUES (@interface_code, @max_in_flight);
+    COMMIT TRANSACTION;
+END TRY
+BEGIN CATCH
+    IF @@TRANCOUNT > 0
+        ROLLBACK TRANSACTION;
+    THROW;
+END CATCH;
+
+-- name: delete_limit
+-- Drop a cap the config no longer names.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DELETE FROM dbo.medical_insurance_limits
+WHERE interface_code = @interface_code;
 
 -- name: upsert_interface
 -- The catalogue mirrored into SQL so DBA monitors can name interfaces in Chinese.

@@ -59,8 +59,9 @@
 --                                metrics_by_interface
 --   sdk_heartbeat                SELECT, INSERT, UPDATE   heartbeat, heartbeat_rows,
 --                                find_lost_leases
---   medical_insurance_limits     SELECT, INSERT, DELETE   claim_batch, clear_limits and
---                                insert_limit (rewritten from config at worker start)
+--   medical_insurance_limits     SELECT, INSERT, UPDATE,  claim_batch, list_limits,
+--                                DELETE                   upsert_limit, delete_limit
+--                                (reconciled with the config at worker start)
 --   medical_insurance_alerts     SELECT, INSERT, UPDATE   open_alert, insert_alert,
 --                                touch_alert, list_open_alerts, resolve_alert, reopen_alert,
 --                                mark_alert_notified
@@ -98,7 +99,7 @@ IF DATABASE_PRINCIPAL_ID(N'mi_his_caller_role') IS NULL
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_requests TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.v_medical_insurance_result TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.sdk_heartbeat TO mi_worker_role;
-GRANT SELECT, INSERT, DELETE ON OBJECT::dbo.medical_insurance_limits TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE, DELETE ON OBJECT::dbo.medical_insurance_limits TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_alerts TO mi_worker_role;
 GRANT INSERT ON OBJECT::dbo.medical_insurance_error_log TO mi_worker_role;
 GRANT SELECT, INSERT ON OBJECT::dbo.medical_insurance_reconciliation TO mi_worker_role;
