@@ -413,17 +413,21 @@ WITH w AS (
            END AS state
     FROM sdk_heartbeat h
 )
-SELECT service_name, worker_id, host, state AS status, last_heartbeat,
-       age AS seconds_since_heartbeat, in_flight, processed_total,
-       strftime('%Y-%m-%d %H:%M:%f', 'now') AS check_time
-FROM w
-UNION ALL
-SELECT 'medical_insurance_sdk', '*', '(overall)',
-       CASE WHEN MAX(state = 'UP') = 1 THEN 'UP' WHEN MAX(state = 'WARNING') = 1 THEN 'WARNING'
-            ELSE 'DOWN' END,
-       MAX(last_heartbeat), MIN(age), COALESCE(SUM(in_flight), 0),
-       COALESCE(SUM(processed_total), 0), strftime('%Y-%m-%d %H:%M:%f', 'now')
-FROM w;
+SELECT * FROM (
+    SELECT 'medical_insurance_sdk' AS service_name, '*' AS worker_id, '(overall)' AS host,
+           CASE WHEN MAX(state = 'UP') = 1 THEN 'UP' WHEN MAX(state = 'WARNING') = 1
+                THEN 'WARNING' ELSE 'DOWN' END AS status,
+           MAX(last_heartbeat) AS last_heartbeat, MIN(age) AS seconds_since_heartbeat,
+           COALESCE(SUM(in_flight), 0) AS in_flight,
+           COALESCE(SUM(processed_total), 0) AS processed_total,
+           strftime('%Y-%m-%d %H:%M:%f', 'now') AS check_time
+    FROM w
+    UNION ALL
+    SELECT service_name, worker_id, host, state, last_heartbeat, age, in_flight,
+           processed_total, strftime('%Y-%m-%d %H:%M:%f', 'now')
+    FROM w
+)
+ORDER BY worker_id <> '*', service_name, worker_id;
 
 -- name: monitor_performance
 -- Last :hours: totals by outcome, success rate, average / p95 (nearest rank) / max latency.

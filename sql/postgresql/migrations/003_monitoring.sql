@@ -25,18 +25,24 @@ AS $$
                END AS state
         FROM sdk_heartbeat h
     )
-    SELECT w.service_name, w.worker_id, w.host, CAST(w.state AS varchar), w.last_heartbeat, w.age,
-           w.in_flight, w.processed_total, clock_timestamp()
-    FROM w
-    UNION ALL
-    SELECT CAST('medical_insurance_sdk' AS varchar), CAST('*' AS varchar), CAST('(overall)' AS varchar),
-           CAST(CASE WHEN bool_or(w.state = 'UP') THEN 'UP'
-                     WHEN bool_or(w.state = 'WARNING') THEN 'WARNING'
-                     ELSE 'DOWN' END AS varchar),
-           max(w.last_heartbeat), CAST(min(w.age) AS integer),
-           CAST(COALESCE(sum(w.in_flight), 0) AS integer), COALESCE(sum(w.processed_total), 0),
-           clock_timestamp()
-    FROM w;
+    SELECT * FROM (
+        SELECT CAST('medical_insurance_sdk' AS varchar), CAST('*' AS varchar),
+               CAST('(overall)' AS varchar),
+               CAST(CASE WHEN bool_or(w.state = 'UP') THEN 'UP'
+                         WHEN bool_or(w.state = 'WARNING') THEN 'WARNING'
+                         ELSE 'DOWN' END AS varchar),
+               max(w.last_heartbeat), CAST(min(w.age) AS integer),
+               CAST(COALESCE(sum(w.in_flight), 0) AS integer), COALESCE(sum(w.processed_total), 0),
+               clock_timestamp()
+        FROM w
+        UNION ALL
+        SELECT w.service_name, w.worker_id, w.host, CAST(w.state AS varchar), w.last_heartbeat,
+               w.age, w.in_flight, w.processed_total, clock_timestamp()
+        FROM w
+    ) t (service_name, worker_id, host, status, last_heartbeat, seconds_since_heartbeat,
+         in_flight, processed_total, check_time)
+    -- the overall row first: a HIS written for the seed reads the first row's status
+    ORDER BY (t.worker_id <> '*'), t.service_name, t.worker_id;
 $$;
 
 CREATE OR REPLACE FUNCTION mi_monitor_performance(p_hours integer DEFAULT 1)
