@@ -51,6 +51,9 @@ class WorkerSettings:
                             "medical_insurance_sdk")
     threads: int = doc("Concurrent gateway calls per worker process", 16)
     batch_size: int = doc("Most rows taken by one claim statement", 16)
+    prefetch: int = doc("Claimed rows allowed to wait for a free thread (0 = claim only for idle "
+                        "threads). More lets one claim fetch a bigger batch when calls are "
+                        "short; a prefetched row is still PROCESSING and leased", 0)
     poll_interval: float = doc("Longest idle sleep between claims, seconds (adaptive back-off "
                                "starts at min_poll_interval); bounds the pick-up delay of a "
                                "request arriving at an idle worker", 0.1)

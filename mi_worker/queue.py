@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from mi_worker.db import ConnectionLost, Database, UniqueViolation
 
@@ -59,6 +59,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     written: bool = False
     error: Optional[BaseException] = None
+    on_done: Optional[Callable[[], None]] = None
 
 
 class GroupCommit:
@@ -79,12 +80,19 @@ class GroupCommit:
         self._thread.start()
 
     def submit(self, req: ClaimedRequest, params: Dict[str, Any]) -> bool:
+        """Write and wait until the outcome is in the database."""
         item = _Pending(req, params)
         self._items.put(item)
         item.done.wait()
         if item.error is not None:
             raise item.error
         return item.written
+
+    def submit_async(self, req: ClaimedRequest, params: Dict[str, Any],
+                     on_done: Callable[[], None]) -> None:
+        """Hand over an outcome; ``on_done`` runs on the commit thread once it is written
+        (or could not be: the row then stays PROCESSING for lease recovery)."""
+        self._items.put(_Pending(req, params, on_done=on_done))
 
     def _loop(self) -> None:
         while True:
@@ -96,12 +104,30 @@ class GroupCommit:
                     break
             try:
                 self._flush(batch)
-            except BaseException as exc:  # hand the error to every waiter, keep the thread
-                for item in batch:
-                    item.error = exc
+            except Exception as exc:
+                if len(batch) > 1:  # one bad row must not sink the others: write one by one
+                    log.warning("batch write of %d results failed (%s); writing one by one",
+                                len(batch), exc)
+                    for item in batch:
+                        try:
+                            self._flush([item])
+                        except Exception as one:
+                            item.error = one
+                else:
+                    batch[0].error = exc
             finally:
                 for item in batch:
                     item.done.set()
+                    if item.on_done is not None:
+                        if item.error is not None:
+                            log.error("request %s: outcome not written (%s); the row stays "
+                                      "PROCESSING until lease recovery", item.req.request_id,
+                                      item.error)
+                        try:
+                            item.on_done()
+                        except Exception:
+                            log.exception("request %s: completion callback failed",
+                                          item.req.request_id)
 
     def _flush(self, batch: List[_Pending]) -> None:
         if len(batch) == 1:
@@ -134,7 +160,9 @@ class Queue:
         token = uuid.uuid4().hex
         try:
             rows = self.db.run(
-                "claim_batch", retry=False, batch_size=n, scan_size=max(4 * n, 32),
+                # Rows scanned are row-locked (FOR UPDATE): scan only a few more than wanted,
+                # for the rare candidate the per-patient or slot rule then drops.
+                "claim_batch", retry=False, batch_size=n, scan_size=n + max(2, n // 8),
                 slot_offset=random.randrange(1000), worker_id=self.worker_id,
                 claim_token=token, lease_seconds=self.lease_seconds,
                 fixmedins_code=self.fixmedins_code)
@@ -151,6 +179,20 @@ class Queue:
             seconds_left=float(r["seconds_left"]), claim_token=token, claimed_monotonic=now)
             for r in rows]
 
+    @staticmethod
+    def _complete_params(req: ClaimedRequest, status: str, *, infcode: Optional[str] = None,
+                         response: Optional[Dict[str, Any]] = None,
+                         error_code: Optional[int] = None, error_message: Optional[str] = None,
+                         msgid: Optional[str] = None, attempt_log: Optional[list] = None,
+                         late_reversible: bool = False) -> Dict[str, Any]:
+        return dict(request_id=req.request_id, claim_token=req.claim_token, status=status,
+                    infcode=infcode,
+                    response_data=None if response is None else json.dumps(
+                        response, ensure_ascii=False),
+                    error_code=error_code, error_message=_clip(error_message), msgid=msgid,
+                    attempt_log=json.dumps(attempt_log or [], ensure_ascii=False),
+                    late_reversible=1 if late_reversible else 0)
+
     def new_msgid(self, req: ClaimedRequest) -> str:
         """Store a fresh msgid on the row before a resend; raises LeaseLost if not ours."""
         row = self.db.run_one("assign_new_msgid", request_id=req.request_id,
@@ -165,16 +207,25 @@ class Queue:
                  error_message: Optional[str] = None, msgid: Optional[str] = None,
                  attempt_log: Optional[list] = None, late_reversible: bool = False) -> bool:
         """Write a final outcome (COMPLETED / ERROR / UNCERTAIN). False if the lease was lost."""
-        params = dict(request_id=req.request_id, claim_token=req.claim_token, status=status,
-                      infcode=infcode,
-                      response_data=None if response is None else json.dumps(
-                          response, ensure_ascii=False),
-                      error_code=error_code, error_message=_clip(error_message), msgid=msgid,
-                      attempt_log=json.dumps(attempt_log or [], ensure_ascii=False),
-                      late_reversible=1 if late_reversible else 0)
+        params = self._complete_params(req, status, infcode=infcode, response=response,
+                                       error_code=error_code, error_message=error_message,
+                                       msgid=msgid, attempt_log=attempt_log,
+                                       late_reversible=late_reversible)
         if self._commit is not None:
             return self._commit.submit(req, params)
         return self._write("complete_request", req, status, params)
+
+    def complete_async(self, req: ClaimedRequest, status: str, on_done: Callable[[], None],
+                       **kw: Any) -> None:
+        """Like complete(), but returns at once; ``on_done`` runs when the row is written."""
+        if self._commit is None:
+            try:
+                self.complete(req, status, **kw)
+            finally:
+                on_done()
+            return
+        params = self._complete_params(req, status, **kw)
+        self._commit.submit_async(req, params, on_done)
 
     def requeue(self, req: ClaimedRequest, delay: float, *, error_code: Optional[int],
                 error_message: Optional[str], attempt_log: Optional[list] = None,

@@ -34,6 +34,9 @@ from mi_worker.queue import ClaimedRequest, LeaseLost, Queue
 
 log = logging.getLogger("mi_worker.worker")
 
+# How long the dispatcher waits for more free threads before claiming a partial batch.
+LINGER_SECONDS = 0.005
+
 # Stages of an in-flight row: decides what a graceful stop may do with it.
 CLAIMED, SENDING, WRITING = "claimed", "sending", "writing"
 
@@ -54,9 +57,16 @@ class Worker:
         self.queue = Queue(db, self.worker_id, settings.gateway.fixmedins_code,
                            settings.worker.lease_seconds)
         self.threads = settings.worker.threads
+        # Rows this process may hold before a thread is free for them (claim batching).
+        self.capacity = self.threads + max(0, settings.worker.prefetch)
         self.started_at = time.time()
         self.processed_total = 0
-        self._inflight: Dict[int, tuple] = {}  # request_id -> (ClaimedRequest, stage)
+        # Every claimed row until its outcome is in the database: (ClaimedRequest, stage).
+        self._inflight: Dict[int, tuple] = {}
+        # Rows holding a gateway thread (claimed or sending). A row whose result waits for
+        # the group commit no longer holds one, so the next batch is claimed while the
+        # previous one is being written.
+        self._busy = 0
         self._lock = threading.Lock()
         self._slot_free = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -89,16 +99,15 @@ class Worker:
         ws = self.settings.worker
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mi-call")
         idle = ws.min_poll_interval
+        fill = max(1, min(ws.batch_size, self.capacity) // 2)
         db_down_since: Optional[float] = None
         log.info("worker %s claiming: %d threads, batch %d, database %s", self.worker_id,
                  self.threads, ws.batch_size, self.db.dialect.safe_url())
         try:
             while not self._stop.is_set():
-                with self._slot_free:
-                    free = self.threads - len(self._inflight)
-                    if free <= 0:
-                        self._slot_free.wait(ws.poll_interval)
-                        continue
+                free = self._wait_for_slots(fill, ws.poll_interval)
+                if free <= 0:
+                    continue
                 want = min(ws.batch_size, free)
                 try:
                     rows = self.queue.claim(want)
@@ -112,9 +121,11 @@ class Worker:
                         log.error("claim failed: %s; retrying with back-off", exc)
                     self._stop.wait(min(ws.poll_interval * 4, 5.0) * random.uniform(0.5, 1.0))
                     continue
-                for req in rows:
-                    with self._lock:
+                with self._lock:
+                    for req in rows:
                         self._inflight[req.request_id] = (req, CLAIMED)
+                    self._busy += len(rows)
+                for req in rows:
                     pool.submit(self._process, req)
                 if len(rows) == want:
                     idle = ws.min_poll_interval
@@ -127,6 +138,35 @@ class Worker:
         finally:
             self._drain(pool)
             self._stopped.set()
+
+    def _free(self) -> int:
+        """Idle gateway threads, less any excess of results still waiting to be written
+        (if the database is slow to take results, claiming slows down with it)."""
+        waiting_write = len(self._inflight) - self._busy
+        return self.capacity - self._busy - max(0, waiting_write - self.capacity)
+
+    def _wait_for_slots(self, fill: int, poll: float) -> int:
+        """Wait until a worthwhile batch can be claimed; return the number of free slots.
+
+        Slots free up one by one; claiming each as it frees would cost a round trip per row,
+        so with calls still running the dispatcher lingers up to LINGER_SECONDS for ``fill``
+        free slots before claiming a partial batch.
+        """
+        with self._slot_free:
+            linger_until = None
+            while not self._stop.is_set():
+                free = self._free()
+                if free >= fill or (free > 0 and self._busy == 0):
+                    return free
+                if free > 0:
+                    now = time.monotonic()
+                    linger_until = linger_until or now + LINGER_SECONDS
+                    if now >= linger_until:
+                        return free
+                    self._slot_free.wait(linger_until - now)
+                else:
+                    self._slot_free.wait(poll)
+            return 0
 
     def _drain(self, pool: ThreadPoolExecutor) -> None:
         grace = self.settings.worker.grace_seconds
@@ -155,11 +195,12 @@ class Worker:
                 self._inflight[req.request_id] = (req, stage)
 
     def _process(self, req: ClaimedRequest) -> None:
+        handed_over = False
         try:
             if self._stop.is_set():
                 self.queue.release(req)
                 return
-            self._handle(req)
+            handed_over = self._handle(req)
         except Exception as exc:  # the worker must survive anything one row does
             log.exception("request %s: unexpected error", req.request_id)
             try:
@@ -171,16 +212,26 @@ class Worker:
                 log.exception("request %s: could not record the error", req.request_id)
         finally:
             with self._slot_free:
-                self._inflight.pop(req.request_id, None)
-                self.processed_total += 1
+                self._busy -= 1
+                if not handed_over:
+                    self._inflight.pop(req.request_id, None)
+                    self.processed_total += 1
                 self._slot_free.notify_all()
 
-    def _handle(self, req: ClaimedRequest) -> None:
+    def _written(self, req: ClaimedRequest) -> None:
+        """The group commit wrote (or gave up on) this row's outcome."""
+        with self._slot_free:
+            self._inflight.pop(req.request_id, None)
+            self.processed_total += 1
+            self._slot_free.notify_all()
+
+    def _handle(self, req: ClaimedRequest) -> bool:
+        """Call the gateway for one row; True when its outcome went to the group commit."""
         payload = parse_input(req.input_data)
         if isinstance(payload, str):
             self.queue.complete(req, "ERROR", error_code=E_BAD_INPUT,
                                 error_message=f"参数错误: request {req.request_id}: {payload}")
-            return
+            return False
         ctx = CallContext(
             request_id=req.request_id, interface_code=req.interface_code, input=payload,
             msgid=req.msgid, deadline_monotonic=req.deadline_monotonic, attempt=req.attempts,
@@ -191,30 +242,33 @@ class Worker:
             result = self.gateway.call(ctx)
         except LeaseLost as exc:
             log.warning("%s", exc)
-            return
+            return False
         self._stage(req, WRITING)
-        self._write(req, result)
+        return self._write(req, result)
 
-    def _write(self, req: ClaimedRequest, result: GatewayResult) -> None:
+    def _write(self, req: ClaimedRequest, result: GatewayResult) -> bool:
         q = self.queue
         code = req.interface_code
         common = dict(msgid=result.msgid, attempt_log=result.attempt_log)
-        if result.outcome == Outcome.COMPLETED:
-            late = self.settings.jobs.reverse_late_completions and catalog.reversible(code)
-            q.complete(req, "COMPLETED", infcode=result.infcode, response=result.response,
-                       late_reversible=late, **common)
-        elif result.outcome == Outcome.RETRY:
+        if result.outcome == Outcome.RETRY:
             delay = result.retry_after * random.uniform(0.8, 1.2)
             q.requeue(req, delay, error_code=result.error_code,
                       error_message=result.error_message, **common)
-        else:
-            status = "UNCERTAIN" if result.outcome == Outcome.UNCERTAIN else "ERROR"
-            q.complete(req, status, infcode=result.infcode, response=result.response,
-                       error_code=result.error_code, error_message=result.error_message,
-                       **common)
-            if status == "UNCERTAIN":
-                log.warning("request %s (%s): outcome uncertain, left for reversal: %s",
-                            req.request_id, code, result.error_message)
+            return False
+        if result.outcome == Outcome.COMPLETED:
+            late = self.settings.jobs.reverse_late_completions and catalog.reversible(code)
+            q.complete_async(req, "COMPLETED", lambda: self._written(req),
+                             infcode=result.infcode, response=result.response,
+                             late_reversible=late, **common)
+            return True
+        status = "UNCERTAIN" if result.outcome == Outcome.UNCERTAIN else "ERROR"
+        if status == "UNCERTAIN":
+            log.warning("request %s (%s): outcome uncertain, left for reversal: %s",
+                        req.request_id, code, result.error_message)
+        q.complete_async(req, status, lambda: self._written(req), infcode=result.infcode,
+                         response=result.response, error_code=result.error_code,
+                         error_message=result.error_message, **common)
+        return True
 
 
 def parse_input(text: str):
