@@ -174,9 +174,12 @@ def test_four_processes_drain_5000_rows_each_claimed_once(db_url, sandbox, spawn
           f"({n / elapsed:.0f} rows/s, sandbox gateway on loopback)")
 
 
-def test_sigterm_during_inflight_calls_leaves_nothing_processing(db_url, sandbox, spawn, db):
+@pytest.mark.parametrize("prefetch", [0, 8])
+def test_sigterm_during_inflight_calls_leaves_nothing_processing(db_url, sandbox, spawn, db,
+                                                                 prefetch):
     sandbox.latency = 1.0
-    settings = make_settings(db_url, sandbox, worker={"threads": 4, "grace_seconds": 30})
+    settings = make_settings(db_url, sandbox, worker={"threads": 4, "grace_seconds": 30,
+                                                      "prefetch": prefetch})
     ids = [enqueue(db, timeout=120) for _ in range(12)]
     p = spawn(settings)
     wait_until(lambda: count_status(db, "PROCESSING") > 0, timeout=20)
