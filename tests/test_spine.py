@@ -182,7 +182,8 @@ def test_sigterm_during_inflight_calls_leaves_nothing_processing(db_url, sandbox
                                                       "prefetch": prefetch})
     ids = [enqueue(db, timeout=120) for _ in range(12)]
     p = spawn(settings)
-    wait_until(lambda: count_status(db, "PROCESSING") > 0, timeout=20)
+    # signal once calls are really at the centre (not merely claimed)
+    wait_until(lambda: sandbox.calls.count("1101") > 0, timeout=20)
     p.signal(signal.SIGTERM)
     assert p.proc.wait(30) == 0, p.output()[-3000:]
     assert count_status(db, "PROCESSING") == 0
