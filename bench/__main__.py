@@ -36,7 +36,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--runs", type=int, default=None,
                     help="runs per figure (median, min, max); default 3, 1 with --quick")
     ap.add_argument("--keep", action="store_true", help="keep worker logs and configs")
+    ap.add_argument("--code", choices=["head", "worktree"], default="head",
+                    help="measure the last commit (default: others may be mid-edit) or the "
+                         "working tree as it is at the start")
     return ap.parse_args(argv)
+
+
+def take_snapshot(workdir: Path, source: str, tries: int = 4) -> str:
+    """Measure a copy of mi_worker/ taken now, once a 300-row SQLite drain works on it (the
+    tree may be half-way through someone's edit). A note if it never did."""
+    from bench import mi_drain
+    last = ""
+    for attempt in range(1, tries + 1):
+        code = common.snapshot_code(workdir / "code", source)
+        common.use_code(code)
+        check = workdir / "check"
+        check.mkdir(exist_ok=True)
+        try:
+            mi_drain.drain_sqlite(check, 300, 1, timeout=60, stall=15)
+            return ""
+        except Exception as exc:
+            last = f"{type(exc).__name__}: {exc}"
+            common.log(f"the mi-worker code does not drain ({last[:160]}); "
+                       f"snapshot again in 20 s ({attempt}/{tries})")
+            time.sleep(20)
+    return f"the code snapshot failed its sanity drain ({last[:300]}); measured anyway"
 
 
 def main(argv=None) -> int:
@@ -52,12 +76,16 @@ def main(argv=None) -> int:
     t_start = time.monotonic()
     started = dt.datetime.now(dt.timezone.utc)
     workdir = Path(tempfile.mkdtemp(prefix="mi-bench-"))
+    pg_reason = common.pg_available()
+    snap_note = take_snapshot(workdir, args.code)
     result: Dict[str, Any] = {
         "schema": "mi-worker-bench/1", "date": started.isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full", "runs_per_figure": runs,
-        "machine": common.machine_info(), "code": common.code_identity(),
-        "loadavg_at_start": common.loadavg(), "scenarios": {}}
-    pg_reason = common.pg_available()
+        "machine": common.machine_info(),
+        "code": {**common.code_identity(), "measured": args.code},
+        "loadavg_at_start": common.loadavg(), "scenarios": {}, "notes": []}
+    if snap_note:
+        result["notes"].append(snap_note)
     dbs = common.PgDatabases()
     ctx = Context(quick=args.quick, runs=runs, workdir=workdir, dbs=dbs, pg_reason=pg_reason)
     failed = False
@@ -93,6 +121,13 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     result["duration_seconds"] = round(time.monotonic() - t_start, 1)
+    live = common.code_identity(common.ROOT)
+    if live["sources_sha256"] != result["code"]["sources_sha256"]:
+        result["code_live_at_end"] = live
+        result["notes"].append("at the end of the run the working tree's mi_worker/ or sql/ "
+                               f"differed from the measured code ({args.code} at the start, "
+                               f"sources {result['code']['sources_sha256']}): uncommitted or "
+                               "later edits are not in these figures")
     result["loadavg_at_end"] = common.loadavg()
     result["targets"] = report.targets(result)
     args.output.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,52 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("MI_WORKER_BENCH_PG",
                               "postgresql://postgres@127.0.0.1:5432/postgres")
 PREFIX = "mibench_"
+# The mi-worker code being measured: a snapshot of mi_worker/ and sql/ taken when the bench
+# starts (other engineers edit the tree while a 20-minute run goes on); ROOT until then.
+CODE_ROOT = ROOT
+
+
+def snapshot_code(dest: Path, source: str = "head") -> Path:
+    """Copy mi_worker/ and sql/ to dest: from the last commit (``git archive HEAD``, read-only)
+    or from the working tree; the bench measures that copy from now on."""
+    import io
+    import shutil
+    import tarfile
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    if source == "head":
+        r = subprocess.run(["git", "archive", "--format=tar", "HEAD", "mi_worker", "sql"],
+                           cwd=str(ROOT), capture_output=True, timeout=60)
+        if r.returncode == 0:
+            with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
+                tar.extractall(dest)
+            return dest
+        log(f"git archive HEAD failed ({r.stderr.decode(errors='replace')[:200]}); "
+            "measuring the working tree")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "mi_worker", dest / "mi_worker", ignore=ignore, dirs_exist_ok=True)
+    shutil.copytree(ROOT / "sql", dest / "sql", ignore=ignore, dirs_exist_ok=True)
+    return dest
+
+
+def use_code(root: Path) -> None:
+    """Import mi_worker from ``root`` in this process and start workers there."""
+    global CODE_ROOT
+    CODE_ROOT = root
+    for name in [m for m in sys.modules if m == "mi_worker" or m.startswith("mi_worker.")]:
+        del sys.modules[name]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
+def child_env() -> Dict[str, str]:
+    """Environment of a child python: the measured code first, then the repo (for bench.*)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("MI_WORKER_CONFIG", None)
+    parts = [str(CODE_ROOT), str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    return env
 
 
 def log(msg: str) -> None:
@@ -132,11 +178,15 @@ def drop_db(name: str) -> None:
 
 
 def drop_leftovers() -> None:
-    """Drop databases a killed earlier run left behind (only this harness's prefix)."""
+    """Drop databases a killed earlier run left behind (this harness's prefix, and only those
+    nobody is connected to: another bench may be running)."""
     with contextlib.suppress(Exception):
-        for (name,) in pg_query("postgres", "SELECT datname FROM pg_database "
-                                            f"WHERE datname LIKE '{PREFIX}%'"):
-            drop_db(name)
+        for (name,) in pg_query("postgres", "SELECT datname FROM pg_database d "
+                                            f"WHERE datname LIKE '{PREFIX}%' AND NOT EXISTS "
+                                            "(SELECT 1 FROM pg_stat_activity a "
+                                            "WHERE a.datname = d.datname)"):
+            with contextlib.suppress(Exception):
+                pg_exec("postgres", f'DROP DATABASE IF EXISTS "{name}"')
 
 
 class PgDatabases:
@@ -144,10 +194,19 @@ class PgDatabases:
 
     def __init__(self) -> None:
         self.template: Optional[str] = None
+        self.template_versions: List[int] = []
         self.created: List[str] = []
 
     def _template(self) -> str:
+        from mi_worker.db.migrate import migrations
+        versions = [m.version for m in migrations("postgresql")]
+        if self.template is not None and versions != self.template_versions:
+            # the code gained a migration while the bench runs (others edit mi_worker too)
+            log(f"migrations changed {self.template_versions} -> {versions}: new template")
+            self.drop(self.template)
+            self.template = None
         if self.template is None:
+            self.template_versions = versions
             from mi_worker.db import connect
             from mi_worker.db.migrate import sync_catalog, upgrade
             name = f"{PREFIX}tpl_{uuid.uuid4().hex[:6]}"
@@ -165,7 +224,16 @@ class PgDatabases:
     def new(self, label: str) -> str:
         tpl = self._template()
         name = f"{PREFIX}{label}_{uuid.uuid4().hex[:6]}"
-        pg_exec("postgres", f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
+        try:
+            pg_exec("postgres", f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
+        except Exception as exc:
+            if "does not exist" not in str(exc):
+                raise
+            # someone dropped the template (a cleanup of mibench_* elsewhere): make it again
+            log(f"template {tpl} vanished; creating it again")
+            self.template = None
+            tpl = self._template()
+            pg_exec("postgres", f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
         self.created.append(name)
         return name
 
@@ -324,8 +392,7 @@ class WorkerProcs:
     started: float = 0.0
 
     def start(self) -> WorkerProcs:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env.pop("MI_WORKER_CONFIG", None)
+        env = child_env()
         self.started = time.monotonic()
         for i in range(self.n):
             logf = open(self.logdir / f"{self.config.stem}-{i}.log", "ab")
@@ -334,7 +401,7 @@ class WorkerProcs:
                 cmd[2:3] = ["bench.probe", str(self.probe_out(i)), "--"]
             if self.prefix:
                 cmd = [*self.prefix, *cmd]
-            self.procs.append(subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=logf,
+            self.procs.append(subprocess.Popen(cmd, cwd=str(CODE_ROOT), env=env, stdout=logf,
                                                stderr=subprocess.STDOUT))
             logf.close()
         return self
@@ -422,18 +489,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def code_identity() -> Dict[str, Any]:
+def code_identity(base: Optional[Path] = None) -> Dict[str, Any]:
     """Which mi-worker code was measured: HEAD (read-only git) and a hash of the sources."""
     import hashlib
     h = hashlib.sha256()
-    for path in sorted([*ROOT.glob("mi_worker/**/*.py"), *ROOT.glob("sql/**/*.sql")]):
-        h.update(str(path.relative_to(ROOT)).encode())
+    base = base or CODE_ROOT
+    for path in sorted([*base.glob("mi_worker/**/*.py"), *base.glob("sql/**/*.sql")]):
+        h.update(str(path.relative_to(base)).encode())
         h.update(path.read_bytes())
     head = None
     with contextlib.suppress(Exception):
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(ROOT), capture_output=True,
                               text=True, timeout=10).stdout.strip() or None
     return {"git_head": head, "sources_sha256": h.hexdigest()[:16]}
+
+
+class Stall:
+    """A drain predicate that also fails when the open count stops moving for ``limit`` s."""
+
+    def __init__(self, count, limit: float = 45.0) -> None:
+        self.count, self.limit = count, limit
+        self.last: Optional[int] = None
+        self.since = time.monotonic()
+
+    def __call__(self) -> bool:
+        n = self.count()
+        if n != self.last:
+            self.last, self.since = n, time.monotonic()
+        elif n and time.monotonic() - self.since > self.limit:
+            raise RuntimeError(f"no progress for {self.limit:.0f}s with {n} rows open "
+                               "(workers stuck: see their logs)")
+        return n == 0
 
 
 def wait_until(predicate, timeout: float, step: float = 0.05, what: str = "") -> float:

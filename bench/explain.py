@@ -40,8 +40,10 @@ def inline(sql: str, params: Dict[str, Any]) -> str:
 
 
 def claim_params(batch_size: int = 16) -> Dict[str, Any]:
-    """The parameters mi_worker.queue.Queue.claim binds (same names, representative values)."""
-    return {"batch_size": batch_size, "scan_size": max(4 * batch_size, 32), "slot_offset": 7,
+    """The parameters mi_worker.queue.Queue.claim binds (same names, representative values;
+    scan_size as Queue.claim computes it since 07d329a: n + max(2, n // 8))."""
+    return {"batch_size": batch_size, "scan_size": batch_size + max(2, batch_size // 8),
+            "slot_offset": 7,
             "worker_id": "bench:explain", "claim_token": uuid.uuid4().hex,
             "lease_seconds": 120, "fixmedins_code": "H00000000000"}
 

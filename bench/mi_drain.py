@@ -30,7 +30,8 @@ def drain_pg(dbs: common.PgDatabases, workdir: Path, n: int, procs: int, threads
         wp = common.WorkerProcs(cfg, procs, workdir, prefix=prefix)
         t0 = time.monotonic()
         with wp:
-            common.wait_until(lambda: common.pg_open_count(name) == 0 or not wp.alive(),
+            stall = common.Stall(lambda: common.pg_open_count(name))
+            common.wait_until(lambda: stall() or not wp.alive(),
                               timeout, step=0.05, what=f"{name} to drain")
             wall = time.monotonic() - t0
             if not wp.alive():
@@ -46,7 +47,7 @@ def drain_pg(dbs: common.PgDatabases, workdir: Path, n: int, procs: int, threads
 
 
 def drain_sqlite(workdir: Path, n: int, procs: int, threads: int = 16, batch_size: int = 16,
-                 timeout: float = 600.0) -> Dict[str, Any]:
+                 timeout: float = 600.0, stall: float = 45.0) -> Dict[str, Any]:
     path = workdir / f"drain-{procs}p-{int(time.time() * 1000)}.db"
     url = common.sqlite_prepare(path)
     common.seed_sqlite(path, n)
@@ -56,7 +57,8 @@ def drain_sqlite(workdir: Path, n: int, procs: int, threads: int = 16, batch_siz
     wp = common.WorkerProcs(cfg, procs, workdir)
     t0 = time.monotonic()
     with wp:
-        common.wait_until(lambda: common.sqlite_open_count(path) == 0 or not wp.alive(),
+        stalled = common.Stall(lambda: common.sqlite_open_count(path), stall)
+        common.wait_until(lambda: stalled() or not wp.alive(),
                           timeout, step=0.1, what=f"{path.name} to drain")
         wall = time.monotonic() - t0
         if not wp.alive():

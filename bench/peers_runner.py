@@ -41,7 +41,7 @@ def _has_peers(py: Path) -> bool:
     return r.returncode == 0
 
 
-def ensure_venv(create: bool = True) -> Optional[str]:
+def ensure_venv(create: bool = True, timeout: float = 900.0) -> Optional[str]:
     """None when the peers venv is usable, else the reason it is not."""
     py = venv_python()
     if _has_peers(py):
@@ -54,7 +54,7 @@ def ensure_venv(create: bool = True) -> Optional[str]:
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True,
                            capture_output=True, timeout=300)
         r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", *PACKAGES],
-                           capture_output=True, text=True, timeout=900)
+                           capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             return f"pip install into {VENV} failed: {(r.stderr or r.stdout)[-400:]}"
     except (OSError, subprocess.SubprocessError) as exc:

@@ -32,8 +32,8 @@ def sandbox(workdir: Path, latency: float) -> Iterator[str]:
     port = common.free_port()
     logf = open(workdir / f"sandbox-{port}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "mi_worker", "sandbox", "--port", str(port),
-                             "--latency", str(latency)], cwd=str(common.ROOT), stdout=logf,
-                            stderr=subprocess.STDOUT)
+                             "--latency", str(latency)], cwd=str(common.CODE_ROOT),
+                            env=common.child_env(), stdout=logf, stderr=subprocess.STDOUT)
     logf.close()
     base = f"http://127.0.0.1:{port}"
 

@@ -167,18 +167,23 @@ def _procedure_results() -> Dict[str, List[List[str]]]:
     out: Dict[str, List[List[str]]] = {}
     for proc in _parse(MS_MONITORING).tree.recursive_crawl("create_procedure_statement"):
         name = next(proc.recursive_crawl("object_reference")).raw.split(".")[-1]
-        results: List[List[str]] = []
-
-        def walk(seg, parent_type: str) -> None:
-            if seg.type in ("select_statement", "set_expression") \
-                    and parent_type in ("statement", "with_compound_statement"):
-                results.append(_result_columns(seg))
-                return
-            for child in seg.segments:
-                walk(child, seg.type)
-        walk(proc, "")
-        out[name] = results
+        out[name] = _result_statements(proc)
     return out
+
+
+def _result_statements(proc) -> List[List[str]]:
+    """Column lists of the SELECTs of ``proc`` that return a result set, in file order."""
+    results: List[List[str]] = []
+
+    def walk(seg, parent_type: str) -> None:
+        if seg.type in ("select_statement", "set_expression") \
+                and parent_type in ("statement", "with_compound_statement"):
+            results.append(_result_columns(seg))
+            return
+        for child in seg.segments:
+            walk(child, seg.type)
+    walk(proc, "")
+    return results
 
 
 def _procedure_params() -> Dict[str, List[str]]:

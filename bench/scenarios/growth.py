@@ -20,8 +20,8 @@ def plans(ctx: Context, n: int) -> Dict[str, Any]:
         common.seed_pg(name, n)
         pending = explain.explain_claim(name)
         common.pg_exec(name, "UPDATE medical_insurance_requests SET status = 'COMPLETED', "
-                             "response_time = now(), claimed_at = now();"
-                             "VACUUM ANALYZE medical_insurance_requests;")
+                             "response_time = now(), claimed_at = now()")
+        common.pg_exec(name, "VACUUM ANALYZE medical_insurance_requests")
         common.seed_pg(name, 16)
         history = explain.explain_claim(name)
     finally:

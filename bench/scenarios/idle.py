@@ -61,6 +61,13 @@ def measure(ctx: Context, seconds: float, warm: float) -> Dict[str, Any]:
             "rss_mb": rss}
 
 
+def _defaults() -> str:
+    from mi_worker.config import WorkerSettings
+    w = WorkerSettings()
+    return (f"worker defaults: poll_interval {w.poll_interval} s, min_poll_interval "
+            f"{w.min_poll_interval} s; noop gateway")
+
+
 def run(ctx: Context) -> Dict[str, Any]:
     seconds = 5.0 if ctx.quick else 30.0
     warm = 3.0 if ctx.quick else 5.0
@@ -69,7 +76,7 @@ def run(ctx: Context) -> Dict[str, Any]:
     claims = common.summarize(m["claims_per_s"], 2)
     rss = common.summarize(m["rss_mb"], 1)
     return {"seconds": seconds, "warmup_seconds": warm, "workers": ctx.runs,
-            "settings": "defaults: poll_interval 1.0 s, min_poll_interval 0.05 s, noop gateway",
+            "settings": _defaults(),
             "claims_per_s": claims,
             "statements_per_s": common.summarize(m["statements_per_s"], 2),
             "xact_commit_per_s": common.summarize(m["xact_per_s"], 2),

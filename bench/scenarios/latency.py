@@ -23,14 +23,15 @@ def variants(quick: bool) -> List[Dict[str, Any]]:
     return [
         {"label": "default poll (100 ms)", "poll_ms": 100, "worker": {}},
         {"label": "poll 10 ms", "poll_ms": 10, "worker": {}},
-        {"label": "poll 10 ms + worker.min_poll_interval 0.01", "poll_ms": 10,
-         "worker": {"min_poll_interval": 0.01}},
     ]
 
 
 def _caller(db_url: str, rate: float, seconds: float, warm: float, poll_ms: int,
             threads: int) -> List[Dict[str, Any]]:
+    import logging
+
     from mi_worker.db import connect
+    logging.getLogger("mi_worker").setLevel(logging.ERROR)  # failures are counted instead
     from mi_worker.his_call import call
     db = connect(db_url, pool_size=threads)
     total = int(round((seconds + warm) * rate))
@@ -116,6 +117,10 @@ def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, second
         over.append(e - g)
         claim_wait.append(float(row[2]))
         after_gw.append(e - g - float(row[2]))
+    if errors > 0.01 * max(len(measured), 1):
+        # almost always PostgreSQL restarted under the run (another suite's outage test):
+        # worded so common.retrying waits for the server and runs it again
+        raise RuntimeError(f"{errors} of {len(measured)} calls failed (connection lost?)")
     for xs in (over, e2e, gw, claim_wait, after_gw, lags):
         xs.sort()
     pct = common.percentile
@@ -137,13 +142,11 @@ def run(ctx: Context) -> Dict[str, Any]:
     out: Dict[str, Any] = {
         "rate_per_s": rate, "seconds": seconds, "warmup_seconds": warm,
         "gateway": "sandbox latency=0.05 s, gateway.kind=nhsa (httpx client, 9001 sign-in)",
-        "worker": "1 process, threads 16, batch_size 16",
+        "worker": "1 process, threads 16, batch_size 16, other settings default",
         "caller": "48 threads, mi_worker.his_call.call -> CALL sp_medical_insurance_call_v2",
         "measure": "overhead = caller end-to-end - attempt_log latency_ms of the row",
         "variants": []}
     vs = variants(ctx.quick)
-    if ctx.quick:
-        vs = vs[:2]
     with sandboxed.sandbox(ctx.workdir, 0.05) as url:
         for v in vs:
             common.log(f"latency {v['label']}: {rate:.0f}/s for {seconds:.0f}s x {ctx.runs}")

@@ -75,6 +75,8 @@ def run(ctx: Context) -> Dict[str, Any]:
                                capture_output=True, text=True, timeout=window + 60)
             common.wait_until(lambda: common.pg_open_count(name) == 0 or not wp.alive(), 600,
                               what="the profiled drain")
+            if not wp.alive():
+                raise RuntimeError(f"the profiled worker exited early; see {ctx.workdir}")
         stmts = {}
         for c in wp.probe_counts():
             for k, v in c["statements"].items():

@@ -24,8 +24,11 @@ def one_run(ctx: Context, url: str, n: int) -> Dict[str, Any]:
             common.worker_sections(common.pg_url(name), threads=SLOTS, batch_size=16,
                                    gateway=sandboxed.gateway_settings(url)))
         with common.WorkerProcs(cfg, 1, ctx.workdir) as wp:
-            common.wait_until(lambda: common.pg_open_count(name) == 0 or not wp.alive(),
-                              600, step=0.1, what="the backlog to drain")
+            stall = common.Stall(lambda: common.pg_open_count(name))
+            common.wait_until(lambda: stall() or not wp.alive(), 600, step=0.1,
+                              what="the backlog to drain")
+            if not wp.alive():
+                raise RuntimeError(f"the worker exited early; see {ctx.workdir}")
             rss = common.rss_mb(wp.pids[0])
         (t10, t90, mid, completed, errors), = common.pg_query(name, """
             WITH e AS (SELECT EXTRACT(EPOCH FROM response_time)::float8 AS t

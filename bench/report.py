@@ -1,0 +1,316 @@
+"""latest.md from latest.json: the figures, the targets (met or how far), and the notes."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+
+def _m(s: Optional[Dict[str, Any]], unit: str = "", digits: int = 0) -> str:
+    """'median (min–max)' of a summary."""
+    if not s or s.get("median") is None:
+        return "–"
+    f = f"{{:,.{digits}f}}"
+    return f"{f.format(s['median'])}{unit} ({f.format(s['min'])}–{f.format(s['max'])})"
+
+
+def _ok(s: Dict[str, Any]) -> bool:
+    return str(s.get("status", "ok")) == "ok"
+
+
+def targets(r: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Each target of issue 6 with the measured median, met or not, and the distance."""
+    out: List[Dict[str, Any]] = []
+    sc = r.get("scenarios", {})
+
+    def add(name: str, target: str, measured: Any, met: Optional[bool], gap: str = "") -> None:
+        out.append({"target": name, "wanted": target, "measured": measured, "met": met,
+                    "distance": "" if met else gap})
+
+    d = sc.get("drain", {})
+    if _ok(d):
+        for x in d.get("ratios", []):
+            need = 1.5 * x["peer_rps"]
+            add(f"drain vs {x['peer']} ({x['procs']} process{'es' if x['procs'] > 1 else ''})",
+                "≥ 1.5×", f"{x['ratio']}× ({x['mi_worker_rps']:,.0f} vs {x['peer_rps']:,.0f}/s)",
+                x["met"], f"needs {need:,.0f}/s: +{need - x['mi_worker_rps']:,.0f}/s "
+                          f"(×{need / x['mi_worker_rps']:.2f})")
+        for peer, e in d.get("peers", {}).items():
+            if not str(e.get("status", "")).startswith("ok"):
+                add(f"drain vs {peer}", "≥ 1.5×", e.get("status"), None)
+    lat = sc.get("latency", {})
+    if _ok(lat) and lat.get("variants"):
+        for v in lat["variants"]:
+            p50 = v["overhead_p50_ms"]["median"]
+            p99 = v["overhead_p99_ms"]["median"]
+            add(f"queue overhead p50, {v['label']}", "≤ 30 ms", f"{p50:.1f} ms", p50 <= 30,
+                f"{p50 - 30:.1f} ms over")
+            add(f"queue overhead p99, {v['label']}", "≤ 150 ms", f"{p99:.1f} ms", p99 <= 150,
+                f"{p99 - 150:.1f} ms over")
+    sat = sc.get("saturation", {})
+    if _ok(sat) and sat.get("fraction"):
+        f = sat["fraction"]["median"]
+        add("saturation, 32 slots × 100 ms", "≥ 95 % of 320/s",
+            f"{100 * f:.1f} % ({sat['rps']['median']:.0f}/s)", f >= 0.95,
+            f"{100 * (0.95 - f):.1f} points short")
+    idle = sc.get("idle", {})
+    if _ok(idle) and idle.get("claims_per_s"):
+        c = idle["claims_per_s"]["median"]
+        m = idle["rss_mb"]["median"]
+        add("idle claim queries per worker", "≤ 20 /s", f"{c:.2f} /s", c <= 20, f"{c - 20:.1f}/s over")
+        add("idle worker RSS", "≤ 80 MB", f"{m:.1f} MB", m <= 80, f"{m - 80:.1f} MB over")
+    g = sc.get("growth", {})
+    if _ok(g) and g.get("results"):
+        add("claim stays an index seek (ix_mir_claim)", "yes", "yes" if g["index_seek"] else "no",
+            bool(g["index_seek"]), "plan does not use ix_mir_claim")
+        add("drain time grows ~linearly", f"ms/1k rows at {g['sizes'][-1]:,} ≤ 1.5× at "
+            f"{g['sizes'][1]:,}", f"{g['linearity']}×", bool(g["linear"]), "super-linear")
+    return out
+
+
+def markdown(r: Dict[str, Any]) -> str:
+    m = r["machine"]
+    sc = r.get("scenarios", {})
+    L: List[str] = []
+    L.append(f"# mi-worker benchmark — {r['date']} ({r['mode']}, {r['runs_per_figure']} "
+             "run(s) per figure)")
+    L.append("")
+    L.append(f"Machine: {m.get('cores')} cores, {m.get('memory_mb')} MB, {m.get('cpu_model')}; "
+             f"{(m.get('postgresql_version') or 'PostgreSQL ?').split(' on ')[0]} "
+             f"(synchronous_commit={m.get('postgresql_settings', {}).get('synchronous_commit')}, "
+             f"shared_buffers={m.get('postgresql_settings', {}).get('shared_buffers')}); "
+             f"Python {m.get('python_version')}; SQLite {m.get('sqlite_version')}. "
+             f"Code: HEAD {str(r['code'].get('git_head'))[:10]}, sources "
+             f"{r['code'].get('sources_sha256')}. Load average at start "
+             f"{r.get('loadavg_at_start')}, at end {r.get('loadavg_at_end')}. "
+             f"Whole run: {r.get('duration_seconds', 0):.0f} s.")
+    L.append("")
+    L.append("Every figure: median (min–max) of the runs. Machine shared with other work: "
+             "see the load averages per scenario in latest.json.")
+    L.append("")
+    L.append("## Targets")
+    L.append("")
+    L.append("| target | wanted | measured (median) | met | distance |")
+    L.append("|---|---|---|---|---|")
+    for t in r.get("targets", []):
+        met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        L.append(f"| {t['target']} | {t['wanted']} | {t['measured']} | {met} | "
+                 f"{t['distance']} |")
+    L.append("")
+
+    d = sc.get("drain")
+    if d:
+        L.append("## 1. Drain (no-op gateway)")
+        L.append("")
+        if not _ok(d):
+            L.append(f"{d.get('status')}")
+        else:
+            L.append(f"{d['n']:,} rows PENDING; {d['measure']}.")
+            L.append("")
+            L.append("| system | database | processes | settings | requests/s | active s | "
+                     "wall s |")
+            L.append("|---|---|---|---|---|---|---|")
+            for x in d["mi_worker"]:
+                L.append(f"| mi-worker | PostgreSQL | {x['procs']} | threads {x['threads']}, "
+                         f"batch {x['batch_size']} | {_m(x['rps'])} | {_m(x['seconds'], '', 2)}"
+                         f" | {_m(x['wall'], '', 2)} |")
+            for x in d["sqlite"]:
+                if "rps" in x:
+                    L.append(f"| mi-worker | SQLite | {x['procs']} | threads 16, batch 16 | "
+                             f"{_m(x['rps'])} | {_m(x['seconds'], '', 2)} | "
+                             f"{_m(x['wall'], '', 2)} |")
+                else:
+                    L.append(f"| mi-worker | SQLite | {x['procs']} | | {x.get('status')} | | |")
+            for peer, e in d["peers"].items():
+                if e.get("status") != "ok":
+                    L.append(f"| {peer} | PostgreSQL | | | {e.get('status')} | | |")
+                    continue
+                s = e.get("settings") or {}
+                short = ", ".join(f"{k} {v}" for k, v in s.items()
+                                  if k in ("concurrency", "wait", "batch_size",
+                                           "max_concurrent_tasks", "mode"))
+                for x in e["results"]:
+                    L.append(f"| {peer} {e.get('version') or ''} | PostgreSQL | {x['procs']} | "
+                             f"{short} | {_m(x['rps'])} | {_m(x['seconds'], '', 2)} | "
+                             f"{_m(x['wall'], '', 2)} |")
+            if d.get("ratios"):
+                L.append("")
+                L.append("| ratio mi-worker / peer (threads 16, batch 16) | processes | ratio | "
+                         "best mi-worker variant | its ratio |")
+                L.append("|---|---|---|---|---|")
+                for x in d["ratios"]:
+                    L.append(f"| {x['peer']} | {x['procs']} | {x['ratio']}× | "
+                             f"{x['best_variant']} | {x['best_ratio']}× |")
+        L.append("")
+
+    before = r.get("drain_before")
+    if before:
+        L.append(f"Same drain on the previous code (HEAD {str(before['code'].get('git_head'))[:10]},"
+                 f" {before['date']}; {before.get('why', '')}):")
+        L.append("")
+        L.append("| processes | settings | requests/s then | ratio to procrastinate | "
+                 "ratio to pgqueuer |")
+        L.append("|---|---|---|---|---|")
+        ratios = {(x["peer"], x["procs"]): x["ratio"] for x in before.get("ratios", [])}
+        for x in before["mi_worker"]:
+            ref = x["threads"] == 16 and x["batch_size"] == 16
+            L.append(f"| {x['procs']} | threads {x['threads']}, batch {x['batch_size']} | "
+                     f"{_m(x['rps'])} | "
+                     f"{str(ratios.get(('procrastinate', x['procs']), '')) + '×' if ref else ''}"
+                     f" | {str(ratios.get(('pgqueuer', x['procs']), '')) + '×' if ref else ''} |")
+        L.append("")
+
+    lat = sc.get("latency")
+    if lat:
+        L.append("## 2. Latency through the HIS procedure (50 ms gateway)")
+        L.append("")
+        if not _ok(lat):
+            L.append(f"{lat.get('status')}")
+        else:
+            L.append(f"{lat['rate_per_s']:.0f} calls/s for {lat['seconds']:.0f} s per run "
+                     f"(+{lat['warmup_seconds']:.0f} s warm-up not counted); {lat['caller']}; "
+                     f"worker {lat['worker']}; {lat['measure']}.")
+            L.append("")
+            L.append("| variant | overhead p50 ms | p95 | p99 | max | claim wait p50 | rest p50 "
+                     "| end-to-end p50 | achieved rate/s | errors |")
+            L.append("|---|---|---|---|---|---|---|---|---|---|")
+            for v in lat["variants"]:
+                L.append(f"| {v['label']} | {_m(v['overhead_p50_ms'], '', 1)} | "
+                         f"{_m(v['overhead_p95_ms'], '', 1)} | {_m(v['overhead_p99_ms'], '', 1)}"
+                         f" | {_m(v['overhead_max_ms'], '', 1)} | "
+                         f"{_m(v['claim_wait_p50_ms'], '', 1)} | {_m(v['rest_p50_ms'], '', 1)} "
+                         f"| {_m(v['e2e_p50_ms'], '', 1)} | {_m(v['achieved_rate'], '', 1)} | "
+                         f"{v['errors']} of {v['calls']} |")
+        L.append("")
+
+    sat = sc.get("saturation")
+    if sat:
+        L.append("## 3. Saturation (100 ms gateway, threads 32)")
+        L.append("")
+        if not _ok(sat):
+            L.append(f"{sat.get('status')}")
+        else:
+            L.append(f"{sat['n']:,} rows; steady-state throughput {_m(sat['rps'], '/s', 1)} = "
+                     f"{_m({k: (v * 100 if isinstance(v, float) else v) for k, v in sat['fraction'].items() if k != 'runs'}, ' %', 1)}"
+                     f" of the ideal {sat['ideal_rps']:.0f}/s; worker RSS "
+                     f"{_m(sat['worker_rss_mb'], ' MB', 1)}; rows not COMPLETED: "
+                     f"{sat['not_completed']}.")
+        L.append("")
+
+    idle = sc.get("idle")
+    if idle:
+        L.append("## 4. Idle cost")
+        L.append("")
+        if not _ok(idle):
+            L.append(f"{idle.get('status')}")
+        else:
+            L.append(f"{idle['workers']} idle workers side by side, {idle['seconds']:.0f} s "
+                     f"after {idle['warmup_seconds']:.0f} s warm-up ({idle['settings']}): "
+                     f"claim_batch {_m(idle['claims_per_s'], '/s', 2)} per worker (counted in "
+                     f"the process by bench.probe), all statements "
+                     f"{_m(idle['statements_per_s'], '/s', 2)}, pg_stat_database transactions "
+                     f"{_m(idle['xact_commit_per_s'], '/s', 2)}; VmRSS "
+                     f"{_m(idle['rss_mb'], ' MB', 1)}.")
+        L.append("")
+
+    g = sc.get("growth")
+    if g:
+        L.append("## 5. Growth")
+        L.append("")
+        if not _ok(g):
+            L.append(f"{g.get('status')}")
+        else:
+            L.append("| rows | drain s | requests/s | ms per 1k rows |")
+            L.append("|---|---|---|---|")
+            for x in g["results"]:
+                L.append(f"| {x['n']:,} | {_m(x['seconds'], '', 2)} | {_m(x['rps'])} | "
+                         f"{_m(x['ms_per_1k'], '', 1)} |")
+            p = g["plan"]
+            L.append("")
+            L.append(f"claim_batch plan with {p['rows']:,} PENDING rows: ix_mir_claim used: "
+                     f"{p['pending']['uses_ix_mir_claim']}, execution "
+                     f"{p['pending']['execution_ms']} ms; with {p['rows']:,} COMPLETED rows of "
+                     f"history + 16 PENDING: ix_mir_claim used: "
+                     f"{p['history']['uses_ix_mir_claim']}, execution "
+                     f"{p['history']['execution_ms']} ms. The candidate scan of the plan:")
+            L.append("")
+            L.append("```")
+            L.extend(_scan_lines(p["pending"]["plan"]))
+            L.append("```")
+        L.append("")
+
+    pr = sc.get("profile")
+    if pr:
+        L.append("## Profile of one drain (1 process, threads 16, batch 16)")
+        L.append("")
+        if pr.get("statements"):
+            L.append(f"{pr['n']:,} rows at {pr['rps']:,.0f}/s. Time per named statement "
+                     "(round trip included, summed over threads):")
+            L.append("")
+            L.append("| statement | calls | rows per call | avg ms | total s |")
+            L.append("|---|---|---|---|---|")
+            for k, v in list(pr["statements"].items())[:8]:
+                L.append(f"| {k} | {v['n']:,} | {v['rows_per_call']} | {v['avg_ms']} | "
+                         f"{v['total_s']} |")
+            L.append("")
+        if pr.get("py_spy"):
+            L.append("py-spy, share of all samples (all threads, idle included) — mi_worker "
+                     "frames, inclusive:")
+            L.append("")
+            for x in pr["py_spy"]["inclusive_mi_worker"][:10]:
+                L.append(f"- {x['percent']} % {x['frame']}")
+            L.append("")
+        else:
+            L.append(f"py-spy: {pr.get('status')}")
+            L.append("")
+
+    notes = r.get("notes") or []
+    L.append("## Notes")
+    L.append("")
+    for n in NOTES + notes:
+        L.append(f"- {n}")
+    L.append("")
+    return "\n".join(L)
+
+
+def _scan_lines(plan: List[str]) -> List[str]:
+    keep = []
+    for line in plan:
+        if any(w in line for w in ("ix_mir_claim", "LockRows", "CTE cand", "Limit",
+                                   "Execution Time", "Planning Time")):
+            keep.append(line.rstrip()[:160])
+    return keep[:12]
+
+
+NOTES = [
+    "Drain: requests/s is n / (max(response_time) - min(claimed_at)) on the database clock for "
+    "mi-worker, and first 'started' to last 'succeeded' in procrastinate_events / first "
+    "'picked' to last 'successful' in pgqueuer_log for the peers; wall (spawn to empty queue, "
+    "polled every 50 ms) is given too. Each system gets its own fresh database per run.",
+    "Peers, configured fairly: procrastinate — one async no-op task, run_worker(concurrency=16, "
+    "wait=False) (its drain mode), listen_notify on, finished jobs kept (delete_jobs=never, as "
+    "mi-worker keeps its rows); pgqueuer — one async no-op entrypoint, QueueManager.run(mode="
+    "drain, batch_size=16, max_concurrent_tasks=32: the smallest the library accepts for batch "
+    "16), default durable tables; both over psycopg 3 from bench/.venv-peers, installed only "
+    "there.",
+    "Latency: the procedure polls its row every p_poll_ms (default 100 ms) with pg_sleep, so a "
+    "result written just after a poll waits up to one poll step: the step adds ~step/2 on "
+    "average and up to one step at p99 to the queue overhead. The worker's own idle back-off "
+    "(worker.min_poll_interval doubling up to worker.poll_interval after a claim that found "
+    "less than a full batch) adds the claim wait. Both are shown separately (claim wait = "
+    "claimed_at - request_time; rest = overhead - claim wait: result write + the procedure's "
+    "poll step + round trips). The procedure's floor is 10 ms (GREATEST(p_poll_ms, 10)). The "
+    "procedure checks once right after its INSERT and then every step, so its end-to-end time "
+    "is quantised to whole steps: with a 50 ms gateway and the default 100 ms step nearly every "
+    "call returns at ~100 ms, i.e. overhead ≈ 100 - 50 ms whatever the queue does (p50 ≈ p99). "
+    "A 10 ms step brings it to ~11 ms p50 at the cost of up to 10x more poll SELECTs per "
+    "waiting caller; an adaptive step (short at first, longer later) in "
+    "sp_medical_insurance_call_v2 would keep both low.",
+    "Saturation: rate between the 10th and 90th percentile of response_time (steady state), "
+    "sandbox in its own process (python -m mi_worker sandbox --latency 0.1), worker with "
+    "gateway.kind = nhsa (the production HTTP client).",
+    "Idle: bench.probe wraps mi_worker.db.base.Database.run in the worker process to count "
+    "statements by name (pg_stat_statements is not preloaded here); pg_stat_database "
+    "transactions of the worker's own database are the cross-check.",
+    "The machine has 2 cores shared by PostgreSQL, the workers, the peers, the sandbox and the "
+    "harness (and possibly other test suites: see loadavg_before of each scenario), so "
+    "absolute figures are modest; the ratios in the same run are the meaningful part.",
+]
