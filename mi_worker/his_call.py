@@ -108,12 +108,14 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
     except Exception as exc:
         return CallResult(None, None, -1003, f"入队失败: could not enqueue: {exc}")
     request_id = int(row["request_id"])
-    step = max(poll_ms or 100, 10) / 1000.0
+    poll = max(poll_ms or 100, 10) / 1000.0
+    step = min(0.01, poll)  # 10 ms, doubling up to poll_ms, as the procedures do
     while True:
         state = db.run_one("poll_result", request_id=request_id)
         if state["result_status"] != "IN_PROGRESS" or int(state["past_deadline"]):
             break
         time.sleep(step)
+        step = min(step * 2, poll)
     if state["result_status"] == "IN_PROGRESS" and state["status"] == "PENDING":
         db.run("timeout_if_pending", request_id=request_id,
                error_message=f"请求超时: no worker claimed the request within {timeout} s")

@@ -38,6 +38,7 @@ DECLARE
     v_timeout    integer := COALESCE(p_timeout, 30);
     v_retry      integer := COALESCE(p_retry_count, 3);
     v_poll       double precision := GREATEST(COALESCE(p_poll_ms, 100), 10) / 1000.0;
+    v_step       double precision;
     v_psn        varchar(30);
     v_admdvs     varchar(6);
     v_deadline   timestamptz;
@@ -164,13 +165,18 @@ BEGIN
     -- The row must be visible to the workers now, not when the caller's statement ends.
     COMMIT;
 
+    -- The poll step starts at 10 ms and doubles up to p_poll_ms: most answers come within a
+    -- few tens of milliseconds, so a fixed 100 ms step would add ~50 ms to each call, while a
+    -- long wait still costs only one read per p_poll_ms.
+    v_step := LEAST(0.01, v_poll);
     LOOP
         SELECT v.status, v.result_status, v.response_data, v.error_code, v.error_message
           INTO v_status, v_rstatus, result, v_code, v_msg
           FROM v_medical_insurance_result v
          WHERE v.request_id = sp_medical_insurance_call_v2.request_id;
         EXIT WHEN v_rstatus <> 'IN_PROGRESS' OR clock_timestamp() >= v_deadline;
-        PERFORM pg_sleep(v_poll);
+        PERFORM pg_sleep(v_step);
+        v_step := LEAST(v_step * 2, v_poll);
     END LOOP;
 
     IF v_rstatus = 'IN_PROGRESS' AND v_status = 'PENDING' THEN
