@@ -67,6 +67,7 @@ class Worker:
         # the group commit no longer holds one, so the next batch is claimed while the
         # previous one is being written.
         self._busy = 0
+        self._call_seconds = 0.0  # moving average of the time a row holds a thread
         self._lock = threading.Lock()
         self._slot_free = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -145,6 +146,11 @@ class Worker:
         waiting_write = len(self._inflight) - self._busy
         return self.capacity - self._busy - max(0, waiting_write - self.capacity)
 
+    def _slow_calls(self) -> bool:
+        """Calls take long enough that a round trip per claim does not matter, while a
+        linger would: with a 100 ms gateway, claim as soon as a thread is free."""
+        return self._call_seconds > 20 * LINGER_SECONDS
+
     def _wait_for_slots(self, fill: int, poll: float) -> int:
         """Wait until a worthwhile batch can be claimed; return the number of free slots.
 
@@ -156,7 +162,7 @@ class Worker:
             linger_until = None
             while not self._stop.is_set():
                 free = self._free()
-                if free >= fill or (free > 0 and self._busy == 0):
+                if free >= fill or (free > 0 and (self._busy == 0 or self._slow_calls())):
                     return free
                 if free > 0:
                     now = time.monotonic()
@@ -196,6 +202,7 @@ class Worker:
 
     def _process(self, req: ClaimedRequest) -> None:
         handed_over = False
+        started = time.monotonic()
         try:
             if self._stop.is_set():
                 self.queue.release(req)
@@ -213,6 +220,7 @@ class Worker:
         finally:
             with self._slot_free:
                 self._busy -= 1
+                self._call_seconds += 0.1 * (time.monotonic() - started - self._call_seconds)
                 if not handed_over:
                     self._inflight.pop(req.request_id, None)
                     self.processed_total += 1
