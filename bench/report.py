@@ -109,9 +109,10 @@ def markdown(r: Dict[str, Any]) -> str:
                      "wall s |")
             L.append("|---|---|---|---|---|---|---|")
             for x in d["mi_worker"]:
+                pre = f", prefetch {x['prefetch']}" if x.get("prefetch") else ""
                 L.append(f"| mi-worker | PostgreSQL | {x['procs']} | threads {x['threads']}, "
-                         f"batch {x['batch_size']} | {_m(x['rps'])} | {_m(x['seconds'], '', 2)}"
-                         f" | {_m(x['wall'], '', 2)} |")
+                         f"batch {x['batch_size']}{pre} | {_m(x['rps'])} | "
+                         f"{_m(x['seconds'], '', 2)} | {_m(x['wall'], '', 2)} |")
             for x in d["sqlite"]:
                 if "rps" in x:
                     L.append(f"| mi-worker | SQLite | {x['procs']} | threads 16, batch 16 | "
@@ -193,6 +194,11 @@ def markdown(r: Dict[str, Any]) -> str:
                      f" of the ideal {sat['ideal_rps']:.0f}/s; worker RSS "
                      f"{_m(sat['worker_rss_mb'], ' MB', 1)}; rows not COMPLETED: "
                      f"{sat['not_completed']}.")
+            for t in sat.get("variants", []):
+                L.append("")
+                L.append(f"With worker.prefetch = {t['prefetch']}: {_m(t['rps'], '/s', 1)} = "
+                         f"{t['fraction']['median'] * 100:.1f} % of the ideal "
+                         f"({'meets' if t['met'] else 'misses'} the 95 % target).")
         L.append("")
 
     idle = sc.get("idle")
