@@ -47,7 +47,7 @@ def call(db: Database, interface_code: str, input_data: str, timeout: int = 30,
     return _embedded_call(db, **args)
 
 
-def _find_psn(doc: Dict[str, Any], key: str) -> Optional[str]:
+def _find_key(doc: Dict[str, Any], key: str) -> Optional[str]:
     """The first ``key`` anywhere in the input (data.psn_no is the usual place)."""
     stack = [doc]
     while stack:
@@ -93,8 +93,8 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
         prior = db.run_one("find_idempotent", idempotency_key=idempotency_key)
         if prior:
             return _idempotent_answer(prior, idempotency_key)
-    psn = psn_no or _find_psn(doc, "psn_no")
-    admdvs = insuplc_admdvs or _find_psn(doc, "insuplc_admdvs")
+    psn = psn_no or _find_key(doc, "psn_no")
+    admdvs = insuplc_admdvs or _find_key(doc, "insuplc_admdvs")
     try:
         row = db.run_one("enqueue_request", retry=False, interface_code=interface_code,
                          input_data=input_data, priority=priority, timeout_seconds=timeout,

@@ -239,3 +239,20 @@ def test_database_outage_workers_reconnect_nothing_lost(db_url, sandbox, spawn, 
     assert count_status(db, "PROCESSING") == 0
     sent = sandbox.calls.msgids("1101")
     assert len(set(sent)) == len(sent)
+
+
+def test_patient_waits_while_a_settlement_is_in_doubt_but_its_2601_does_not(db):
+    """README: a patient's later requests wait for the reversal of an UNCERTAIN settlement,
+    and the 2601 row itself is not held back by the doubt it settles."""
+    q = Queue(db, "w1", "H00000000000", 30, group_commit=False)
+    first = enqueue(db, "2207", settle_input("DOUBT"), "DOUBT")
+    [req] = q.claim(5)
+    assert q.complete(req, "UNCERTAIN", error_code=-1007, error_message="no answer")
+    later = enqueue(db, "1101", query_input("DOUBT"), "DOUBT")
+    other = enqueue(db, "1101", query_input("OTHER"), "OTHER")
+    assert [r.request_id for r in q.claim(5)] == [other]  # DOUBT's query waits
+    rev = int(db.run_one("enqueue_reversal", input_data=json.dumps({"data": {}}),
+                         timeout_seconds=60, psn_no="DOUBT", insuplc_admdvs=None,
+                         delay_seconds=0, parent_request_id=first)["request_id"])
+    assert [r.request_id for r in q.claim(5)] == [rev]  # the 2601 goes first
+    assert db.run_one("get_request", request_id=later)["status"] == "PENDING"
