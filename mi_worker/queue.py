@@ -246,20 +246,26 @@ class Queue:
         for token in tokens:
             self.db.run("extend_lease", claim_token=token, lease_seconds=self.lease_seconds)
 
-    def _write_many(self, rows: List[Dict[str, Any]], reqs: List[ClaimedRequest]) -> set:
-        """complete_batch with the same durability rules as _write; returns written ids."""
+    def _run_until_answered(self, what: str, name: str, **params: Any):
+        """Run a result write until the database answers (an outcome that reached the centre
+        must not be lost); also say whether it took more than one try, since then the first
+        try may have landed before the connection dropped."""
         delay = 0.5
         first_try = True
         while True:
             try:
-                got = self.db.run("complete_batch", rows=_rows_json(rows))
-                break
+                return self.db.run(name, **params), first_try
             except ConnectionLost as exc:
                 first_try = False
-                log.warning("%d results: database unreachable while writing (%s); retrying in "
-                            "%.1fs", len(rows), exc, delay)
+                log.warning("%s: database unreachable while writing the result (%s); retrying "
+                            "in %.1fs", what, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    def _write_many(self, rows: List[Dict[str, Any]], reqs: List[ClaimedRequest]) -> set:
+        """complete_batch with the same durability rules as _write; returns written ids."""
+        got, first_try = self._run_until_answered(f"{len(rows)} results", "complete_batch",
+                                                  rows=_rows_json(rows))
         written = {int(r["request_id"]) for r in got}
         for req, row in zip(reqs, rows):
             if req.request_id in written:
@@ -282,18 +288,7 @@ class Queue:
         the centre must not be lost). If a retry finds 0 rows, the first try may have landed
         before the connection dropped: the row is read back to tell that from a lost lease.
         """
-        delay = 0.5
-        first_try = True
-        while True:
-            try:
-                rows = self.db.run(name, **params)
-                break
-            except ConnectionLost as exc:
-                first_try = False
-                log.warning("request %s: database unreachable while writing the result (%s); "
-                            "retrying in %.1fs", req.request_id, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        rows, first_try = self._run_until_answered(f"request {req.request_id}", name, **params)
         if rows:
             return True
         if not first_try:
