@@ -208,14 +208,13 @@ class PgDatabases:
         if self.template is None:
             self.template_versions = versions
             from mi_worker.db import connect
-            from mi_worker.db.migrate import sync_catalog, upgrade
+            from mi_worker.runner import prepare_database
             name = f"{PREFIX}tpl_{uuid.uuid4().hex[:6]}"
             pg_exec("postgres", f'CREATE DATABASE "{name}"')
             self.created.append(name)
             db = connect(pg_url(name))
             try:
-                upgrade(db)
-                sync_catalog(db)
+                prepare_database(db)
             finally:
                 db.close()
             self.template = name
@@ -295,12 +294,11 @@ def sqlite_url(path: Path) -> str:
 
 def sqlite_prepare(path: Path) -> str:
     from mi_worker.db import connect
-    from mi_worker.db.migrate import sync_catalog, upgrade
+    from mi_worker.runner import prepare_database
     url = sqlite_url(path)
     db = connect(url)
     try:
-        upgrade(db)
-        sync_catalog(db)
+        prepare_database(db)
     finally:
         db.close()
     return url

@@ -78,16 +78,16 @@ def db() -> None:
 @pass_ctx
 def db_upgrade(c: Context) -> None:
     """Apply missing migrations (idempotent; safe from two hosts at once)."""
-    from mi_worker.db.migrate import sync_catalog, upgrade
+    from mi_worker.gateway import catalog
+    from mi_worker.runner import prepare_database
     c.setup_logging()
     database = c.db()
     try:
-        applied = upgrade(database)
-        n = sync_catalog(database)
+        applied = prepare_database(database)
     finally:
         database.close()
     click.echo(f"{database.name}: applied {applied or 'nothing (up to date)'}; "
-               f"{n} interface names synced")
+               f"{len(catalog.all_interfaces())} interface names synced")
 
 
 # -- call --------------------------------------------------------------------------------
@@ -345,7 +345,7 @@ def reconcile(c: Context, day: Optional[str], as_json: bool) -> None:
     c.setup_logging("WARNING")
     s = c.settings
     when = dt.date.fromisoformat(day) if day else rec.yesterday_china()
-    optins = s.jobs.reconcile_setl_optins or s.gateway.mdtrtarea_admvs or s.gateway.insuplc_admdvs
+    optins = rec.setl_optins(s)
     database = c.db()
     try:
         results = rec.reconcile(database, when, optins, extra_groups=s.jobs.reconcile_groups)

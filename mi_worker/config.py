@@ -22,15 +22,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
-from mi_worker.config_fields import doc
+from mi_worker.config_fields import ConfigError, doc
 from mi_worker.gateway.settings import GatewaySettings
 
 ENV_PREFIX = "MI_WORKER_"
 DEFAULT_SQLITE_URL = "sqlite:///mi_worker.db"
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message names the key, the value and what was expected."""
 
 
 @dataclass
@@ -60,8 +56,10 @@ class WorkerSettings:
     min_poll_interval: float = doc("First idle sleep after an empty claim, seconds", 0.01)
     lease_seconds: int = doc("How long a claim is valid without a heartbeat extending it", 120)
     grace_seconds: float = doc("On SIGTERM/Ctrl-C, how long in-flight calls may finish", 30.0)
-    retry_base_seconds: float = doc("First back-off before a retryable call is tried again; "
-                                    "doubles per attempt, with jitter", 1.0)
+    retry_base_seconds: float = doc("Deprecated and ignored: the back-off of a retryable call "
+                                    "is gateway.retry_initial_seconds (doubling up to "
+                                    "gateway.retry_max_seconds). Still accepted so older "
+                                    "files load", 1.0)
     limits: Dict[str, int] = doc("Most in-flight calls per interface code across all workers, "
                                  'e.g. {"2207" = 4, "*" = 32}; "*" applies to every code not '
                                  "named; empty = no limit", {})
@@ -268,8 +266,7 @@ def validate(s: Settings) -> None:
     for key, ok, why in checks:
         if not ok:
             raise ConfigError(f"config key {key}: {why}")
-    if hasattr(s.gateway, "validate"):
-        s.gateway.validate()
+    s.gateway.validate()
 
 
 def reference_rows() -> List[Tuple[str, str, str, str]]:

@@ -7,14 +7,22 @@ the view, time out only a row still PENDING) run here with the same error codes 
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional
 
 from mi_worker.db import Database, UniqueViolation
+from mi_worker.gateway import catalog
+from mi_worker.gateway.envelope import find_field
+from mi_worker.states import (
+    ErrorCode,
+    HisAnswer,
+    ResultStatus,
+    Status,
+    his_answer,
+    idempotent_answer,
+)
 
-CODE_SHAPE = re.compile(r"^[0-9]{4,5}[A-Z]?$")
 MAX_INPUT_CHARS = 1_048_576
 
 
@@ -24,6 +32,9 @@ class CallResult:
     result: Optional[str]
     error_code: int
     error_message: str
+
+    def __post_init__(self) -> None:
+        self.error_code = int(self.error_code)  # a plain int in JSON and text, never an enum
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -38,27 +49,13 @@ def call(db: Database, interface_code: str, input_data: str, timeout: int = 30,
                 retry_count=retry_count, priority=priority, idempotency_key=idempotency_key,
                 his_fee_id=his_fee_id, psn_no=psn_no, poll_ms=poll_ms,
                 insuplc_admdvs=insuplc_admdvs)
-    if "call_procedure" in db.queries:
+    if db.supports("procedures"):
         row = db.run_one("call_procedure", retry=False, **args)
         if row is None:
-            return CallResult(None, None, -1999, "the procedure returned no row")
+            return CallResult(None, None, ErrorCode.UNEXPECTED, "the procedure returned no row")
         return CallResult(None if row["request_id"] is None else int(row["request_id"]),
                           row["result"], int(row["error_code"]), row["error_message"] or "")
     return _embedded_call(db, **args)
-
-
-def _find_key(doc: Dict[str, Any], key: str) -> Optional[str]:
-    """The first ``key`` anywhere in the input (data.psn_no is the usual place)."""
-    stack = [doc]
-    while stack:
-        node = stack.pop(0)
-        if isinstance(node, dict):
-            if key in node and isinstance(node[key], (str, int)) and str(node[key]):
-                return str(node[key])
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return None
 
 
 def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: int,
@@ -67,34 +64,36 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
                    insuplc_admdvs: Optional[str]) -> CallResult:
     timeout = 30 if timeout is None else timeout
     retry_count = 3 if retry_count is None else retry_count
-    if not interface_code or not CODE_SHAPE.match(interface_code):
+    bad = ErrorCode.BAD_INPUT
+    if not interface_code or not catalog.is_valid_code(interface_code) \
+            or interface_code != catalog.normalize(interface_code):
         shown = "NULL" if interface_code is None else f"'{interface_code[:20]}'"
-        return CallResult(None, None, -1001, "参数错误: interface_code must look like 1101, "
+        return CallResult(None, None, bad, "参数错误: interface_code must look like 1101, "
                                              f"2207A or 90100, got {shown}")
     if not input_data:
-        return CallResult(None, None, -1001, "参数错误: input_data is empty")
+        return CallResult(None, None, bad, "参数错误: input_data is empty")
     if len(input_data) > MAX_INPUT_CHARS:
-        return CallResult(None, None, -1001, f"参数错误: input_data is {len(input_data)} "
+        return CallResult(None, None, bad, f"参数错误: input_data is {len(input_data)} "
                                              f"characters, more than the {MAX_INPUT_CHARS} allowed")
     try:
         doc = json.loads(input_data)
     except (ValueError, RecursionError):
         doc = None
     if not isinstance(doc, dict):
-        return CallResult(None, None, -1001, "参数错误: input_data is not a JSON object")
+        return CallResult(None, None, bad, "参数错误: input_data is not a JSON object")
     if not (1 <= timeout <= 3600 and 0 <= retry_count <= 20):
-        return CallResult(None, None, -1001,
+        return CallResult(None, None, bad,
                           "参数错误: timeout must be 1..3600 seconds and retry_count 0..20")
     alive = db.run_one("service_status", stale_seconds=30)
     if not alive or int(alive["alive"]) != 1:
-        return CallResult(None, None, -1002,
+        return CallResult(None, None, ErrorCode.NO_WORKER,
                           "SDK服务未运行: no mi-worker heartbeat in the last 30 seconds")
     if idempotency_key:
         prior = db.run_one("find_idempotent", idempotency_key=idempotency_key)
         if prior:
-            return _idempotent_answer(prior, idempotency_key)
-    psn = psn_no or _find_key(doc, "psn_no")
-    admdvs = insuplc_admdvs or _find_key(doc, "insuplc_admdvs")
+            return _answer(int(prior["request_id"]), idempotent_answer(prior, idempotency_key))
+    psn = psn_no or find_field(doc, "psn_no")
+    admdvs = insuplc_admdvs or find_field(doc, "insuplc_admdvs")
     try:
         row = db.run_one("enqueue_request", retry=False, interface_code=interface_code,
                          input_data=input_data, priority=priority, timeout_seconds=timeout,
@@ -103,52 +102,32 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
                          idempotency_key=idempotency_key, his_fee_id=his_fee_id,
                          parent_request_id=None)
     except UniqueViolation:
-        return CallResult(None, None, -1008,
+        return CallResult(None, None, ErrorCode.DUPLICATE,
                           f"重复请求: idempotency key {idempotency_key} is already in flight")
     except Exception as exc:
-        return CallResult(None, None, -1003, f"入队失败: could not enqueue: {exc}")
+        return CallResult(None, None, ErrorCode.ENQUEUE_FAILED, f"入队失败: could not enqueue: {exc}")
     request_id = int(row["request_id"])
     poll = max(poll_ms or 100, 10) / 1000.0
     step = min(0.01, poll)  # 10 ms, doubling up to poll_ms, as the procedures do
     while True:
         state = db.run_one("poll_result", request_id=request_id)
-        if state["result_status"] != "IN_PROGRESS" or int(state["past_deadline"]):
+        if state["result_status"] != ResultStatus.IN_PROGRESS or int(state["past_deadline"]):
             break
         time.sleep(step)
         step = min(step * 2, poll)
-    if state["result_status"] == "IN_PROGRESS" and state["status"] == "PENDING":
+    if state["result_status"] == ResultStatus.IN_PROGRESS and state["status"] == Status.PENDING:
         db.run("timeout_if_pending", request_id=request_id,
                error_message=f"请求超时: no worker claimed the request within {timeout} s")
         state = db.run_one("poll_result", request_id=request_id)
     return result_from_state(request_id, state)
 
 
-def _idempotent_answer(prior: Dict[str, Any], key: str) -> CallResult:
-    rid = int(prior["request_id"])
-    if prior["status"] == "COMPLETED" and int(prior["needs_reversal"]) == 0:
-        return CallResult(rid, prior["response_data"], 0, "")
-    if prior["status"] in ("PENDING", "PROCESSING"):
-        return CallResult(rid, None, -1008,
-                          f"重复请求: idempotency key {key} is already in flight as request {rid}")
-    return CallResult(rid, None, -1007, f"结果不确定: idempotency key {key} belongs to request "
-                                        f"{rid} in state {prior['status']}")
+def _answer(request_id: int, answer: HisAnswer) -> CallResult:
+    code = int(answer.error_code)
+    return CallResult(request_id, answer.result if code == 0 else None, code,
+                      answer.error_message)
 
 
 def result_from_state(request_id: int, state: Dict[str, Any]) -> CallResult:
-    """Map the view's final state to the procedure's error codes (DESIGN.md §6)."""
-    rs, status, msg = state["result_status"], state["status"], state["error_message"]
-    if rs == "SUCCESS":
-        return CallResult(request_id, state["response_data"], 0, "")
-    if rs == "ERROR":
-        code = state["error_code"]
-        code = int(code) if code in (-1001, -1004, -1999) else -1004
-        return CallResult(request_id, None, code, msg or "error")
-    if rs == "TIMEOUT":
-        return CallResult(request_id, None, -1005, msg or "请求超时")
-    if rs == "IN_PROGRESS":
-        return CallResult(request_id, None, -1005, (
-            f"请求超时(结果待定): request {request_id} is still being processed by a worker; its "
-            "outcome is in doubt and will be settled (a state-changing call is reversed) - "
-            "check v_medical_insurance_result"))
-    return CallResult(request_id, None, -1007,
-                      f"结果不确定: request {request_id} is {status}" + (f": {msg}" if msg else ""))
+    """Map the view's final state to the procedure's error codes (states.his_answer)."""
+    return _answer(request_id, his_answer(request_id, state))

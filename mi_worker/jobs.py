@@ -1,22 +1,31 @@
-"""Scheduled jobs inside every worker (APScheduler 3, BackgroundScheduler).
+"""Scheduled maintenance jobs inside every worker (APScheduler 3, BackgroundScheduler).
 
+"Jobs" here are maintenance passes, not the queued unit (that is a *request* row).
 Per process: heartbeat (which also extends this worker's leases) and sign-in.
 Once per cluster, under a database lock so ten workers do not all sweep: expire PENDING rows
 past their deadline, recover rows of dead workers, reverse uncertain settlements, scan
-alerts, reconcile. No job may kill the worker: each catches and logs everything.
+alerts, reconcile. No job may kill the worker: each catches and logs everything. Every job
+is one row of the table ``Scheduler.jobs()`` builds (river's one-service-per-pass, with
+APScheduler doing the timing).
 """
 from __future__ import annotations
 
 import functools
 import logging
 import time
-from typing import Callable, List, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from mi_worker import alerts, reconcile
+from mi_worker.config import Settings
 from mi_worker.db import Database
-from mi_worker.gateway import catalog
-from mi_worker.gateway.base import E_TIMEOUT, E_UNCERTAIN
+from mi_worker.gateway.envelope import CHINA_TZ
+from mi_worker.notify import WebhookNotifier
+from mi_worker.reversal import run_reversals
+from mi_worker.states import recover_abandoned
+from mi_worker.worker import Worker
 
 log = logging.getLogger("mi_worker.jobs")
 
@@ -48,135 +57,113 @@ def expire_pending(db: Database) -> List[int]:
     return [int(r["request_id"]) for r in rows]
 
 
-def recover_leases(db: Database, lease_seconds: int, stale_seconds: int) -> dict:
-    """Rows of dead workers: queries go back to PENDING, state-changing calls become UNCERTAIN.
-
-    A state-changing request may have reached the centre before its worker died, so it is
-    never sent again; the reversal job settles it. A retry-safe one past its deadline has no
-    caller left and ends TIMEOUT.
-    """
+def recover_leases(db: Database, lease_seconds: int, stale_seconds: int) -> Dict[str, int]:
+    """Rows of dead workers, each moved as ``states.recover_abandoned`` decides."""
     counts = {"PENDING": 0, "UNCERTAIN": 0, "TIMEOUT": 0}
     for row in db.run("find_lost_leases", lease_seconds=lease_seconds,
                       stale_seconds=stale_seconds):
         code = str(row["interface_code"]).strip()
-        if catalog.is_retry_safe(code):
-            if int(row["past_deadline"]):
-                status, err, msg = "TIMEOUT", E_TIMEOUT, (
-                    f"请求超时: worker {row['worker_id']} stopped while processing; the caller's "
-                    "deadline has passed")
-            else:
-                status, err, msg = "PENDING", None, (
-                    f"worker {row['worker_id']} stopped while processing; sent again")
-        else:
-            status, err, msg = "UNCERTAIN", E_UNCERTAIN, (
-                f"结果不确定: worker {row['worker_id']} stopped while a {code} call was in "
-                f"flight; it may have reached the centre. {catalog.doubt_advice(code)}")
+        r = recover_abandoned(code, str(row["worker_id"]), bool(int(row["past_deadline"])))
         if db.run("recover_lease", request_id=row["request_id"], claim_token=row["claim_token"],
-                  status=status, error_code=err, error_message=msg):
-            counts[status] += 1
+                  status=r.status.value,
+                  error_code=None if r.error_code is None else int(r.error_code),
+                  error_message=r.message):
+            counts[r.status.value] += 1
             log.warning("lease recovery: request %s (%s) of worker %s → %s", row["request_id"],
-                        code, row["worker_id"], status)
+                        code, row["worker_id"], r.status)
     return counts
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One scheduled job: its id, APScheduler trigger and arguments, what it runs, and
+    whether only one worker of the cluster may run it at a time (under a database lock)."""
+
+    id: str
+    trigger: str                    # "interval", "cron" or "date"
+    trigger_args: Dict[str, Any]
+    fn: Callable[[], Any]
+    cluster_once: bool = False
 
 
 class Scheduler:
     """Owns the BackgroundScheduler and the job set of one worker process."""
 
-    def __init__(self, worker, db: Database, settings, gateway=None) -> None:
+    def __init__(self, worker: Worker, db: Database, settings: Settings,
+                 gateway: Any = None) -> None:
         self.worker = worker
         self.db = db
         self.settings = settings
         self.gateway = gateway
-        self.notifier = None
+        self.notifier: Optional[WebhookNotifier] = None
         if settings.alerts.webhook_url:
-            from mi_worker.notify import WebhookNotifier
             self.notifier = WebhookNotifier(
                 settings.alerts.webhook_url, settings.alerts.webhook_kind,
-                source=getattr(worker, "worker_id", ""),
+                source=worker.worker_id,
                 on_delivered=lambda alert_id: db.run("mark_alert_notified", alert_id=alert_id))
         self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC",
                                              job_defaults={"coalesce": True,
                                                            "max_instances": 1,
                                                            "misfire_grace_time": 30})
 
+    def jobs(self) -> List[JobSpec]:
+        """The whole job set of this process, in one table."""
+        s, js = self.settings, self.settings.jobs
+        every = lambda seconds: {"seconds": seconds}  # noqa: E731
+        table = [
+            JobSpec("heartbeat", "interval", every(js.heartbeat_seconds), self.heartbeat),
+            JobSpec("expire", "interval", every(js.expire_seconds),
+                    lambda: expire_pending(self.db), cluster_once=True),
+            JobSpec("lease_recovery", "interval", every(js.lease_recovery_seconds),
+                    lambda: recover_leases(self.db, s.worker.lease_seconds,
+                                           js.heartbeat_stale_seconds), cluster_once=True),
+            JobSpec("reversal", "interval", every(js.reversal_seconds),
+                    lambda: run_reversals(self.db, js), cluster_once=True),
+            JobSpec("alerts", "interval", every(js.alerts_seconds),
+                    lambda: alerts.scan(self.db, s, self.notifier), cluster_once=True),
+        ]
+        if js.reconcile_time:
+            hour, minute = (int(x) for x in js.reconcile_time.split(":"))
+            table.append(JobSpec(
+                "reconcile", "cron", {"hour": hour, "minute": minute, "timezone": CHINA_TZ},
+                lambda: reconcile.reconcile(self.db, reconcile.yesterday_china(),
+                                            reconcile.setl_optins(s),
+                                            extra_groups=js.reconcile_groups),
+                cluster_once=True))
+        sign_in = getattr(self.gateway, "sign_in", None)  # only the NHSA client signs in
+        if sign_in is not None and s.gateway.sign_in:
+            # 9001 at start and just after midnight China time (the client also re-signs
+            # when the centre rejects a sign_no); 9002 happens in gateway.close().
+            def sign() -> None:
+                log.info("signed in (9001): sign_no %s…", str(sign_in(force=True))[:6])
+            table.append(JobSpec("sign_in_start", "date", {}, sign))
+            table.append(JobSpec("sign_in_daily", "cron", {"hour": 0, "minute": 0, "second": 10,
+                                                           "timezone": CHINA_TZ}, sign))
+        return table
+
     def start(self) -> None:
-        js = self.settings.jobs
-        hb = guarded("heartbeat")(self.heartbeat)
-        hb()  # from the first second: the HIS procedure's -1002 check must pass at once
-        self.scheduler.add_job(hb, "interval", seconds=js.heartbeat_seconds, id="heartbeat")
-        self.scheduler.add_job(guarded("expire")(self.once("expire", expire_pending)),
-                               "interval", seconds=js.expire_seconds, id="expire")
-        self.scheduler.add_job(
-            guarded("lease_recovery")(self.once(
-                "lease_recovery", lambda db: recover_leases(
-                    db, self.settings.worker.lease_seconds, js.heartbeat_stale_seconds))),
-            "interval", seconds=js.lease_recovery_seconds, id="lease_recovery")
-        for job_id, fn, seconds in self.extra_jobs():
-            self.scheduler.add_job(fn, "interval", seconds=seconds, id=job_id)
-        self.add_reconcile_job()
-        self.add_sign_in_job()
+        # The first beat at once: the HIS procedure's -1002 check must pass from the start.
+        guarded("heartbeat")(self.heartbeat)()
+        for spec in self.jobs():
+            fn = self.once(spec.id, spec.fn) if spec.cluster_once else spec.fn
+            self.scheduler.add_job(guarded(spec.id)(fn), spec.trigger, id=spec.id,
+                                   **spec.trigger_args)
         self.scheduler.start()
 
-    def extra_jobs(self) -> list:
-        """Cluster-wide jobs beyond the sweeps: reversal and the alert scan."""
-        from mi_worker import alerts
-        from mi_worker.reversal import run_reversals
-        js = self.settings.jobs
-        reversal = self.once("reversal", lambda db: run_reversals(
-            db, js.reversal_max_attempts, js.reversal_done_pattern, js.reversal_not_found_pattern,
-            js.reversal_delay_seconds, js.reversal_timeout_seconds))
-        scan = self.once("alerts", lambda db: alerts.scan(db, self.settings, self.notifier))
-        return [("reversal", guarded("reversal")(reversal), js.reversal_seconds),
-                ("alerts", guarded("alerts")(scan), js.alerts_seconds)]
-
-    def add_sign_in_job(self) -> None:
-        """9001 at start and just after midnight China time (the client also re-signs when
-        the centre rejects a sign_no); 9002 happens in gateway.close() at graceful stop."""
-        import datetime as dt
-        sign_in = getattr(self.gateway, "sign_in", None)
-        if sign_in is None or not getattr(self.settings.gateway, "sign_in", False):
-            return
-        job = guarded("sign_in")(lambda: log.info("signed in (9001): sign_no %s…",
-                                                  str(sign_in(force=True))[:6]))
-        self.scheduler.add_job(job, "date", id="sign_in_start")
-        self.scheduler.add_job(job, "cron", hour=0, minute=0, second=10,
-                               timezone=dt.timezone(dt.timedelta(hours=8)), id="sign_in_daily")
-
-    def add_reconcile_job(self) -> None:
-        """The daily 对账 of the previous China day at jobs.reconcile_time (China time)."""
-        import datetime as dt
-
-        from mi_worker import reconcile
-        js, gw = self.settings.jobs, self.settings.gateway
-        if not js.reconcile_time:
-            return
-        hour, minute = (int(x) for x in js.reconcile_time.split(":"))
-        optins = js.reconcile_setl_optins or gw.mdtrtarea_admvs or gw.insuplc_admdvs
-
-        def job() -> None:
-            # Runs on a scheduler thread while the worker pool answers the 3201 rows.
-            with self.db.cluster_lock("reconcile") as granted:
-                if granted:
-                    reconcile.reconcile(self.db, reconcile.yesterday_china(), optins,
-                                        extra_groups=js.reconcile_groups)
-        self.scheduler.add_job(guarded("reconcile")(job), "cron", hour=hour, minute=minute,
-                               timezone=dt.timezone(dt.timedelta(hours=8)), id="reconcile")
-
-    def once(self, name: str, fn: Callable[[Database], object]) -> Callable[[], object]:
+    def once(self, name: str, fn: Callable[[], Any]) -> Callable[[], Any]:
         """Run ``fn`` only if this process wins the cluster lock for ``name``."""
-        def run() -> Optional[object]:
+        def run_if_granted() -> Optional[Any]:
             with self.db.cluster_lock(name) as granted:
                 if not granted:
                     log.debug("job %s: another worker holds the lock", name)
                     return None
-                return fn(self.db)
-        return run
+                return fn()
+        return run_if_granted
 
     def heartbeat(self, status: str = "RUNNING") -> None:
-        from mi_worker.worker import heartbeat_params
-        self.db.run("heartbeat", **heartbeat_params(self.worker, status))
+        self.db.run("heartbeat", **self.worker.heartbeat_row(status))
         if status == "RUNNING":
-            self.worker.queue.extend_leases(self.worker.active_tokens())
+            self.worker.extend_leases()
 
     def shutdown(self) -> None:
         try:

@@ -1,10 +1,15 @@
-"""The request queue as the worker sees it: claim, complete, requeue, release — dialect-neutral.
+"""The request queue as the worker sees it: claim, and one finish() path for every outcome.
 
 Every write after a claim names the claim token, so a worker that lost its lease (it stalled,
 the sweep recovered the row, another worker took it) learns so from "0 rows" and never
 overwrites someone else's outcome. A concurrent claim that trips a unique index (one
 in-flight row per patient, one row per interface slot) loses the race harmlessly: it claims
 nothing this round and tries again.
+
+A row enters here once (``finish``) and leaves once (its ``on_done`` callback), whatever the
+outcome: written now on the calling thread (RowWriter) or with the next group commit
+(BatchWriter). This is river's job completer (one interface; inline, async and batch
+implementations behind it) with pgqueuer's status buffer as the batch.
 """
 from __future__ import annotations
 
@@ -15,12 +20,20 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from mi_worker.db import ConnectionLost, Database, UniqueViolation
+from mi_worker.gateway.base import GatewayResult
+from mi_worker.states import FINISH, Finish, Outcome
 
 log = logging.getLogger("mi_worker.queue")
+
+#: Called once per finished row: True when its outcome is in the database.
+OnDone = Callable[[bool], None]
+
+#: The outcome of a row a stopping worker never sent.
+RELEASED = GatewayResult(outcome=Outcome.RELEASE)
 
 
 @dataclass
@@ -46,103 +59,166 @@ class ClaimedRequest:
         return self.claimed_monotonic + max(self.seconds_left, 0.0)
 
 
-class LeaseLost(RuntimeError):
-    """The row is no longer ours (recovered by the sweep after our lease ran out)."""
+@dataclass(frozen=True)
+class Write:
+    """One token-guarded write of a finished row: which statement, its parameters and what
+    the row looks like after it (for the read-back of a retried write)."""
+
+    finish: Finish
+    params: Dict[str, Any]
+
+
+class ResultWriter(Protocol):
+    """Writes finished rows; calls ``on_done`` exactly once per row, never raises."""
+
+    def write(self, req: ClaimedRequest, w: Write, on_done: OnDone) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class RowWriter:
+    """Each write on the calling thread, retried until the database answers (the outcome of
+    a call that reached the centre must not be lost)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def write(self, req: ClaimedRequest, w: Write, on_done: OnDone) -> None:
+        written = False
+        try:
+            written = self.write_now(req, w)
+        except Exception as exc:  # the database refused it: lease recovery will see the row
+            log.error("request %s: outcome not written (%s); the row stays PROCESSING until "
+                      "lease recovery", req.request_id, exc)
+        finally:
+            _done(req, on_done, written)
+
+    def write_now(self, req: ClaimedRequest, w: Write) -> bool:
+        rows, first_try = run_until_answered(self.db, f"request {req.request_id}",
+                                             w.finish.statement, w.params)
+        if rows or (not first_try and confirm(self.db, req, w.finish)):
+            return True
+        _lease_lost(req)
+        return False
 
 
 @dataclass
-class _Pending:
+class _QueuedWrite:
     """One result waiting for the group commit."""
 
     req: ClaimedRequest
-    params: Dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
+    write: Write
+    on_done: OnDone
     written: bool = False
     error: Optional[BaseException] = None
-    on_done: Optional[Callable[[], None]] = None
 
 
-class GroupCommit:
-    """Writes finished calls in batches: one statement (complete_batch) for all results that
-    arrived while the previous batch was being written.
+_STOP = object()
 
-    A gateway thread hands over its result and waits until it is in the database, so a
-    result is never acknowledged before it is durable and a crash loses nothing that a
-    per-row write would have kept. Under load the batches grow by themselves; when idle a
-    batch is a single row, so there is no added latency.
+
+class BatchWriter:
+    """Group commit: every completion that arrives while the previous batch is being
+    written goes into one ``complete_batch`` statement; under load batches grow by
+    themselves, when idle a batch is one row, so there is no added latency.
+
+    The gateway thread hands its result over and returns at once (the next batch is claimed
+    meanwhile); ``on_done`` runs on the commit thread once the row is durable, so a row
+    leaves the worker only when a crash could no longer lose its outcome. Statements it
+    cannot batch (requeue, release) it declines: the RowWriter runs them on the caller's
+    thread. A failed batch is written again one by one, so one bad row sinks no other.
     """
 
-    def __init__(self, q: Queue, max_batch: int = 128) -> None:
-        self.q = q
+    def __init__(self, db: Database, rows: RowWriter, max_batch: int = 128) -> None:
+        self.db = db
+        self.rows = rows
         self.max_batch = max_batch
-        self._items: queue_mod.Queue[_Pending] = queue_mod.Queue()
-        self._thread = threading.Thread(target=self._loop, name="mi-commit", daemon=True)
-        self._thread.start()
+        self._items: queue_mod.Queue[Any] = queue_mod.Queue()
+        self._thread: Optional[threading.Thread] = None
 
-    def submit(self, req: ClaimedRequest, params: Dict[str, Any]) -> bool:
-        """Write and wait until the outcome is in the database."""
-        item = _Pending(req, params)
-        self._items.put(item)
-        item.done.wait()
-        if item.error is not None:
-            raise item.error
-        return item.written
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="mi-commit", daemon=True)
+            self._thread.start()
 
-    def submit_async(self, req: ClaimedRequest, params: Dict[str, Any],
-                     on_done: Callable[[], None]) -> None:
-        """Hand over an outcome; ``on_done`` runs on the commit thread once it is written
-        (or could not be: the row then stays PROCESSING for lease recovery)."""
-        self._items.put(_Pending(req, params, on_done=on_done))
+    def stop(self) -> None:
+        """Write what was handed over, then end the commit thread."""
+        if self._thread is not None:
+            self._items.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    def write(self, req: ClaimedRequest, w: Write, on_done: OnDone) -> None:
+        if w.finish.statement != "complete_request" or self._thread is None:
+            self.rows.write(req, w, on_done)
+            return
+        self._items.put(_QueuedWrite(req, w, on_done))
 
     def _loop(self) -> None:
         while True:
-            batch = [self._items.get()]
+            first = self._items.get()
+            if first is _STOP:
+                return
+            batch: List[_QueuedWrite] = [first]
+            stop_after = False
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._items.get_nowait())
+                    item = self._items.get_nowait()
                 except queue_mod.Empty:
                     break
-            try:
-                self._flush(batch)
-            except Exception as exc:
-                if len(batch) > 1:  # one bad row must not sink the others: write one by one
-                    log.warning("batch write of %d results failed (%s); writing one by one",
-                                len(batch), exc)
-                    for item in batch:
-                        try:
-                            self._flush([item])
-                        except Exception as one:
-                            item.error = one
-                else:
-                    batch[0].error = exc
-            finally:
-                for item in batch:
-                    item.done.set()
-                    if item.on_done is not None:
-                        if item.error is not None:
-                            log.error("request %s: outcome not written (%s); the row stays "
-                                      "PROCESSING until lease recovery", item.req.request_id,
-                                      item.error)
-                        try:
-                            item.on_done()
-                        except Exception:
-                            log.exception("request %s: completion callback failed",
-                                          item.req.request_id)
+                if item is _STOP:
+                    stop_after = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stop_after:
+                return
 
-    def _flush(self, batch: List[_Pending]) -> None:
+    def _commit(self, batch: List[_QueuedWrite]) -> None:
+        try:
+            self._flush(batch)
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning("batch write of %d results failed (%s); writing one by one",
+                            len(batch), exc)
+                for item in batch:
+                    try:
+                        self._flush([item])
+                    except Exception as one:
+                        item.error = one
+            else:
+                batch[0].error = exc
+        for item in batch:
+            if item.error is not None:
+                log.error("request %s: outcome not written (%s); the row stays PROCESSING "
+                          "until lease recovery", item.req.request_id, item.error)
+            _done(item.req, item.on_done, item.written)
+
+    def _flush(self, batch: List[_QueuedWrite]) -> None:
         if len(batch) == 1:
             item = batch[0]
-            item.written = self.q._write("complete_request", item.req, item.params["status"],
-                                         item.params)
+            item.written = self.rows.write_now(item.req, item.write)
             return
-        rows = [dict(p.params) for p in batch]
-        written = self.q._write_many(rows, [p.req for p in batch])
+        payload = json.dumps([item.write.params for item in batch], ensure_ascii=False)
+        got, first_try = run_until_answered(self.db, f"{len(batch)} results",
+                                            "complete_batch", {"rows": payload})
+        written = {int(r["request_id"]) for r in got}
         for item in batch:
-            item.written = item.req.request_id in written
+            item.written = item.req.request_id in written or (
+                not first_try and confirm(self.db, item.req, item.write.finish))
+            if not item.written:
+                _lease_lost(item.req)
 
 
 class Queue:
-    """Claims and result writes for one worker process."""
+    """Claims and the one finish path for one worker process."""
 
     def __init__(self, db: Database, worker_id: str, fixmedins_code: str,
                  lease_seconds: int, group_commit: bool = True) -> None:
@@ -150,10 +226,17 @@ class Queue:
         self.worker_id = worker_id
         self.fixmedins_code = fixmedins_code
         self.lease_seconds = lease_seconds
-        self._commit: Optional[GroupCommit] = None
-        if group_commit and "complete_batch" in db.queries and getattr(
-                db.dialect, "supports_batch_complete", True):
-            self._commit = GroupCommit(self)
+        rows = RowWriter(db)
+        self.writer: ResultWriter = BatchWriter(db, rows) \
+            if group_commit and db.supports("batch_complete") else rows
+
+    def start(self) -> None:
+        """Start the writer's thread (if it has one); call before the first finish()."""
+        self.writer.start()
+
+    def stop(self) -> None:
+        """Write every outcome already handed over, then stop the writer."""
+        self.writer.stop()
 
     def claim(self, n: int) -> List[ClaimedRequest]:
         """Lease up to ``n`` runnable rows; [] when none (or a concurrent claim won a race)."""
@@ -179,131 +262,95 @@ class Queue:
             seconds_left=float(r["seconds_left"]), claim_token=token, claimed_monotonic=now)
             for r in rows]
 
-    @staticmethod
-    def _complete_params(req: ClaimedRequest, status: str, *, infcode: Optional[str] = None,
-                         response: Optional[Dict[str, Any]] = None,
-                         error_code: Optional[int] = None, error_message: Optional[str] = None,
-                         msgid: Optional[str] = None, attempt_log: Optional[list] = None,
-                         late_reversible: bool = False) -> Dict[str, Any]:
-        return dict(request_id=req.request_id, claim_token=req.claim_token, status=status,
-                    infcode=infcode,
-                    response_data=None if response is None else json.dumps(
-                        response, ensure_ascii=False),
-                    error_code=error_code, error_message=_clip(error_message), msgid=msgid,
-                    attempt_log=json.dumps(attempt_log or [], ensure_ascii=False),
-                    late_reversible=1 if late_reversible else 0)
-
-    def new_msgid(self, req: ClaimedRequest) -> str:
-        """Store a fresh msgid on the row before a resend; raises LeaseLost if not ours."""
+    def new_msgid(self, req: ClaimedRequest) -> Optional[str]:
+        """Store a fresh msgid on the row before a resend; None when the row is not ours."""
         row = self.db.run_one("assign_new_msgid", request_id=req.request_id,
                               claim_token=req.claim_token, fixmedins_code=self.fixmedins_code)
         if not row:
-            raise LeaseLost(f"request {req.request_id}: lease lost before resend")
+            return None
         req.msgid = row["msgid"]
         return req.msgid
 
-    def complete(self, req: ClaimedRequest, status: str, *, infcode: Optional[str] = None,
-                 response: Optional[Dict[str, Any]] = None, error_code: Optional[int] = None,
-                 error_message: Optional[str] = None, msgid: Optional[str] = None,
-                 attempt_log: Optional[list] = None, late_reversible: bool = False) -> bool:
-        """Write a final outcome (COMPLETED / ERROR / UNCERTAIN). False if the lease was lost."""
-        params = self._complete_params(req, status, infcode=infcode, response=response,
-                                       error_code=error_code, error_message=error_message,
-                                       msgid=msgid, attempt_log=attempt_log,
-                                       late_reversible=late_reversible)
-        if self._commit is not None:
-            return self._commit.submit(req, params)
-        return self._write("complete_request", req, status, params)
+    def finish(self, req: ClaimedRequest, result: GatewayResult, on_done: OnDone, *,
+               flag_late_completion: bool = False) -> None:
+        """The one way a claimed row leaves this worker, whatever its outcome.
 
-    def complete_async(self, req: ClaimedRequest, status: str, on_done: Callable[[], None],
-                       **kw: Any) -> None:
-        """Like complete(), but returns at once; ``on_done`` runs when the row is written."""
-        if self._commit is None:
-            try:
-                self.complete(req, status, **kw)
-            finally:
-                on_done()
+        ``on_done(written)`` runs exactly once: at once for a lost lease (nothing is written),
+        after the write for the others. Never raises.
+        """
+        if result.outcome is Outcome.LEASE_LOST:
+            _lease_lost(req, "before a resend")
+            _done(req, on_done, False)
             return
-        params = self._complete_params(req, status, **kw)
-        self._commit.submit_async(req, params, on_done)
-
-    def requeue(self, req: ClaimedRequest, delay: float, *, error_code: Optional[int],
-                error_message: Optional[str], attempt_log: Optional[list] = None,
-                msgid: Optional[str] = None) -> bool:
-        """Back to PENDING after ``delay`` s (or ERROR/TIMEOUT when out of tries or time)."""
-        params = dict(request_id=req.request_id, claim_token=req.claim_token,
-                      delay_seconds=float(delay), error_code=error_code,
-                      error_message=_clip(error_message), msgid=msgid,
-                      attempt_log=json.dumps(attempt_log or [], ensure_ascii=False))
-        return self._write("requeue_request", req, None, params)
-
-    def release(self, req: ClaimedRequest) -> bool:
-        """Give back a row that was never sent (graceful stop)."""
-        return self._write("release_request", req, "PENDING",
-                           dict(request_id=req.request_id, claim_token=req.claim_token))
+        finish = FINISH[result.outcome]
+        self.writer.write(req, Write(finish, _params(req, finish, result,
+                                                     flag_late_completion)), on_done)
 
     def extend_leases(self, tokens: List[str]) -> None:
         for token in tokens:
             self.db.run("extend_lease", claim_token=token, lease_seconds=self.lease_seconds)
 
-    def _run_until_answered(self, what: str, name: str, **params: Any):
-        """Run a result write until the database answers (an outcome that reached the centre
-        must not be lost); also say whether it took more than one try, since then the first
-        try may have landed before the connection dropped."""
-        delay = 0.5
-        first_try = True
-        while True:
-            try:
-                return self.db.run(name, **params), first_try
-            except ConnectionLost as exc:
-                first_try = False
-                log.warning("%s: database unreachable while writing the result (%s); retrying "
-                            "in %.1fs", what, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
-    def _write_many(self, rows: List[Dict[str, Any]], reqs: List[ClaimedRequest]) -> set:
-        """complete_batch with the same durability rules as _write; returns written ids."""
-        got, first_try = self._run_until_answered(f"{len(rows)} results", "complete_batch",
-                                                  rows=_rows_json(rows))
-        written = {int(r["request_id"]) for r in got}
-        for req, row in zip(reqs, rows):
-            if req.request_id in written:
-                continue
-            if not first_try:
-                back = self.db.run_one("get_request", request_id=req.request_id)
-                if back and back.get("claim_token") == req.claim_token \
-                        and back.get("status") == row["status"]:
-                    written.add(req.request_id)
-                    continue
-            log.warning("request %s: lease lost (the row was recovered by another worker); "
-                        "this worker's outcome was not written", req.request_id)
-        return written
+def _params(req: ClaimedRequest, finish: Finish, result: GatewayResult,
+            flag_late: bool) -> Dict[str, Any]:
+    """The bound parameters of ``finish.statement`` for this row and outcome."""
+    guard = dict(request_id=req.request_id, claim_token=req.claim_token)
+    if result.outcome is Outcome.RELEASE:
+        return guard
+    attempt_log = json.dumps(result.attempt_log or [], ensure_ascii=False)
+    message = _clip(result.error_message)
+    code = None if result.error_code is None else int(result.error_code)
+    if result.outcome is Outcome.RETRY:
+        return dict(guard, delay_seconds=float(result.retry_after), error_code=code, error_message=message,
+                    msgid=result.msgid, attempt_log=attempt_log)
+    assert finish.status is not None
+    return dict(guard, status=finish.status.value, infcode=result.infcode,
+                response_data=None if result.response is None else json.dumps(
+                    result.response, ensure_ascii=False),
+                error_code=code, error_message=message, msgid=result.msgid,
+                attempt_log=attempt_log,
+                late_reversible=1 if flag_late and result.outcome is Outcome.COMPLETED else 0)
 
-    def _write(self, name: str, req: ClaimedRequest, status: Optional[str],
-               params: Dict[str, Any]) -> bool:
-        """Run a token-guarded write; survive a dropped connection without losing the result.
 
-        The write is retried until the database answers (the outcome of a call that reached
-        the centre must not be lost). If a retry finds 0 rows, the first try may have landed
-        before the connection dropped: the row is read back to tell that from a lost lease.
-        """
-        rows, first_try = self._run_until_answered(f"request {req.request_id}", name, **params)
-        if rows:
-            return True
-        if not first_try:
-            row = self.db.run_one("get_request", request_id=req.request_id)
-            # complete keeps our token on the row; requeue and release clear it.
-            if row and row.get("claim_token") in (req.claim_token, None) \
-                    and (status is None or row.get("status") == status):
-                return True
-        log.warning("request %s: lease lost (the row was recovered by another worker); "
-                    "this worker's outcome was not written", req.request_id)
+def run_until_answered(db: Database, what: str, name: str,
+                       params: Dict[str, Any]) -> Tuple[List[Dict[str, Any]], bool]:
+    """Run a result write until the database answers; also say whether the first try did,
+    since after a dropped connection the first try may have landed unseen."""
+    delay = 0.5
+    first_try = True
+    while True:
+        try:
+            return db.run(name, **params), first_try
+        except ConnectionLost as exc:
+            first_try = False
+            log.warning("%s: database unreachable while writing the result (%s); retrying "
+                        "in %.1fs", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def confirm(db: Database, req: ClaimedRequest, finish: Finish) -> bool:
+    """After a retried write found 0 rows: did the first try land before the connection
+    dropped? The row must look as that write leaves it: our token still on it (complete) or
+    no token (requeue, release clear it), and the status the write sets, where it sets one."""
+    row = db.run_one("get_request", request_id=req.request_id)
+    if not row:
         return False
+    token = row.get("claim_token")
+    token_ok = token == req.claim_token if finish.keeps_token else token is None
+    return token_ok and (finish.status is None or row.get("status") == finish.status.value)
 
 
-def _rows_json(rows: List[Dict[str, Any]]) -> str:
-    return json.dumps(rows, ensure_ascii=False)
+def _lease_lost(req: ClaimedRequest, when: str = "at the result write") -> None:
+    log.warning("request %s: lease lost %s (the row was recovered for another worker); "
+                "nothing more sent or written by this worker", req.request_id, when)
+
+
+def _done(req: ClaimedRequest, on_done: OnDone, written: bool) -> None:
+    try:
+        on_done(written)
+    except Exception:
+        log.exception("request %s: completion callback failed", req.request_id)
 
 
 def _clip(text: Optional[str], limit: int = 2000) -> Optional[str]:

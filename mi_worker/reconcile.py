@@ -18,13 +18,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from mi_worker.alerts import raise_alert
 from mi_worker.db import Database
+from mi_worker.gateway.envelope import CHINA_TZ
 from mi_worker.his_call import call
 
 log = logging.getLogger("mi_worker.reconcile")
 
-SETTLE_CODES = ("2102", "2207", "2207A", "2304")
-CANCEL_CODES = ("2103", "2208", "2305")
-CHINA = dt.timezone(dt.timedelta(hours=8))
+CHINA = CHINA_TZ
 FIELDS = ("medfee_sumamt", "fund_pay_sumamt", "acct_pay")
 
 
@@ -118,6 +117,13 @@ def reconcile(db: Database, day: dt.date, setl_optins: str, *, extra_groups: Lis
             log.info("reconciliation %s %s/%s: balanced (%d settlements)", day, insutype,
                      clr_type, g["count"])
     return results
+
+
+def setl_optins(settings: Any) -> str:
+    """结算经办机构 sent in 3201: jobs.reconcile_setl_optins, else gateway.mdtrtarea_admvs,
+    else gateway.insuplc_admdvs."""
+    gw = settings.gateway
+    return settings.jobs.reconcile_setl_optins or gw.mdtrtarea_admvs or gw.insuplc_admdvs
 
 
 def yesterday_china() -> dt.date:

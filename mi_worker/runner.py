@@ -11,13 +11,17 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
-from mi_worker import __version__
+from mi_worker import __version__, sandbox
 from mi_worker.config import DEFAULT_SQLITE_URL, Settings
 from mi_worker.db import Database, connect
-from mi_worker.db.migrate import migrations, sync_catalog, upgrade
+from mi_worker.db.migrate import migrations, upgrade
+from mi_worker.gateway import catalog
 from mi_worker.gateway.base import Gateway
+from mi_worker.gateway.factory import build_gateway as gateway_for
+from mi_worker.jobs import Scheduler
+from mi_worker.worker import Worker
 
 log = logging.getLogger("mi_worker.run")
 
@@ -34,13 +38,32 @@ def open_database(settings: Settings) -> Database:
                    settings.database.reconnect_max_seconds, settings.database.pool_size)
 
 
+def sync_catalog(db: Database) -> int:
+    """Mirror the interface catalogue into medical_insurance_interfaces (monitors show the
+    names; reconciliation reads which codes settle and which cancel)."""
+    n = 0
+    for itf in catalog.all_interfaces():
+        db.run("upsert_interface", interface_code=itf.code, interface_name=itf.name,
+               kind=itf.kind, reversible=1 if itf.reversible_by_2601 else 0,
+               cancel_code=itf.cancel_code)
+        n += 1
+    return n
+
+
+def prepare_database(db: Database) -> List[int]:
+    """`mi-worker db upgrade`: apply missing migrations, then make the tables that mirror
+    what the code knows (the catalogue) match it. Returns the versions applied."""
+    applied = upgrade(db)
+    sync_catalog(db)
+    return applied
+
+
 def ensure_schema(db: Database, auto_upgrade: bool) -> None:
     """The embedded SQLite database upgrades itself; a server database must be upgraded by ops."""
     if auto_upgrade:
-        applied = upgrade(db)
+        applied = prepare_database(db)
         if applied:
             log.info("database schema created/upgraded: %s", applied)
-            sync_catalog(db)
         return
     try:
         done = {int(r["version"]) for r in db.run("applied_migrations")}
@@ -63,8 +86,7 @@ def sync_limits(db: Database, limits: dict) -> None:
 
 
 def start_sandbox(settings: Settings) -> Any:
-    from mi_worker.sandbox import start_for_settings
-    server = start_for_settings(settings.gateway)
+    server = sandbox.start_for_settings(settings.gateway)
     banner = "!" * 100
     for line in (banner, SANDBOX_BANNER, f"sandbox listening on {server.url}", banner):
         log.warning("%s", line)
@@ -72,14 +94,17 @@ def start_sandbox(settings: Settings) -> Any:
 
 
 def build_gateway(settings: Settings, db: Database, sandbox_url: Optional[str]) -> Gateway:
-    from mi_worker.gateway.factory import build_gateway as factory
+    """The configured gateway, pointed at the sandbox at ``sandbox_url`` when there is one;
+    msgids of calls without a row (9001/9002) come from the database sequence."""
 
     def msgid() -> str:
         row = db.run_one("next_msgid", fixmedins_code=settings.gateway.fixmedins_code)
         return row["msgid"]
 
-    return factory(settings.gateway, sandbox_url, pool_size=settings.worker.threads,
-                   msgid_factory=msgid)
+    gw = settings.gateway
+    if sandbox_url:
+        gw = sandbox.client_settings_for(gw, sandbox_url)
+    return gateway_for(gw, pool_size=settings.worker.threads, msgid_factory=msgid)
 
 
 def install_signals(stop: Callable[[], None]) -> None:
@@ -103,13 +128,11 @@ def install_signals(stop: Callable[[], None]) -> None:
 
 def run(settings: Settings) -> int:
     """Run one worker process until a signal; return the exit code."""
-    from mi_worker.jobs import Scheduler
-    from mi_worker.worker import Worker
-
     if settings.source == "defaults" and settings.database.url == DEFAULT_SQLITE_URL:
         log.warning("no configuration file: using the embedded SQLite database %s and the "
                     "built-in SANDBOX gateway", settings.database.url)
     db = open_database(settings)
+    db.decide_features()  # once, logged, before anything depends on it
     ensure_schema(db, auto_upgrade=db.name == "sqlite")
     sync_limits(db, settings.worker.limits)
     sandbox = start_sandbox(settings) if settings.gateway.kind == "sandbox" else None

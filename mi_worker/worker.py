@@ -16,29 +16,19 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 from mi_worker import __version__
 from mi_worker.config import Settings
 from mi_worker.db import ConnectionLost, Database, DatabaseError
-from mi_worker.gateway import catalog
-from mi_worker.gateway.base import (
-    E_BAD_INPUT,
-    E_UNEXPECTED,
-    CallContext,
-    Gateway,
-    GatewayResult,
-    Outcome,
-)
-from mi_worker.queue import ClaimedRequest, LeaseLost, Queue
+from mi_worker.gateway.base import CallContext, Gateway, GatewayResult
+from mi_worker.queue import RELEASED, ClaimedRequest, Queue
+from mi_worker.states import ErrorCode, Outcome, Stage, flag_late_completion, may_release_at_stop
 
 log = logging.getLogger("mi_worker.worker")
 
 # How long the dispatcher waits for more free threads before claiming a partial batch.
 LINGER_SECONDS = 0.005
-
-# Stages of an in-flight row: decides what a graceful stop may do with it.
-CLAIMED, SENDING, WRITING = "claimed", "sending", "writing"
 
 
 def make_worker_id() -> str:
@@ -62,7 +52,7 @@ class Worker:
         self.started_at = time.time()
         self.processed_total = 0
         # Every claimed row until its outcome is in the database: (ClaimedRequest, stage).
-        self._inflight: Dict[int, tuple] = {}
+        self._inflight: Dict[int, Tuple[ClaimedRequest, Stage]] = {}
         # Rows holding a gateway thread (claimed or sending). A row whose result waits for
         # the group commit no longer holds one, so the next batch is claimed while the
         # previous one is being written.
@@ -72,7 +62,7 @@ class Worker:
         self._slot_free = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._stopped = threading.Event()
-        self.db.stopping = self._stop.is_set
+        self.db.give_up_when(self._stop.is_set)
 
     # -- state shared with the jobs ---------------------------------------------------------
     @property
@@ -80,9 +70,20 @@ class Worker:
         with self._lock:
             return len(self._inflight)
 
-    def active_tokens(self) -> list:
+    def active_tokens(self) -> List[str]:
         with self._lock:
             return sorted({req.claim_token for req, _ in self._inflight.values()})
+
+    def extend_leases(self) -> None:
+        """Keep the leases of every row this worker still holds (the heartbeat calls it)."""
+        self.queue.extend_leases(self.active_tokens())
+
+    def heartbeat_row(self, status: str = "RUNNING") -> Dict[str, object]:
+        """This process's sdk_heartbeat row (the parameters of the ``heartbeat`` statement)."""
+        return dict(service_name=self.settings.worker.service_name, worker_id=self.worker_id,
+                    host=socket.gethostname()[:255], pid=os.getpid(), version=__version__,
+                    status=status, in_flight=self.in_flight,
+                    processed_total=self.processed_total)
 
     def stop(self) -> None:
         """Ask the loop to stop claiming; run() then drains and returns."""
@@ -104,6 +105,7 @@ class Worker:
         db_down_since: Optional[float] = None
         log.info("worker %s claiming: %d threads, batch %d, database %s", self.worker_id,
                  self.threads, ws.batch_size, self.db.dialect.safe_url())
+        self.queue.start()
         try:
             while not self._stop.is_set():
                 free = self._wait_for_slots(fill, ws.poll_interval)
@@ -124,7 +126,7 @@ class Worker:
                     continue
                 with self._lock:
                     for req in rows:
-                        self._inflight[req.request_id] = (req, CLAIMED)
+                        self._inflight[req.request_id] = (req, Stage.CLAIMED)
                     self._busy += len(rows)
                 for req in rows:
                     pool.submit(self._process, req)
@@ -182,101 +184,82 @@ class Worker:
                 self._slot_free.wait(min(0.2, max(deadline - time.monotonic(), 0.01)))
             left = list(self._inflight.values())
         for req, stage in left:
-            if stage == CLAIMED or (stage == SENDING
-                                    and catalog.is_retry_safe(req.interface_code)):
-                # Never sent, or safe to send again: give it back for another worker.
-                if self.queue.release(req):
-                    log.info("request %s released to PENDING at shutdown", req.request_id)
+            if may_release_at_stop(stage, req.interface_code):
+                self.queue.finish(req, RELEASED, lambda ok, req=req: self._written(req, ok))
             else:
                 log.warning("request %s (%s) still in flight after the %.0fs grace period; "
                             "left to lease recovery (it may have reached the centre)",
                             req.request_id, req.interface_code, grace)
         pool.shutdown(wait=False, cancel_futures=True)
+        self.queue.stop()
         log.info("worker %s stopped; %d processed", self.worker_id, self.processed_total)
 
     # -- one row -------------------------------------------------------------------------------
-    def _stage(self, req: ClaimedRequest, stage: str) -> None:
+    def _stage(self, req: ClaimedRequest, stage: Stage) -> None:
         with self._lock:
             if req.request_id in self._inflight:
                 self._inflight[req.request_id] = (req, stage)
 
     def _process(self, req: ClaimedRequest) -> None:
-        handed_over = False
+        """One row on a gateway thread: its outcome, then the one finish() path. The thread
+        is free again once finish() returns (a group-committed result is still on its way:
+        ``_written`` is where the row leaves this worker)."""
         started = time.monotonic()
         try:
-            if self._stop.is_set():
-                self.queue.release(req)
-                return
-            handed_over = self._handle(req)
-        except Exception as exc:  # the worker must survive anything one row does
-            log.exception("request %s: unexpected error", req.request_id)
             try:
-                self.queue.complete(req, "ERROR", error_code=E_UNEXPECTED,
-                                    error_message=f"unexpected error in worker: {exc}")
-                self.db.run("log_error", request_id=req.request_id, error_code=E_UNEXPECTED,
-                            error_message=str(exc)[:2000], detail=type(exc).__name__)
-            except Exception:
-                log.exception("request %s: could not record the error", req.request_id)
+                result = self._outcome(req)
+            except Exception as exc:  # the worker must survive anything one row does
+                log.exception("request %s: unexpected error", req.request_id)
+                result = GatewayResult(outcome=Outcome.ERROR, error_code=ErrorCode.UNEXPECTED,
+                                       error_message=f"unexpected error in worker: {exc}",
+                                       msgid=req.msgid)
+                self._log_error(req, exc)
+            self._stage(req, Stage.WRITING)
+            late = flag_late_completion(req.interface_code,
+                                        self.settings.jobs.reverse_late_completions)
+            self.queue.finish(req, result, lambda ok: self._written(req, ok),
+                              flag_late_completion=late)
         finally:
             with self._slot_free:
                 self._busy -= 1
                 self._call_seconds += 0.1 * (time.monotonic() - started - self._call_seconds)
-                if not handed_over:
-                    self._inflight.pop(req.request_id, None)
-                    self.processed_total += 1
                 self._slot_free.notify_all()
 
-    def _written(self, req: ClaimedRequest) -> None:
-        """The group commit wrote (or gave up on) this row's outcome."""
+    def _written(self, req: ClaimedRequest, written: bool) -> None:
+        """The one place a row leaves this worker: its outcome is written (or cannot be)."""
         with self._slot_free:
-            self._inflight.pop(req.request_id, None)
-            self.processed_total += 1
+            if self._inflight.pop(req.request_id, None) is not None:
+                self.processed_total += 1
             self._slot_free.notify_all()
 
-    def _handle(self, req: ClaimedRequest) -> bool:
-        """Call the gateway for one row; True when its outcome went to the group commit."""
+    def _outcome(self, req: ClaimedRequest) -> GatewayResult:
+        """What became of one row: released (stopping), bad input, or the gateway's answer."""
+        if self._stop.is_set():
+            return RELEASED
         payload = parse_input(req.input_data)
         if isinstance(payload, str):
-            self.queue.complete(req, "ERROR", error_code=E_BAD_INPUT,
-                                error_message=f"参数错误: request {req.request_id}: {payload}")
-            return False
+            return GatewayResult(outcome=Outcome.ERROR, error_code=ErrorCode.BAD_INPUT,
+                                 error_message=f"参数错误: request {req.request_id}: {payload}",
+                                 msgid=req.msgid)
         ctx = CallContext(
             request_id=req.request_id, interface_code=req.interface_code, input=payload,
             msgid=req.msgid, deadline_monotonic=req.deadline_monotonic, attempt=req.attempts,
             max_attempts=req.max_retry_count + 1, psn_no=req.psn_no,
             insuplc_admdvs=req.insuplc_admdvs, new_msgid=lambda: self.queue.new_msgid(req))
-        self._stage(req, SENDING)
-        try:
-            result = self.gateway.call(ctx)
-        except LeaseLost as exc:
-            log.warning("%s", exc)
-            return False
-        self._stage(req, WRITING)
-        return self._write(req, result)
-
-    def _write(self, req: ClaimedRequest, result: GatewayResult) -> bool:
-        q = self.queue
-        code = req.interface_code
-        common = dict(msgid=result.msgid, attempt_log=result.attempt_log)
-        if result.outcome == Outcome.RETRY:
-            delay = result.retry_after * random.uniform(0.8, 1.2)
-            q.requeue(req, delay, error_code=result.error_code,
-                      error_message=result.error_message, **common)
-            return False
-        if result.outcome == Outcome.COMPLETED:
-            late = self.settings.jobs.reverse_late_completions and catalog.reversible(code)
-            q.complete_async(req, "COMPLETED", lambda: self._written(req),
-                             infcode=result.infcode, response=result.response,
-                             late_reversible=late, **common)
-            return True
-        status = "UNCERTAIN" if result.outcome == Outcome.UNCERTAIN else "ERROR"
-        if status == "UNCERTAIN":
+        self._stage(req, Stage.SENDING)
+        result = self.gateway.call(ctx)
+        if result.outcome is Outcome.UNCERTAIN:
             log.warning("request %s (%s): outcome uncertain, left for reversal: %s",
-                        req.request_id, code, result.error_message)
-        q.complete_async(req, status, lambda: self._written(req), infcode=result.infcode,
-                         response=result.response, error_code=result.error_code,
-                         error_message=result.error_message, **common)
-        return True
+                        req.request_id, req.interface_code, result.error_message)
+        return result
+
+    def _log_error(self, req: ClaimedRequest, exc: BaseException) -> None:
+        try:
+            self.db.run("log_error", request_id=req.request_id,
+                        error_code=int(ErrorCode.UNEXPECTED), error_message=str(exc)[:2000],
+                        detail=type(exc).__name__)
+        except Exception:
+            log.exception("request %s: could not record the error", req.request_id)
 
 
 def parse_input(text: str):
@@ -290,10 +273,3 @@ def parse_input(text: str):
     if not isinstance(value, dict):
         return "input_data must be a JSON object"
     return value
-
-
-def heartbeat_params(worker: Worker, status: str = "RUNNING") -> dict:
-    return dict(service_name=worker.settings.worker.service_name, worker_id=worker.worker_id,
-                host=socket.gethostname()[:255], pid=os.getpid(), version=__version__,
-                status=status, in_flight=worker.in_flight,
-                processed_total=worker.processed_total)

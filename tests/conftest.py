@@ -55,10 +55,9 @@ def pg_template() -> Iterator[str]:
     name = f"mi_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin.cursor().execute(f'CREATE DATABASE "{name}"')
     from mi_worker.db import connect
-    from mi_worker.db.migrate import sync_catalog, upgrade
+    from mi_worker.runner import prepare_database
     db = connect(_pg_url(name))
-    upgrade(db)
-    sync_catalog(db)
+    prepare_database(db)
     db.close()
     try:
         yield name
@@ -102,12 +101,11 @@ def _mssql_unavailable() -> Optional[str]:
 def db_url(request, tmp_path) -> Iterator[str]:
     """A fresh, migrated database of each dialect (the behaviour suite runs on all three)."""
     from mi_worker.db import connect
-    from mi_worker.db.migrate import sync_catalog, upgrade
+    from mi_worker.runner import prepare_database
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'mi.db'}"
         db = connect(url)
-        upgrade(db)
-        sync_catalog(db)
+        prepare_database(db)
         db.close()
         yield url
     elif request.param == "postgresql":
@@ -128,8 +126,7 @@ def db_url(request, tmp_path) -> Iterator[str]:
         master.raw().cursor().execute(f"CREATE DATABASE [{name}]")
         url = server.replace("/master?", f"/{name}?")
         db = connect(url)
-        upgrade(db)
-        sync_catalog(db)
+        prepare_database(db)
         db.close()
         try:
             yield url
@@ -295,3 +292,13 @@ def count_status(db, status: str) -> int:
 
 def have(cmd: str) -> bool:
     return shutil.which(cmd) is not None
+
+
+def finish_now(q, req, outcome, **result) -> bool:
+    """Queue.finish() for a test, synchronously: True when the outcome was written.
+    (A Queue whose writer was never started writes on the calling thread.)"""
+    from mi_worker.gateway.base import GatewayResult
+    got: List[bool] = []
+    q.finish(req, GatewayResult(outcome=outcome, **result), got.append)
+    assert len(got) == 1, "on_done must run exactly once"
+    return got[0]

@@ -10,9 +10,9 @@ import pytest
 
 from mi_worker.config import ConfigError
 from mi_worker.gateway import gm
-from mi_worker.gateway.base import E_GATEWAY, NoopGateway, Outcome
+from mi_worker.gateway.base import E_GATEWAY, Outcome
 from mi_worker.gateway.client import NHSAClient, SignInError
-from mi_worker.gateway.factory import build_gateway
+from mi_worker.gateway.factory import NoopGateway, build_gateway
 from mi_worker.gateway.settings import GatewaySettings
 from mi_worker.gateway.transports import (
     CsbTransport,
@@ -20,7 +20,7 @@ from mi_worker.gateway.transports import (
     make_transport,
     tls_verify,
 )
-from mi_worker.sandbox import start_for_settings
+from mi_worker.sandbox import client_settings_for, start_for_settings
 from mi_worker.sandbox.testing import (
     MsgidCounter,
     client_settings,
@@ -150,7 +150,7 @@ def test_factory():
         settings = GatewaySettings(kind="sandbox", transport=transport)
         box = start_for_settings(settings)
         try:
-            gw = build_gateway(settings, sandbox_url=box.url, pool_size=8)
+            gw = build_gateway(client_settings_for(settings, box.url), pool_size=8)
             assert isinstance(gw, NHSAClient)
             r = gw.call(make_ctx("1101", msgids=MsgidCounter(settings.fixmedins_code)))
             gw.close()

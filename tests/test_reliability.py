@@ -13,9 +13,10 @@ from collections import defaultdict
 
 import pytest
 
-from conftest import InProcessWorker, count_status, make_settings, wait_until
+from conftest import InProcessWorker, count_status, finish_now, make_settings, wait_until
 from mi_worker.his_call import call
 from mi_worker.queue import Queue
+from mi_worker.states import Outcome
 
 FAST_RECOVERY = {"heartbeat_seconds": 1, "heartbeat_stale_seconds": 3,
                  "lease_recovery_seconds": 1, "reversal_seconds": 0.5, "expire_seconds": 0.5,
@@ -195,18 +196,19 @@ def test_retry_backoff_lives_in_the_row(db):
     q1 = Queue(db, "w1", "H00000000000", 30)
     rid = enqueue(db, "1101", query_input("B1"), "B1", timeout=60, max_retry_count=1)
     [req] = q1.claim(5)
-    assert q1.requeue(req, 1.5, error_code=-1004, error_message="503")
+    assert finish_now(q1, req, Outcome.RETRY, retry_after=1.5, error_code=-1004,
+                      error_message="503")
     assert Queue(db, "w2", "H00000000000", 30).claim(5) == []  # not before next_attempt_at
     time.sleep(1.7)
     [again] = Queue(db, "w2", "H00000000000", 30).claim(5)  # another worker takes it
     assert again.request_id == rid and again.attempts == 2 and again.msgid != req.msgid
-    assert q1.complete(req, "COMPLETED") is False  # the old lease cannot write any more
-    Queue(db, "w2", "H00000000000", 30).requeue(again, 0.1, error_code=-1004,
-                                                error_message="503 again")
+    assert finish_now(q1, req, Outcome.COMPLETED) is False  # the old lease cannot write
+    finish_now(Queue(db, "w2", "H00000000000", 30), again, Outcome.RETRY, retry_after=0.1,
+               error_code=-1004, error_message="503 again")
     assert db.run_one("get_request", request_id=rid)["status"] == "ERROR"  # out of retries
     rid2 = enqueue(db, "1101", query_input("B2"), "B2", timeout=2)
     [r2] = q1.claim(5)
-    q1.requeue(r2, 5.0, error_code=-1004, error_message="503")
+    finish_now(q1, r2, Outcome.RETRY, retry_after=5.0, error_code=-1004, error_message="503")
     assert db.run_one("get_request", request_id=rid2)["status"] == "TIMEOUT"  # past deadline
 
 
@@ -247,7 +249,7 @@ def test_patient_waits_while_a_settlement_is_in_doubt_but_its_2601_does_not(db):
     q = Queue(db, "w1", "H00000000000", 30, group_commit=False)
     first = enqueue(db, "2207", settle_input("DOUBT"), "DOUBT")
     [req] = q.claim(5)
-    assert q.complete(req, "UNCERTAIN", error_code=-1007, error_message="no answer")
+    assert finish_now(q, req, Outcome.UNCERTAIN, error_code=-1007, error_message="no answer")
     later = enqueue(db, "1101", query_input("DOUBT"), "DOUBT")
     other = enqueue(db, "1101", query_input("OTHER"), "OTHER")
     assert [r.request_id for r in q.claim(5)] == [other]  # DOUBT's query waits

@@ -40,7 +40,7 @@ def _series(fn, runs: int, *args: Any, **kw: Any) -> Dict[str, Any]:
 def run(ctx: Context) -> Dict[str, Any]:
     n = 2000 if ctx.quick else 20000
     out: Dict[str, Any] = {
-        "n": n, "gateway": "noop (mi_worker.gateway.base.NoopGateway, in process)",
+        "n": n, "gateway": "noop (mi_worker.gateway.factory.NoopGateway, in process)",
         "measure": "requests/s = n / (last completion - first claim) on the database clock; "
                    "wall = process spawn to the harness seeing no open row (50 ms polls)",
         "mi_worker": [], "sqlite": [], "peers": {}, "ratios": []}

@@ -9,13 +9,15 @@ runs in autocommit so no lock outlives the statement that took it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import random
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional
 
 from mi_worker.db.queries import Query, load
+from mi_worker.masking import mask_url
 
 log = logging.getLogger("mi_worker.db")
 
@@ -34,11 +36,20 @@ class UniqueViolation(DatabaseError):
     """A unique index refused the statement (a concurrent claim won, a duplicate key)."""
 
 
+#: Capabilities a dialect may declare (Hangfire's JobStorageFeatures, river's Supports*()):
+#: batch_complete   results of many rows in one statement (complete_batch)
+#: procedures       the HIS contract runs as a stored procedure (call_procedure)
+#: migration_lock   upgrades serialise on a database lock (SQLite's file lock does it)
+FEATURES = frozenset({"batch_complete", "procedures", "migration_lock"})
+
+
 class Dialect:
     """What differs between databases. Subclasses override; Database does the rest."""
 
     name = "base"
     paramstyle = "qmark"  # or "named" (sqlite3 binds :name itself)
+    #: What the dialect can do whatever the server; ``decide_features`` may refine it.
+    features: FrozenSet[str] = frozenset()
 
     def __init__(self, url: str, connect_timeout: int = 10) -> None:
         self.url = url
@@ -71,8 +82,25 @@ class Dialect:
         """Split a migration file into statements the driver can execute one by one."""
         raise NotImplementedError
 
+    def decide_features(self, server: Optional[Row]) -> tuple[FrozenSet[str], str]:
+        """The features of this server (``server`` = the row of the named query
+        ``server_features``, None when it could not be read) and a line for the log."""
+        version = (server or {}).get("server_version") or "?"
+        return self.features, f"{self.name} {version}"
+
+    # Migrations run in explicit transactions on a raw connection (one per file).
+    def begin(self, conn: Any, cur: Any) -> None:
+        conn.autocommit = False
+
+    def commit(self, conn: Any, cur: Any) -> None:
+        conn.commit()
+        conn.autocommit = True
+
+    def rollback(self, conn: Any, cur: Any) -> None:
+        conn.rollback()
+        conn.autocommit = True
+
     def safe_url(self) -> str:
-        from mi_worker.masking import mask_url
         return mask_url(self.url)
 
 
@@ -110,10 +138,54 @@ class Database:
         self._local = threading.local()
         self._closed = False
         self.stopping: Callable[[], bool] = lambda: False
+        self._features: Optional[FrozenSet[str]] = None
+        self._features_lock = threading.Lock()
 
     @property
     def name(self) -> str:
         return self.dialect.name
+
+    def give_up_when(self, stopping: Callable[[], bool]) -> None:
+        """Reconnect loops stop early once ``stopping()`` is true (a worker shutting down)."""
+        self.stopping = stopping
+
+    # -- capabilities ------------------------------------------------------------------
+    @property
+    def features(self) -> FrozenSet[str]:
+        """Decided once, from the server, the first time anyone asks (and logged)."""
+        return self.decide_features()
+
+    def decide_features(self) -> FrozenSet[str]:
+        """Ask the server what it can do (once; logged), e.g. "SQL Server 11.0 compatibility
+        level 110: results written row by row". Until the server has answered, the
+        dialect's own features stand and the question is asked again next time."""
+        if self._features is None:
+            with self._features_lock:
+                if self._features is None:
+                    try:
+                        row = self.run_one("server_features")
+                    except (ConnectionLost, DatabaseError) as exc:
+                        found, line = self.dialect.decide_features(None)
+                        log.warning("%s (server not asked: %s)", line, exc)
+                        return found  # not kept: asked again next time
+                    found, line = self.dialect.decide_features(row)
+                    log.info("database: %s", line)
+                    self._features = found
+        return self._features
+
+    def supports(self, feature: str) -> bool:
+        if feature not in FEATURES:
+            raise ValueError(f"unknown database feature {feature!r}")
+        return feature in self.features
+
+    def prepared(self, name: str, /, **params: Any) -> tuple[str, Any]:
+        """(sql, bound parameters) of a named query, for code that runs it on a raw
+        connection (migrations run in their own transactions)."""
+        query = self.queries.get(name)
+        if query is None:
+            raise DatabaseError(f"no query named {name!r} for {self.dialect.name}")
+        sql = query.sql if self.dialect.paramstyle == "named" else query.qmark_sql
+        return sql, self._bind(query, params)
 
     # -- connections -------------------------------------------------------------------
     def _acquire(self) -> _Conn:
@@ -199,11 +271,7 @@ class Database:
         statement again; pass ``retry=False`` for statements whose effect must not be doubled
         when the first try's fate is unknown (the caller then handles ConnectionLost).
         """
-        query = self.queries.get(name)
-        if query is None:
-            raise DatabaseError(f"no query named {name!r} for {self.dialect.name}")
-        sql = query.sql if self.dialect.paramstyle == "named" else query.qmark_sql
-        bound = self._bind(query, params)
+        sql, bound = self.prepared(name, **params)
         delay = 0.2
         deadline = time.monotonic() + self.reconnect_max_seconds
         transient_tries = 0
@@ -214,12 +282,7 @@ class Database:
                 if not self.dialect.is_disconnect(exc) and not _is_connect_error(exc):
                     raise DatabaseError(f"cannot connect to {self.dialect.safe_url()}: "
                                         f"{exc}") from exc
-                if time.monotonic() > deadline or self.stopping():
-                    raise ConnectionLost(f"{name}: database unreachable: {exc}") from exc
-                log.warning("database unreachable (%s); retrying in %.1fs",
-                            type(exc).__name__, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = self._back_off(name, exc, deadline, delay, "unreachable")
                 continue
             try:
                 cur = conn.cursors.get(name)
@@ -241,12 +304,16 @@ class Database:
                     raise DatabaseError(f"{name} failed on {self.dialect.name}: {exc}") from exc
                 if not retry:
                     raise ConnectionLost(f"{name}: connection lost: {exc}") from exc
-                if time.monotonic() > deadline or self.stopping():
-                    raise ConnectionLost(f"{name}: database unreachable: {exc}") from exc
-                log.warning("database connection lost (%s); reconnecting in %.1fs",
-                            type(exc).__name__, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = self._back_off(name, exc, deadline, delay, "connection lost")
+
+    def _back_off(self, name: str, exc: BaseException, deadline: float, delay: float,
+                  what: str) -> float:
+        """Sleep before the next reconnect attempt, or give up; return the next delay."""
+        if time.monotonic() > deadline or self.stopping():
+            raise ConnectionLost(f"{name}: database unreachable: {exc}") from exc
+        log.warning("database %s (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+        time.sleep(delay)
+        return min(delay * 2, 5.0)
 
     def run_one(self, name: str, **params: Any) -> Optional[Row]:
         rows = self.run(name, **params)
@@ -292,7 +359,6 @@ class Database:
 
 def lock_key(name: str) -> int:
     """A stable 63-bit key for an advisory lock name (PostgreSQL wants a bigint)."""
-    import hashlib
     digest = hashlib.sha256(("mi_worker:" + name).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") & 0x7FFFFFFFFFFFFFFF
 

@@ -50,9 +50,16 @@ def migrations(dialect: str) -> List[Migration]:
     return found
 
 
+def _execute(db: Database, cur, query: str, /, **params) -> None:
+    sql, bound = db.prepared(query, **params)
+    cur.execute(sql, bound)
+    while getattr(cur, "nextset", None) and cur.nextset():
+        pass
+
+
 def _applied(db: Database, cur) -> dict:
-    cur.execute(db.queries["applied_migrations"].sql if db.dialect.paramstyle == "named"
-                else db.queries["applied_migrations"].qmark_sql)
+    sql, bound = db.prepared("applied_migrations")
+    cur.execute(sql, bound)
     return {int(r[0]): r[1] for r in cur.fetchall()}
 
 
@@ -67,76 +74,35 @@ def upgrade(db: Database) -> List[int]:
 
 def _upgrade(db: Database, conn) -> List[int]:
     cur = conn.cursor()
-    q = db.queries
-    qs = (lambda name: q[name].sql) if db.dialect.paramstyle == "named" \
-        else (lambda name: q[name].qmark_sql)
-    cur.execute(qs("create_migrations_table"))
+    dialect = db.dialect
+    _execute(db, cur, "create_migrations_table")
     applied_now: List[int] = []
     for mig in migrations(db.name):
-        _begin(db, conn, cur)
+        dialect.begin(conn, cur)
         try:
-            if db.name != "sqlite":
-                cur.execute(qs("migration_lock"), [lock_key("migrations")])
-                while getattr(cur, "nextset", None) and cur.nextset():
-                    pass
+            if "migration_lock" in dialect.features:
+                _execute(db, cur, "migration_lock", lock_key=lock_key("migrations"))
             done = _applied(db, cur)
             if mig.version in done:
                 if done[mig.version] != mig.checksum:
                     log.warning("migration %03d_%s changed after it was applied (checksum "
                                 "differs); not re-run", mig.version, mig.name)
-                _commit(db, conn, cur)
+                dialect.commit(conn, cur)
                 continue
-            for stmt in db.dialect.script_statements(mig.text):
+            for stmt in dialect.script_statements(mig.text):
                 cur.execute(stmt)
                 while getattr(cur, "nextset", None) and cur.nextset():
                     pass
-            params = {"version": mig.version, "name": mig.name, "checksum": mig.checksum}
-            cur.execute(qs("record_migration"),
-                        params if db.dialect.paramstyle == "named"
-                        else [params[p] for p in q["record_migration"].param_order])
-            _commit(db, conn, cur)
+            _execute(db, cur, "record_migration", version=mig.version, name=mig.name,
+                     checksum=mig.checksum)
+            dialect.commit(conn, cur)
             applied_now.append(mig.version)
             log.info("applied migration %03d_%s", mig.version, mig.name)
         except Exception:
-            _rollback(db, conn, cur)
+            try:
+                dialect.rollback(conn, cur)
+            except Exception:  # the connection may be gone; nothing was committed either way
+                pass
             raise
     cur.close()
     return applied_now
-
-
-def _begin(db: Database, conn, cur) -> None:
-    if db.name == "sqlite":
-        cur.execute("BEGIN IMMEDIATE")
-    else:
-        conn.autocommit = False
-
-
-def _commit(db: Database, conn, cur) -> None:
-    if db.name == "sqlite":
-        cur.execute("COMMIT")
-    else:
-        conn.commit()
-        conn.autocommit = True
-
-
-def _rollback(db: Database, conn, cur) -> None:
-    try:
-        if db.name == "sqlite":
-            cur.execute("ROLLBACK")
-        else:
-            conn.rollback()
-            conn.autocommit = True
-    except Exception:  # the connection may be gone; nothing was committed either way
-        pass
-
-
-def sync_catalog(db: Database) -> int:
-    """Mirror the interface catalogue into medical_insurance_interfaces (names for monitors)."""
-    from mi_worker.gateway import catalog
-    n = 0
-    for itf in catalog.all_interfaces():
-        db.run("upsert_interface", interface_code=itf.code, interface_name=itf.name,
-               kind=itf.kind, reversible=1 if itf.reversible_by_2601 else 0,
-               cancel_code=itf.cancel_code)
-        n += 1
-    return n

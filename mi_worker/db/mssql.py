@@ -8,9 +8,10 @@ migration files split on GO lines; error 1205 (deadlock victim) retried.
 from __future__ import annotations
 
 import re
-from typing import Any, List
+from typing import Any, FrozenSet, List, Optional, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from mi_worker.db.base import Row
 from mi_worker.db.odbc import ODBCDialect, odbc_value, sqlstate
 
 DEFAULT_DRIVER = "ODBC Driver 18 for SQL Server"
@@ -44,21 +45,25 @@ def odbc_string(url: str) -> str:
 
 class SQLServerDialect(ODBCDialect):
     name = "mssql"
-    # complete_batch reads its rows with OPENJSON: SQL Server 2016+ at compatibility level
-    # 130+. Older servers (2012/2014 are common in hospitals) write results row by row.
-    supports_batch_complete = False
+    features = frozenset({"procedures", "migration_lock"})
 
     def connect(self) -> Any:
         conn_str = self.url[len("odbc://"):] if self.url.startswith("odbc://") \
             else odbc_string(self.url)
-        conn = self.connect_odbc(conn_str, SESSION_SQL)
-        try:
-            row = conn.cursor().execute(
-                "SELECT compatibility_level FROM sys.databases WHERE name = DB_NAME()").fetchone()
-            self.supports_batch_complete = bool(row and int(row[0]) >= 130)
-        except Exception:  # no rights on sys.databases: stay on the row-by-row path
-            self.supports_batch_complete = False
-        return conn
+        return self.connect_odbc(conn_str, SESSION_SQL)
+
+    def decide_features(self, server: Optional[Row]) -> Tuple[FrozenSet[str], str]:
+        """complete_batch reads its rows with OPENJSON: SQL Server 2016+ at compatibility
+        level 130+. Older servers (2012/2014 are common in hospitals), or a login that may not
+        read sys.databases, write results row by row."""
+        level = (server or {}).get("compatibility_level")
+        version = (server or {}).get("server_version") or "?"
+        if level is not None and int(level) >= 130:
+            return self.features | {"batch_complete"}, (
+                f"SQL Server {version} compatibility level {level}: results written in batches")
+        shown = "unknown" if level is None else level
+        return self.features, (f"SQL Server {version} compatibility level {shown}: results "
+                               "written row by row")
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         state, message = sqlstate(exc)

@@ -44,6 +44,7 @@ def odbc_string(url: str, driver: str = DEFAULT_DRIVER) -> str:
 
 class PostgreSQLDialect(ODBCDialect):
     name = "postgresql"
+    features = frozenset({"batch_complete", "procedures", "migration_lock"})
 
     def connect(self) -> Any:
         conn_str = self.url[len("odbc://"):] if self.url.startswith("odbc://") \

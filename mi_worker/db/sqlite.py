@@ -18,6 +18,8 @@ _READ_ONLY = ("SELECT", "PRAGMA", "EXPLAIN")
 class SQLiteDialect(Dialect):
     name = "sqlite"
     paramstyle = "named"
+    # One writer at a time by the file lock: upgrades need no lock of their own.
+    features = frozenset({"batch_complete"})
 
     def __init__(self, url: str, connect_timeout: int = 10) -> None:
         super().__init__(url, connect_timeout)
@@ -57,6 +59,15 @@ class SQLiteDialect(Dialect):
                 pass
             raise
         return rows
+
+    def begin(self, conn: Any, cur: Any) -> None:
+        cur.execute("BEGIN IMMEDIATE")
+
+    def commit(self, conn: Any, cur: Any) -> None:
+        cur.execute("COMMIT")
+
+    def rollback(self, conn: Any, cur: Any) -> None:
+        cur.execute("ROLLBACK")
 
     def is_disconnect(self, exc: BaseException) -> bool:
         # A file database does not go away; a closed handle does (after close()).

@@ -7,27 +7,12 @@ depends on transports, signing or retry rules.
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
+from mi_worker.states import ErrorCode, Outcome
 
-class Outcome(str, enum.Enum):
-    """What the worker must do with the row after a call.
-
-    COMPLETED  infcode 0: write the response, status COMPLETED.
-    ERROR      a definite failure (infcode != 0, bad input, refused by config): status ERROR.
-    RETRY      nothing reached the centre, or the interface is safe to resend: the row goes
-               back to PENDING with next_attempt_at = now + ``retry_after`` (the worker checks
-               the deadline and max_retry_count, and ends the row ERROR/TIMEOUT when spent).
-    UNCERTAIN  a state-changing request was sent and no definite answer came back: never
-               resend; the reversal job settles the doubt.
-    """
-
-    COMPLETED = "COMPLETED"
-    ERROR = "ERROR"
-    RETRY = "RETRY"
-    UNCERTAIN = "UNCERTAIN"
+__all__ = ["CallContext", "Gateway", "GatewayResult", "Outcome"]
 
 
 @dataclass
@@ -38,7 +23,9 @@ class CallContext:
     2601 reversal can always find it. ``new_msgid`` asks the database for a fresh one and
     stores it on the row before returning it: a gateway must call it before it *resends* a
     request that may already have reached the centre (the centre rejects a repeated msgid),
-    and may reuse ``msgid`` when the earlier attempt never left this host.
+    and may reuse ``msgid`` when the earlier attempt never left this host. It returns None
+    when the row is no longer this worker's (its lease was lost): the gateway must then stop
+    without sending and answer ``Outcome.LEASE_LOST``.
     """
 
     request_id: int
@@ -50,7 +37,7 @@ class CallContext:
     max_attempts: int = 3
     psn_no: Optional[str] = None
     insuplc_admdvs: Optional[str] = None
-    new_msgid: Optional[Callable[[], str]] = None
+    new_msgid: Optional[Callable[[], Optional[str]]] = None
 
 
 @dataclass
@@ -85,24 +72,9 @@ class Gateway(Protocol):
         ...
 
 
-# Error codes written to rows (DESIGN.md §6 uses the same numbers for the procedure).
-E_BAD_INPUT = -1001
-E_GATEWAY = -1004
-E_TIMEOUT = -1005
-E_UNCERTAIN = -1007
-E_UNEXPECTED = -1999
-
-
-class NoopGateway:
-    """Answers every call with infcode 0 at once, in process: the benchmark's gateway.
-
-    It measures the queue, not the network, so it does no I/O at all.
-    """
-
-    def call(self, ctx: CallContext) -> GatewayResult:
-        response = {"infcode": 0, "inf_refmsgid": ctx.msgid, "output": {}, "err_msg": None}
-        return GatewayResult(outcome=Outcome.COMPLETED, response=response, infcode="0",
-                             msgid=ctx.msgid)
-
-    def close(self) -> None:
-        return None
+# The HIS codes live in mi_worker.states.ErrorCode; these names stay for older imports.
+E_BAD_INPUT = ErrorCode.BAD_INPUT
+E_GATEWAY = ErrorCode.GATEWAY
+E_TIMEOUT = ErrorCode.TIMEOUT
+E_UNCERTAIN = ErrorCode.UNCERTAIN
+E_UNEXPECTED = ErrorCode.UNEXPECTED

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 import re
 import secrets
 import threading
@@ -27,16 +28,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception, wait_exponential, wait_random
 
 from mi_worker.gateway import catalog, envelope
-from mi_worker.gateway.base import (
-    E_BAD_INPUT,
-    E_GATEWAY,
-    E_TIMEOUT,
-    E_UNCERTAIN,
-    E_UNEXPECTED,
-    CallContext,
-    GatewayResult,
-    Outcome,
-)
+from mi_worker.gateway.base import CallContext, GatewayResult, Outcome
 from mi_worker.gateway.settings import GatewaySettings
 from mi_worker.gateway.transports import (
     Transport,
@@ -44,6 +36,7 @@ from mi_worker.gateway.transports import (
     make_transport,
     timeout,
 )
+from mi_worker.states import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -81,17 +74,28 @@ class SignInError(RuntimeError):
     """9001 failed (for the scheduler job calling :meth:`NHSAClient.sign_in`)."""
 
 
+class _LeaseGone(Exception):
+    """``new_msgid`` said the row is no longer ours: stop without sending (internal)."""
+
+
 @dataclass
 class _Msgid:
     """The msgid in use and whether it must be replaced before the next send."""
 
     current: str
-    renew_fn: Callable[[], str]
+    renew_fn: Callable[[], str | None]
     dirty: bool = False
+
+    def renew(self) -> str:
+        fresh = self.renew_fn()
+        if fresh is None:
+            raise _LeaseGone()
+        self.current = fresh
+        return fresh
 
     def for_send(self) -> str:
         if self.dirty:
-            self.current = self.renew_fn()
+            self.renew()
             self.dirty = False
         return self.current
 
@@ -130,7 +134,7 @@ class NHSAClient:
         except Exception as exc:  # a bug or an unforeseen library error must not kill a worker
             logger.exception("gateway call %s request_id=%s failed unexpectedly",
                              ctx.interface_code, ctx.request_id)
-            return GatewayResult(outcome=Outcome.ERROR, error_code=E_UNEXPECTED,
+            return GatewayResult(outcome=Outcome.ERROR, error_code=ErrorCode.UNEXPECTED,
                                  error_message=f"unexpected gateway client error: "
                                  f"{type(exc).__name__}: {exc}",
                                  msgid=ctx.msgid, attempt_log=log)
@@ -172,20 +176,30 @@ class NHSAClient:
     # ---------------------------------------------------------------- one row
 
     def _call(self, ctx: CallContext, log: list[dict[str, Any]]) -> GatewayResult:
+        msgid = _Msgid(ctx.msgid, ctx.new_msgid or self._msgid_factory)
+        try:
+            return self._call_row(ctx, msgid, log)
+        except _LeaseGone:
+            # Not an error of this call: another worker holds the row now. The worker logs
+            # the one line that says so; nothing more is sent or written from here.
+            return GatewayResult(outcome=Outcome.LEASE_LOST, msgid=msgid.current,
+                                 error_message="lease lost before a resend", attempt_log=log)
+
+    def _call_row(self, ctx: CallContext, msgid: _Msgid,
+                  log: list[dict[str, Any]]) -> GatewayResult:
         code = catalog.normalize(ctx.interface_code)
         entry = catalog.lookup(code)
-        msgid = _Msgid(ctx.msgid, ctx.new_msgid or self._msgid_factory)
 
         def done(outcome: Outcome, **kw: Any) -> GatewayResult:
             return GatewayResult(outcome=outcome, msgid=msgid.current, attempt_log=log, **kw)
 
         if not isinstance(ctx.input, dict):
-            return done(Outcome.ERROR, error_code=E_BAD_INPUT,
+            return done(Outcome.ERROR, error_code=ErrorCode.BAD_INPUT,
                         error_message="input must be a JSON object")
         insuplc, required = envelope.resolve_insuplc_admdvs(
             ctx.input, ctx.insuplc_admdvs, self.settings.insuplc_admdvs)
         if required and not insuplc:
-            return done(Outcome.ERROR, error_code=E_BAD_INPUT,
+            return done(Outcome.ERROR, error_code=ErrorCode.BAD_INPUT,
                         error_message="insuplc_admdvs (参保地医保区划) is required when input "
                         "carries a psn_no: pass it with the call, in input.data, or set "
                         "gateway.insuplc_admdvs")
@@ -210,7 +224,7 @@ class NHSAClient:
                 elif stop.outcome is Outcome.RETRY and stop.sent and ctx.new_msgid:
                     # The centre may have seen the row's msgid: store a fresh one now so the
                     # next claim can send ctx.msgid as it is.
-                    msgid.current = ctx.new_msgid()
+                    msgid.renew()
                 return done(stop.outcome, error_code=stop.code, error_message=stop.message,
                             retry_after=stop.retry_after)
             infcode = envelope.infcode_str(response.get("infcode"))
@@ -229,7 +243,7 @@ class NHSAClient:
                 continue
             logger.info("%s msgid=%s request_id=%s infcode=%s: %s", code, msgid.current,
                         ctx.request_id, infcode, err)
-            return done(Outcome.ERROR, response=response, infcode=infcode, error_code=E_GATEWAY,
+            return done(Outcome.ERROR, response=response, infcode=infcode, error_code=ErrorCode.GATEWAY,
                         error_message=err)
 
     # ---------------------------------------------------------------- exchange
@@ -240,7 +254,7 @@ class NHSAClient:
         """POST until a definite answer (returned, any infcode) or raise :class:`GiveUp`."""
         s = self.settings
         if time.monotonic() >= deadline:
-            raise GiveUp(Outcome.ERROR, E_TIMEOUT, f"deadline reached before {infno} was sent")
+            raise GiveUp(Outcome.ERROR, ErrorCode.TIMEOUT, f"deadline reached before {infno} was sent")
         backoff = wait_exponential(multiplier=s.retry_initial_seconds,
                                    max=s.retry_max_seconds) \
             + wait_random(0, s.retry_initial_seconds)
@@ -275,14 +289,15 @@ class NHSAClient:
         except NoAnswer as exc:
             msgid.dirty = False  # nothing more is sent for this row here: keep the last msgid
             if exc.sent and not retry_safe:
-                raise GiveUp(Outcome.UNCERTAIN, E_UNCERTAIN,
+                raise GiveUp(Outcome.UNCERTAIN, ErrorCode.UNCERTAIN,
                              f"{infno} sent, no definite answer ({exc}); "
                              f"{catalog.doubt_advice(infno)}") from None
             if time.monotonic() >= deadline:
-                raise GiveUp(Outcome.ERROR, E_TIMEOUT,
+                raise GiveUp(Outcome.ERROR, ErrorCode.TIMEOUT,
                              f"deadline reached: {infno} got no answer ({exc})") from None
-            retry_after = planned["wait"] or s.retry_initial_seconds
-            raise GiveUp(Outcome.RETRY, E_GATEWAY, f"{infno} got no answer ({exc}); "
+            # ±20 % so rows that failed together are not all claimed again together.
+            retry_after = (planned["wait"] or s.retry_initial_seconds) * random.uniform(0.8, 1.2)
+            raise GiveUp(Outcome.RETRY, ErrorCode.GATEWAY, f"{infno} got no answer ({exc}); "
                          "try again later", retry_after=retry_after, sent=exc.sent) from None
 
     def _post(self, infno: str, input_obj: dict[str, Any], msgid: str, sign_no: str,
@@ -388,7 +403,7 @@ class NHSAClient:
                 err = envelope.error_message(response)
                 return "", GatewayResult(outcome=Outcome.ERROR, response=response,
                                          infcode=envelope.infcode_str(response.get("infcode")),
-                                         error_code=E_GATEWAY,
+                                         error_code=ErrorCode.GATEWAY,
                                          error_message=f"9001 签到 sign-in failed: {err}",
                                          attempt_log=log)
             out = response.get("output") or {}
@@ -396,7 +411,7 @@ class NHSAClient:
                 .get("sign_no")
             if not sign_no:
                 return "", GatewayResult(outcome=Outcome.ERROR, response=response, infcode="0",
-                                         error_code=E_GATEWAY,
+                                         error_code=ErrorCode.GATEWAY,
                                          error_message="9001 签到 answered without "
                                          "output.signinoutb.sign_no", attempt_log=log)
             with self._guard:

@@ -86,10 +86,25 @@ def find_key(obj: Any, key: str) -> Any | None:
     return None
 
 
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) != ""
+
+
+def find_field(input_obj: Any, key: str) -> str | None:
+    """``key`` in the input, in the one documented order every path uses (the SQLite
+    contract, the gateway client, and the PostgreSQL procedure): ``data.<key>``, then the
+    top level, then the first string or number found depth first anywhere below."""
+    if isinstance(input_obj, dict):
+        for holder in (input_obj.get("data"), input_obj):
+            if isinstance(holder, dict) and _scalar(holder.get(key)):
+                return str(holder[key])
+    value = find_key(input_obj, key)
+    return str(value) if _scalar(value) else None
+
+
 def find_psn_no(input_obj: Any) -> str | None:
-    """人员编号 anywhere in the input (input.data.psn_no, input.feedetail[0].psn_no...)."""
-    value = find_key(input_obj, "psn_no")
-    return None if value is None else str(value)
+    """人员编号 in the input (input.data.psn_no, input.psn_no, input.feedetail[0].psn_no...)."""
+    return find_field(input_obj, "psn_no")
 
 
 def resolve_insuplc_admdvs(input_obj: Any, from_call: str | None,

@@ -1,55 +1,46 @@
-"""Pick the gateway named by gateway.kind: the real centre, the sandbox, or the no-op one."""
+"""Pick the gateway named by gateway.kind: the real centre (or a sandbox speaking its
+protocol), or the no-op one. This package knows nothing of the sandbox: whoever starts a
+sandbox points the settings at it first (``mi_worker.sandbox.client_settings_for``)."""
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
-from mi_worker.gateway.base import Gateway, NoopGateway
+from mi_worker.gateway.base import CallContext, Gateway, GatewayResult, Outcome
 from mi_worker.gateway.client import NHSAClient
 from mi_worker.gateway.settings import GatewaySettings
 
-__all__ = ["NHSAClient", "NoopGateway", "build_gateway", "sandbox_client_settings"]
+__all__ = ["NHSAClient", "NoopGateway", "build_gateway"]
 
 
-def sandbox_client_settings(settings: GatewaySettings, sandbox_url: str) -> GatewaySettings:
-    """``settings`` pointed at a sandbox: its URL, and its credentials where none are set.
+class NoopGateway:
+    """Answers every call with infcode 0 at once, in process: the benchmark's gateway.
 
-    The sandbox is started with the same transport and (when given) the same secret, paasid
-    and access key, so the whole client path, signatures included, runs as in production.
+    It measures the queue, not the network, so it does no I/O at all.
     """
-    from mi_worker.sandbox import defaults
 
-    return dataclasses.replace(
-        settings,
-        url=sandbox_url,
-        secret=settings.secret or defaults.SECRET,
-        paasid=settings.paasid or defaults.PAASID,
-        access_key=settings.access_key or defaults.ACCESS_KEY,
-        # A first run has no province codes yet; the fake centre's region stands in.
-        mdtrtarea_admvs=settings.mdtrtarea_admvs or defaults.ADMVS,
-        insuplc_admdvs=settings.insuplc_admdvs or defaults.ADMVS,
-        opter=settings.opter or "SANDBOX",
-        opter_name=settings.opter_name or "沙箱操作员",
-        ca_bundle="", client_cert="", client_key="",
-    )
+    def call(self, ctx: CallContext) -> GatewayResult:
+        response = {"infcode": 0, "inf_refmsgid": ctx.msgid, "output": {}, "err_msg": None}
+        return GatewayResult(outcome=Outcome.COMPLETED, response=response, infcode="0",
+                             msgid=ctx.msgid)
+
+    def close(self) -> None:
+        return None
 
 
-def build_gateway(settings: GatewaySettings, sandbox_url: str | None = None, *,
-                  pool_size: int | None = None,
+def build_gateway(settings: GatewaySettings, *, pool_size: int | None = None,
                   msgid_factory: Callable[[], str] | None = None) -> Gateway:
-    """nhsa -> NHSAClient(settings); sandbox -> NHSAClient at ``sandbox_url``; noop -> NoopGateway.
+    """nhsa or sandbox -> NHSAClient(settings); noop -> NoopGateway.
 
-    ``pool_size`` should be at least the worker's thread count; ``msgid_factory`` makes msgids
-    for 9001/9002 (pass one backed by the database sequence so they are unique cluster-wide).
+    For ``sandbox`` the settings must already point at a running sandbox (its URL and
+    credentials). ``pool_size`` should be at least the worker's thread count;
+    ``msgid_factory`` makes msgids for 9001/9002 (pass one backed by the database sequence
+    so they are unique cluster-wide).
     """
     if settings.kind == "noop":
         return NoopGateway()
-    if settings.kind == "sandbox":
-        if not sandbox_url:
-            raise ValueError("gateway.kind = sandbox needs the URL of a running sandbox "
-                             "(start one with mi_worker.sandbox.start_for_settings)")
-        return NHSAClient(sandbox_client_settings(settings, sandbox_url), pool_size=pool_size,
-                          msgid_factory=msgid_factory)
-    if settings.kind == "nhsa":
+    if settings.kind == "sandbox" and not settings.url.startswith(("http://", "https://")):
+        raise ValueError("gateway.kind = sandbox needs settings pointed at a running sandbox "
+                         "(mi_worker.sandbox.start_for_settings + client_settings_for)")
+    if settings.kind in ("nhsa", "sandbox"):
         return NHSAClient(settings, pool_size=pool_size, msgid_factory=msgid_factory)
     raise ValueError(f"unknown gateway.kind {settings.kind!r} (sandbox, nhsa or noop)")

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from mi_worker.config_fields import doc
+from mi_worker.config_fields import ConfigError, doc
 
 KINDS = ("sandbox", "nhsa", "noop")
 TRANSPORTS = ("single", "tif", "csb")
@@ -97,8 +97,6 @@ class GatewaySettings:
 
     def validate(self) -> None:
         """Check every value a type cannot; raise ConfigError naming the key."""
-        from mi_worker.config import ConfigError  # lazy: config imports this module
-
         def bad(key: str, why: str) -> None:
             raise ConfigError(f"config key gateway.{key}: {why}")
 

@@ -653,6 +653,14 @@ IF APPLOCK_MODE('public', @resource, 'Session') <> 'NoLock'
     EXEC @rc = sp_releaseapplock @Resource = @resource, @LockOwner = 'Session';
 SELECT CASE WHEN @rc >= 0 THEN 1 ELSE 0 END AS released;
 
+-- name: server_features
+-- What the server is, so the worker decides once what it can use (logged at start): the
+-- group commit (complete_batch, OPENJSON) needs compatibility level 130 (SQL Server 2016+).
+-- NULL when the login may not read sys.databases: results are then written row by row.
+SELECT CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128)) AS server_version,
+       (SELECT d.compatibility_level FROM sys.databases AS d WHERE d.name = DB_NAME())
+           AS compatibility_level;
+
 -- name: get_request
 -- One row with everything, for `mi-worker call`, `requests show` and tests.
 SET NOCOUNT ON;

@@ -257,6 +257,10 @@ SELECT CASE WHEN pg_try_advisory_lock(:lock_key) THEN 1 ELSE 0 END AS granted;
 -- Released by the same session right after the job.
 SELECT CASE WHEN pg_advisory_unlock(:lock_key) THEN 1 ELSE 0 END AS released;
 
+-- name: server_features
+-- What the server is, so the worker decides once what it can use (logged at start).
+SELECT current_setting('server_version') AS server_version, NULL AS compatibility_level;
+
 -- name: get_request
 -- One row with everything, for `mi-worker call`, `requests show` and tests.
 SELECT r.*, v.result_status, v.latency_ms

@@ -260,6 +260,10 @@ SELECT 1 AS granted, :lock_key AS lock_key;
 -- Nothing to release (see try_cluster_lock).
 SELECT 1 AS released, :lock_key AS lock_key;
 
+-- name: server_features
+-- What the server is, so the worker decides once what it can use (logged at start).
+SELECT sqlite_version() AS server_version, NULL AS compatibility_level;
+
 -- name: get_request
 -- One row with everything, for `mi-worker call`, `requests show` and tests.
 SELECT r.*, v.result_status, v.latency_ms
