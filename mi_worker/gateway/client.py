@@ -21,14 +21,15 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from tenacity import Retrying, retry_if_exception, wait_exponential, wait_random
 
 from mi_worker.gateway import catalog, envelope
+from mi_worker.gateway.attempts import GiveUp, LeaseGone, Msgid, NoAnswer
 from mi_worker.gateway.base import CallContext, GatewayResult, Outcome
+from mi_worker.gateway.session import SignInSessions
 from mi_worker.gateway.settings import GatewaySettings
 from mi_worker.gateway.transports import (
     Transport,
@@ -45,59 +46,8 @@ _CONNECT_PHASE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
                   httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
 
-class NoAnswer(Exception):
-    """One attempt ended without a definite answer.
-
-    ``sent`` is False when nothing can have reached the centre (safe to resend with the same
-    msgid), True when the request may have been received and processed.
-    """
-
-    def __init__(self, message: str, sent: bool) -> None:
-        super().__init__(message)
-        self.sent = sent
-
-
-class GiveUp(Exception):
-    """The exchange stopped without a definite answer; ``outcome`` says what the row becomes."""
-
-    def __init__(self, outcome: Outcome, code: int, message: str, retry_after: float = 1.0,
-                 sent: bool = False) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-        self.sent = sent  # the last attempt may have reached the centre
-
-
 class SignInError(RuntimeError):
     """9001 failed (for the scheduler job calling :meth:`NHSAClient.sign_in`)."""
-
-
-class _LeaseGone(Exception):
-    """``new_msgid`` said the row is no longer ours: stop without sending (internal)."""
-
-
-@dataclass
-class _Msgid:
-    """The msgid in use and whether it must be replaced before the next send."""
-
-    current: str
-    renew_fn: Callable[[], str | None]
-    dirty: bool = False
-
-    def renew(self) -> str:
-        fresh = self.renew_fn()
-        if fresh is None:
-            raise _LeaseGone()
-        self.current = fresh
-        return fresh
-
-    def for_send(self) -> str:
-        if self.dirty:
-            self.renew()
-            self.dirty = False
-        return self.current
 
 
 class NHSAClient:
@@ -119,9 +69,7 @@ class NHSAClient:
         self._seq = itertools.count(secrets.randbelow(10000))
         self._seq_lock = threading.Lock()
         self._msgid_factory = msgid_factory or self._local_msgid
-        self._sessions: dict[str, tuple[str, str]] = {}  # opter -> (China day, sign_no)
-        self._session_locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self.sessions = SignInSessions(settings, self._session_exchange)
         self._closed = False
 
     # ---------------------------------------------------------------- public API
@@ -151,9 +99,8 @@ class NHSAClient:
         deadline = time.monotonic() + 3 * (self.settings.connect_timeout
                                            + self.settings.read_timeout)
         if force:
-            with self._guard:
-                self._sessions.pop(who, None)
-        sign_no, failure = self._ensure_signed_in(who, deadline, [])
+            self.sessions.forget(who)
+        sign_no, failure = self.sessions.ensure(who, deadline, [])
         if failure is not None:
             raise SignInError(failure.error_message or "9001 sign-in failed")
         return sign_no
@@ -163,29 +110,22 @@ class NHSAClient:
         if self._closed:
             return
         self._closed = True
-        with self._guard:
-            sessions = dict(self._sessions)
-            self._sessions.clear()
-        for opter, (_, sign_no) in sessions.items():
-            try:
-                self._sign_out(opter, sign_no)
-            except Exception as exc:  # noqa: BLE001 - closing must finish
-                logger.warning("9002 sign-out of operator %s failed: %s", opter, exc)
+        self.sessions.sign_out_all()
         self.http.close()
 
     # ---------------------------------------------------------------- one row
 
     def _call(self, ctx: CallContext, log: list[dict[str, Any]]) -> GatewayResult:
-        msgid = _Msgid(ctx.msgid, ctx.new_msgid or self._msgid_factory)
+        msgid = Msgid(ctx.msgid, ctx.new_msgid or self._msgid_factory)
         try:
             return self._call_row(ctx, msgid, log)
-        except _LeaseGone:
+        except LeaseGone:
             # Not an error of this call: another worker holds the row now. The worker logs
             # the one line that says so; nothing more is sent or written from here.
             return GatewayResult(outcome=Outcome.LEASE_LOST, msgid=msgid.current,
                                  error_message="lease lost before a resend", attempt_log=log)
 
-    def _call_row(self, ctx: CallContext, msgid: _Msgid,
+    def _call_row(self, ctx: CallContext, msgid: Msgid,
                   log: list[dict[str, Any]]) -> GatewayResult:
         code = catalog.normalize(ctx.interface_code)
         entry = catalog.lookup(code)
@@ -209,7 +149,7 @@ class NHSAClient:
         while True:
             sign_no = ""
             if self._uses_sign_in(code):
-                sign_no, failure = self._ensure_signed_in(opter, ctx.deadline_monotonic, log)
+                sign_no, failure = self.sessions.ensure(opter, ctx.deadline_monotonic, log)
                 if failure is not None:
                     failure.msgid = msgid.current
                     return failure
@@ -237,7 +177,7 @@ class NHSAClient:
                 logger.info("%s msgid=%s: sign_no rejected (%s); signing in again", code,
                             msgid.current, err)
                 resigned = True
-                self._invalidate(opter, sign_no)
+                self.sessions.invalidate(opter, sign_no)
                 msgid.dirty = True
                 budget = max(1, budget - len([a for a in log if a.get("infno") == code]))
                 continue
@@ -248,7 +188,7 @@ class NHSAClient:
 
     # ---------------------------------------------------------------- exchange
 
-    def _exchange(self, infno: str, input_obj: dict[str, Any], msgid: _Msgid, *, sign_no: str,
+    def _exchange(self, infno: str, input_obj: dict[str, Any], msgid: Msgid, *, sign_no: str,
                   insuplc: str, deadline: float, budget: int, retry_safe: bool,
                   log: list[dict[str, Any]]) -> dict[str, Any]:
         """POST until a definite answer (returned, any infcode) or raise :class:`GiveUp`."""
@@ -369,69 +309,13 @@ class NHSAClient:
     def _uses_sign_in(self, code: str) -> bool:
         return self.settings.sign_in and code not in SESSION_CODES
 
-    def _lock_for(self, opter: str) -> threading.Lock:
-        with self._guard:
-            return self._session_locks.setdefault(opter, threading.Lock())
-
-    def _invalidate(self, opter: str, sign_no: str) -> None:
-        """Forget ``sign_no`` unless another thread already replaced it (one re-sign only)."""
-        with self._guard:
-            cached = self._sessions.get(opter)
-            if cached is not None and cached[1] == sign_no:
-                del self._sessions[opter]
-
-    def _ensure_signed_in(self, opter: str, deadline: float, log: list[dict[str, Any]]
-                          ) -> tuple[str, GatewayResult | None]:
-        """Today's sign_no for ``opter`` (9001 when missing); one sign-in per operator at once."""
-        with self._lock_for(opter):
-            today = envelope.china_date()
-            with self._guard:
-                cached = self._sessions.get(opter)
-            if cached is not None and cached[0] == today:
-                return cached[1], None
-            s = self.settings
-            inp = {"signIn": {"opter_no": opter, "mac": s.sign_in_mac, "ip": s.sign_in_ip}}
-            msgid = _Msgid(self._msgid_factory(), self._msgid_factory)
-            try:
-                response = self._exchange("9001", inp, msgid, sign_no="", insuplc="",
-                                          deadline=deadline, budget=3, retry_safe=True, log=log)
-            except GiveUp as stop:
-                return "", GatewayResult(outcome=stop.outcome, error_code=stop.code,
-                                         error_message=f"9001 签到 sign-in: {stop.message}",
-                                         retry_after=stop.retry_after, attempt_log=log)
-            if not envelope.is_success(response):
-                err = envelope.error_message(response)
-                return "", GatewayResult(outcome=Outcome.ERROR, response=response,
-                                         infcode=envelope.infcode_str(response.get("infcode")),
-                                         error_code=ErrorCode.GATEWAY,
-                                         error_message=f"9001 签到 sign-in failed: {err}",
-                                         attempt_log=log)
-            out = response.get("output") or {}
-            sign_no = ((out.get("signinoutb") or {}) if isinstance(out, dict) else {}) \
-                .get("sign_no")
-            if not sign_no:
-                return "", GatewayResult(outcome=Outcome.ERROR, response=response, infcode="0",
-                                         error_code=ErrorCode.GATEWAY,
-                                         error_message="9001 签到 answered without "
-                                         "output.signinoutb.sign_no", attempt_log=log)
-            with self._guard:
-                self._sessions[opter] = (today, str(sign_no))
-            logger.info("operator %s signed in (9001) for %s", opter or "(empty)", today)
-            return str(sign_no), None
-
-    def _sign_out(self, opter: str, sign_no: str) -> None:
-        inp = {"signOut": {"sign_no": sign_no, "opter_no": opter}}
-        msgid = _Msgid(self._msgid_factory(), self._msgid_factory)
-        deadline = time.monotonic() + self.settings.connect_timeout + self.settings.read_timeout
-        try:
-            response = self._exchange("9002", inp, msgid, sign_no=sign_no, insuplc="",
-                                      deadline=deadline, budget=1, retry_safe=True, log=[])
-        except GiveUp as stop:
-            logger.warning("9002 sign-out of operator %s: %s", opter, stop.message)
-            return
-        if not envelope.is_success(response):
-            logger.warning("9002 sign-out of operator %s refused: %s", opter,
-                           envelope.error_message(response))
+    def _session_exchange(self, infno: str, input_obj: dict[str, Any], *, sign_no: str,
+                          deadline: float, budget: int, log: list[dict[str, Any]]
+                          ) -> dict[str, Any]:
+        """One 9001/9002 exchange for the sessions (msgids without a row, retry-safe)."""
+        msgid = Msgid(self._msgid_factory(), self._msgid_factory)
+        return self._exchange(infno, input_obj, msgid, sign_no=sign_no, insuplc="",
+                              deadline=deadline, budget=budget, retry_safe=True, log=log)
 
     def _local_msgid(self) -> str:
         with self._seq_lock:
