@@ -30,14 +30,14 @@ run: install                      ## embedded SQLite + built-in sandbox gateway
 
 lint: install-test                ## ruff + the T-SQL parse gate
 	$(BIN)/ruff check mi_worker tests $(wildcard bench)
-	$(PY) -m pytest -q tests/test_tsql_parse.py
+	$(PY) -m pytest -q tests/static/test_tsql_parse.py
 
 test: install-test system-deps    ## the whole suite (SQLite, PostgreSQL; SQL Server if Docker)
 	$(BIN)/ruff check mi_worker tests $(wildcard bench)
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
-test-fast: install-test
-	$(PY) -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
+test-fast: install-test           ## unit + per-statement tests on SQLite only (seconds)
+	MI_WORKER_TEST_DIALECTS=sqlite $(PY) -m pytest -q -x tests/unit tests/queries $(PYTEST_ARGS)
 
 bench: install-test system-deps   ## throughput/latency benchmark, writes bench/results/
 	$(PY) -m bench $(BENCH_ARGS)

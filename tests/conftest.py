@@ -1,4 +1,11 @@
-"""Shared fixtures: a fresh database per test on SQLite, the real PostgreSQL and (with Docker)
+"""Shared fixtures for every layer of the suite:
+
+    tests/unit/     no database, seconds (catalogue, envelope, signing, retry rules, states)
+    tests/queries/  one test per named statement, on every dialect (river's driver suite)
+    tests/system/   real worker processes, the sandbox, crashes and outages
+    tests/static/   parse gates, docs, deploy files, the import graph
+
+Shared fixtures: a fresh database per test on SQLite, the real PostgreSQL and (with Docker)
 SQL Server; a sandbox gateway on loopback; in-process and subprocess workers.
 
 PostgreSQL: a template database is migrated once per session and each test gets a copy
@@ -27,7 +34,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 PG_ADMIN_URL = os.environ.get("MI_WORKER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("MI_WORKER_REQUIRE_PG") == "1" or os.environ.get("CI") == "true"
-DIALECTS = ["sqlite", "postgresql", "mssql"]
+# MI_WORKER_TEST_DIALECTS=sqlite narrows the behaviour suite (make test-fast); CI runs all.
+DIALECTS = [d for d in ("sqlite", "postgresql", "mssql")
+            if d in os.environ.get("MI_WORKER_TEST_DIALECTS", "sqlite,postgresql,mssql")
+            .split(",")]
 
 
 def _pg_url(dbname: str) -> str:

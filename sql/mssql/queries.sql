@@ -932,7 +932,10 @@ SET
     needs_reversal = 0,
     error_code = @error_code,
     error_message = @error_message
-WHERE request_id = @request_id AND status = @expected_status;
+WHERE request_id = @request_id AND status = @expected_status
+    -- only the arrows states.TRANSITIONS allows for "reverse"
+    AND ((status = N'UNCERTAIN' AND @status IN (N'REVERSED', N'NEEDS_MANUAL', N'ERROR'))
+        OR (status = N'COMPLETED' AND @status IN (N'REVERSED', N'NEEDS_MANUAL')));
 
 -- name: open_alert
 -- The open alert of a type, if any: alerts are de-duplicated per type while open.

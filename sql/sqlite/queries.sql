@@ -361,7 +361,10 @@ LIMIT 200;
 UPDATE medical_insurance_requests
    SET status = :status, needs_reversal = 0, error_code = :error_code,
        error_message = :error_message
- WHERE request_id = :request_id AND status = :expected_status;
+ WHERE request_id = :request_id AND status = :expected_status
+   -- only the arrows states.TRANSITIONS allows for "reverse"
+   AND ((status = 'UNCERTAIN' AND :status IN ('REVERSED', 'NEEDS_MANUAL', 'ERROR'))
+        OR (status = 'COMPLETED' AND :status IN ('REVERSED', 'NEEDS_MANUAL')));
 
 -- name: open_alert
 -- The open alert of a type, if any: alerts are de-duplicated per type while open.

@@ -8,7 +8,7 @@ import pytest
 
 from mi_worker.docs import with_reference
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["README.md", "README.zh-CN.md"])

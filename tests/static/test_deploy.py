@@ -24,7 +24,7 @@ else:  # pragma: no cover - 3.9/3.10
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the compose/k8s files")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SYSTEMD = DEPLOY / "systemd"
 WINDOWS = DEPLOY / "windows"

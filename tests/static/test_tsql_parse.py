@@ -22,7 +22,7 @@ import pytest
 
 from mi_worker.db.queries import parse
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MSSQL = ROOT / "sql" / "mssql"
 FILES = sorted(MSSQL.rglob("*.sql"))
 
