@@ -319,3 +319,29 @@ def test_one_sign_in_for_many_threads(box, client):
     assert len(results) == 32
     assert all(r.outcome is Outcome.COMPLETED for r in results)
     assert len(_calls(box, "9001")) == 1
+
+
+def test_lost_lease_before_a_resend_is_an_outcome_not_an_error(box, client, caplog):
+    """The review's probe: a 1101 reset after sending must be resent with a fresh msgid, but
+    new_msgid says the row is no longer ours. The call answers LEASE_LOST: nothing more is
+    sent, no stack trace, no ERROR -1999."""
+    box.add_fault("reset_after", "1101", count=1)
+    ctx = make_ctx("1101", {"data": {"certno": "110101198001010011"}})
+    ctx.new_msgid = lambda: None
+    with caplog.at_level("DEBUG"):
+        r = client.call(ctx)
+    assert r.outcome is Outcome.LEASE_LOST, (r.outcome, r.error_message)
+    assert r.error_code is None and r.msgid == ctx.msgid
+    assert box.calls.count("1101") == 1  # the first send only
+    assert not [rec for rec in caplog.records if rec.exc_info or rec.levelname == "ERROR"]
+
+
+def test_lost_lease_when_storing_a_fresh_msgid_for_the_next_claim(box, client):
+    """A retry-safe call out of attempts gives the row back (RETRY) after storing a fresh
+    msgid; if that store finds the row gone, the answer is LEASE_LOST, not RETRY."""
+    box.add_fault("reset_after", "1101", count=5)
+    ctx = make_ctx("1101", {"data": {"certno": "110101198001010011"}}, max_attempts=1)
+    ctx.new_msgid = lambda: None
+    r = client.call(ctx)
+    assert r.outcome is Outcome.LEASE_LOST
+    assert box.calls.count("1101") == 1
