@@ -12,6 +12,7 @@ from typing import Dict, List, Optional
 
 from mi_worker import monitor
 from mi_worker.db import Database
+from mi_worker.states import Status
 
 log = logging.getLogger("mi_worker.alerts")
 
@@ -40,7 +41,7 @@ def raise_alert(db: Database, alert_type: str, level: str, message: str,
 # Alert types whose open alerts only this scan may resolve (NEEDS_MANUAL rows raised by the
 # reversal job are resolved by the scan too, once no such row is left).
 SCANNED_TYPES = ("SERVICE_DOWN", "HIGH_ERROR_RATE", "SLOW_RESPONSE", "QUEUE_BACKLOG",
-                 "UNCERTAIN_REQUESTS", "NEEDS_MANUAL")
+                 "UNCERTAIN_REQUESTS", Status.NEEDS_MANUAL.value)
 
 
 def scan(db: Database, settings, notifier=None) -> Dict[str, List[str]]:

@@ -24,7 +24,7 @@ from mi_worker.db import Database
 from mi_worker.gateway.envelope import CHINA_TZ
 from mi_worker.notify import WebhookNotifier
 from mi_worker.reversal import run_reversals
-from mi_worker.states import recover_abandoned
+from mi_worker.states import Status, recover_abandoned
 from mi_worker.worker import Worker
 
 log = logging.getLogger("mi_worker.jobs")
@@ -59,7 +59,7 @@ def expire_pending(db: Database) -> List[int]:
 
 def recover_leases(db: Database, lease_seconds: int, stale_seconds: int) -> Dict[str, int]:
     """Rows of dead workers, each moved as ``states.recover_abandoned`` decides."""
-    counts = {"PENDING": 0, "UNCERTAIN": 0, "TIMEOUT": 0}
+    counts = {s.value: 0 for s in (Status.PENDING, Status.UNCERTAIN, Status.TIMEOUT)}
     for row in db.run("find_lost_leases", lease_seconds=lease_seconds,
                       stale_seconds=stale_seconds):
         code = str(row["interface_code"]).strip()

@@ -62,7 +62,7 @@ def _apply(db: Database, row: Mapping[str, Any], rev: Optional[Mapping[str, Any]
         return "reversed"
     if step.act is Act.MANUAL:
         _close(db, row, Status.NEEDS_MANUAL, step.message)
-        raise_alert(db, "NEEDS_MANUAL", "CRITICAL",
+        raise_alert(db, Status.NEEDS_MANUAL.value, "CRITICAL",
                     f"request {row['request_id']} ({row['interface_code']}) needs manual "
                     f"resolution: {step.message}")
         return "manual"
