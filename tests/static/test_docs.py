@@ -27,3 +27,13 @@ def test_readme_has_the_two_commands_and_every_error_code():
     for code in ("-1001", "-1002", "-1003", "-1004", "-1005", "-1006", "-1007", "-1008",
                  "-1999"):
         assert f"| {code} |" in text, code
+
+
+def test_states_doc_is_drawn_from_the_transition_table():
+    from mi_worker import states
+    from mi_worker.docs import STATES_DOC, with_states
+    text = (ROOT / STATES_DOC).read_text(encoding="utf-8")
+    assert with_states(text) == text, "run `python -m mi_worker.docs` to refresh docs/states.md"
+    for src, dst, by in states.TRANSITIONS:
+        left = "(new)" if src is None else src.value
+        assert f"| {left} | {dst.value} | {by.value} |" in text
