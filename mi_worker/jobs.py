@@ -21,6 +21,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from mi_worker import alerts, reconcile
 from mi_worker.config import Settings
 from mi_worker.db import Database
+from mi_worker.gateway.base import Gateway
+from mi_worker.gateway.client import NHSAClient
 from mi_worker.gateway.envelope import CHINA_TZ
 from mi_worker.notify import WebhookNotifier
 from mi_worker.reversal import run_reversals
@@ -90,7 +92,7 @@ class Scheduler:
     """Owns the BackgroundScheduler and the job set of one worker process."""
 
     def __init__(self, worker: Worker, db: Database, settings: Settings,
-                 gateway: Any = None) -> None:
+                 gateway: Optional[Gateway] = None) -> None:
         self.worker = worker
         self.db = db
         self.settings = settings
@@ -130,8 +132,8 @@ class Scheduler:
                                             reconcile.setl_optins(s),
                                             extra_groups=js.reconcile_groups),
                 cluster_once=True))
-        sign_in = getattr(self.gateway, "sign_in", None)  # only the NHSA client signs in
-        if sign_in is not None and s.gateway.sign_in:
+        if isinstance(self.gateway, NHSAClient) and s.gateway.sign_in:
+            sign_in = self.gateway.sign_in  # only the NHSA client signs in
             # 9001 at start and just after midnight China time (the client also re-signs
             # when the centre rejects a sign_no); 9002 happens in gateway.close().
             def sign() -> None:

@@ -133,7 +133,7 @@ def run(settings: Settings) -> int:
                     "built-in SANDBOX gateway", settings.database.url)
     db = open_database(settings)
     db.decide_features()  # once, logged, before anything depends on it
-    ensure_schema(db, auto_upgrade=db.name == "sqlite")
+    ensure_schema(db, auto_upgrade=db.supports("self_upgrade"))
     sync_limits(db, settings.worker.limits)
     sandbox = start_sandbox(settings) if settings.gateway.kind == "sandbox" else None
     gateway = build_gateway(settings, db, sandbox.url if sandbox else None)

@@ -40,7 +40,9 @@ class UniqueViolation(DatabaseError):
 #: batch_complete   results of many rows in one statement (complete_batch)
 #: procedures       the HIS contract runs as a stored procedure (call_procedure)
 #: migration_lock   upgrades serialise on a database lock (SQLite's file lock does it)
-FEATURES = frozenset({"batch_complete", "procedures", "migration_lock"})
+#: self_upgrade     `mi-worker run` may create and upgrade the schema itself (the embedded
+#:                  database; a server database is upgraded by its DBA with `db upgrade`)
+FEATURES = frozenset({"batch_complete", "procedures", "migration_lock", "self_upgrade"})
 
 
 class Dialect:

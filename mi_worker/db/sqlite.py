@@ -19,7 +19,7 @@ class SQLiteDialect(Dialect):
     name = "sqlite"
     paramstyle = "named"
     # One writer at a time by the file lock: upgrades need no lock of their own.
-    features = frozenset({"batch_complete"})
+    features = frozenset({"batch_complete", "self_upgrade"})
 
     def __init__(self, url: str, connect_timeout: int = 10) -> None:
         super().__init__(url, connect_timeout)
