@@ -100,7 +100,7 @@ def mask_field(key: str, value: str) -> str:
     return mask_value(value)
 
 
-def _mask_key(match: "re.Match[str]") -> str:
+def _mask_key(match: re.Match[str]) -> str:
     prefix = match.group(1)
     key = re.split(r"[:=]", prefix)[0]
     if match.group(2) is not None:

@@ -30,6 +30,17 @@ class ConnectionLost(RuntimeError):
     """The database could not be reached (after the configured retries)."""
 
 
+class ConnectRefused(DatabaseError):
+    """Connecting failed in a way waiting cannot fix: no driver, login refused, no database.
+
+    ``kind`` is 'driver', 'login' or 'no_database'; ``where`` is host:port/database.
+    """
+
+    def __init__(self, message: str, kind: str, where: str) -> None:
+        super().__init__(message)
+        self.kind, self.where = kind, where
+
+
 class UniqueViolation(DatabaseError):
     """A unique index refused the statement (a concurrent claim won, a duplicate key)."""
 
@@ -211,11 +222,17 @@ class Database:
             try:
                 conn = self._acquire()
             except Exception as exc:
+                from mi_worker.db.problems import location, permanent_kind
+                kind = permanent_kind(exc)
+                if kind:  # no driver, login refused, no such database: retrying cannot help
+                    raise ConnectRefused(f"cannot connect to {self.dialect.safe_url()}: {exc}",
+                                         kind, location(self.dialect.url)) from exc
                 if not self.dialect.is_disconnect(exc) and not _is_connect_error(exc):
                     raise DatabaseError(f"cannot connect to {self.dialect.safe_url()}: "
                                         f"{exc}") from exc
                 if time.monotonic() > deadline or self.stopping():
-                    raise ConnectionLost(f"{name}: database unreachable: {exc}") from exc
+                    raise ConnectionLost(f"{name}: database at {location(self.dialect.url)} "
+                                         f"unreachable: {exc}") from exc
                 log.warning("database unreachable (%s); retrying in %.1fs",
                             type(exc).__name__, delay)
                 time.sleep(delay)
