@@ -146,10 +146,12 @@ def db_upgrade(c: Context) -> None:
 @click.option("--psn-no", default=None)
 @click.option("--poll-ms", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option("--unmask", is_flag=True, help="Show personal data in the result in full "
+              "(logged with your OS user).")
 @pass_ctx
 def call(c: Context, interface_code: str, input_data: str, timeout: int, retry_count: int,
          priority: int, idempotency_key: Optional[str], his_fee_id: Optional[str],
-         psn_no: Optional[str], poll_ms: int, as_json: bool) -> None:
+         psn_no: Optional[str], poll_ms: int, as_json: bool, unmask: bool = False) -> None:
     """Enqueue one call and wait, exactly as the HIS procedure does; exit 1 on error."""
     from mi_worker.his_call import call as his_call
     c.setup_logging("WARNING")
@@ -160,10 +162,16 @@ def call(c: Context, interface_code: str, input_data: str, timeout: int, retry_c
                            his_fee_id=his_fee_id, psn_no=psn_no, poll_ms=poll_ms)
     finally:
         database.close()
+    shown = outcome.as_dict()
+    if unmask:
+        _audit_unmask(shown["request_id"], "call")
+    else:  # the result JSON and the centre's err_msg carry names and ID numbers
+        from mi_worker.masking import mask_data
+        shown = mask_data(shown)
     if as_json:
-        click.echo(json.dumps(outcome.as_dict(), ensure_ascii=False))
+        click.echo(json.dumps(shown, ensure_ascii=False))
     else:
-        for key, value in outcome.as_dict().items():
+        for key, value in shown.items():
             click.echo(f"{key}: {'' if value is None else value}")
     sys.exit(0 if outcome.error_code == 0 else 1)
 
@@ -368,7 +376,7 @@ def requests_show(c: Context, request_id: int, as_json: bool, unmask: bool) -> N
     _emit(data, as_json, render, c.tz, unmask=unmask)
 
 
-def _audit_unmask(request_id: int) -> None:
+def _audit_unmask(request_id: Optional[int], command: str = "requests show") -> None:
     """Who looked at a patient's data in full, in the log (file and stderr) whatever the level."""
     import getpass
     import logging
@@ -379,7 +387,7 @@ def _audit_unmask(request_id: int) -> None:
         user = getpass.getuser()
     except Exception:  # no login name (some service accounts)
         user = "unknown"
-    audit.warning("requests show %s --unmask by OS user %s on %s: personal data shown in full",
+    audit.warning("%s %s --unmask by OS user %s on %s: personal data shown in full", command,
                   request_id, user, socket.gethostname())
 
 
