@@ -8,13 +8,21 @@ from typing import Optional
 import click
 
 from mi_worker import __version__, config, logs
+from mi_worker.cli_errors import (
+    EXIT_CODES_HELP,
+    EXIT_DATABASE,
+    EXIT_USAGE,
+    FriendlyGroup,
+    UserError,
+)
 
 
 class Context:
     """Settings loaded once per invocation; a bad config is a clear error, not a traceback."""
 
-    def __init__(self, config_path: Optional[str]) -> None:
+    def __init__(self, config_path: Optional[str], debug: bool = False) -> None:
         self.config_path = config_path
+        self.debug = debug
         self._settings: Optional[config.Settings] = None
 
     @property
@@ -23,32 +31,68 @@ class Context:
             try:
                 self._settings = config.load(self.config_path)
             except config.ConfigError as exc:
-                raise click.ClickException(str(exc)) from None
+                raise UserError(f"configuration error: {exc}", "fix the key or file named "
+                                "above; `mi-worker config check` validates it", EXIT_USAGE) from None
         return self._settings
 
     def setup_logging(self, level: Optional[str] = None) -> None:
         s = self.settings
-        logs.setup(level or s.logging.level, s.logging.file, s.secrets())
+        logs.setup(level or s.logging.level, s.logging.file, s.secrets(), s.display.timezone)
 
-    def db(self):
+    def db(self, create: bool = False):
+        """The configured database for a one-shot command.
+
+        Only `run` and `db upgrade` may create the embedded SQLite file; any other command
+        against a missing file says so instead of leaving an empty mi_worker.db behind. A
+        one-shot command does not wait out database.reconnect_max_seconds: an unreachable
+        server is reported after one connect attempt (database.connect_timeout).
+        """
         from mi_worker.runner import open_database
+        s = self.settings
+        if not create:
+            _require_sqlite_file(s)
+            s.database.reconnect_max_seconds = 0
         try:
-            return open_database(self.settings)
+            return open_database(s)
         except (RuntimeError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
+            raise UserError(str(exc), "", EXIT_USAGE) from None
+
+    @property
+    def tz(self):
+        from mi_worker.display import zone
+        return zone(self.settings.display.timezone)
+
+
+def _require_sqlite_file(s: config.Settings) -> None:
+    from pathlib import Path
+
+    from mi_worker.db.problems import location
+    url = s.database.url
+    if not url.lower().startswith("sqlite:"):
+        return
+    path = location(url) or "mi_worker.db"
+    if path != ":memory:" and not Path(path).is_file():
+        origin = ("no database.url is configured, so the embedded default is used"
+                  if url == config.DEFAULT_SQLITE_URL else f"database.url = {url}")
+        raise UserError(f"database {path} does not exist ({origin})",
+                        "set database.url (--config FILE or MI_WORKER_DATABASE_URL); to create "
+                        "an embedded database run `mi-worker db upgrade`", EXIT_DATABASE)
 
 
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXIT_CODES_HELP)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               envvar="MI_WORKER_CONFIG", help="TOML settings file (or MI_WORKER_CONFIG).")
+@click.option("--debug", is_flag=True, envvar="MI_WORKER_DEBUG",
+              help="Show the Python traceback of an error (or MI_WORKER_DEBUG=1).")
 @click.version_option(__version__, prog_name="mi-worker")
 @click.pass_context
-def main(ctx: click.Context, config_path: Optional[str]) -> None:
+def main(ctx: click.Context, config_path: Optional[str], debug: bool = False) -> None:
     """mi-worker: runs HIS calls queued in the database against the NHSA gateway."""
-    ctx.obj = Context(config_path)
+    ctx.obj = Context(config_path, debug)
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -65,7 +109,7 @@ def run(c: Context, threads: Optional[int]) -> None:
     try:
         sys.exit(run_worker(c.settings))
     except SchemaNotReady as exc:
-        raise click.ClickException(str(exc)) from None
+        raise UserError(str(exc), "", EXIT_DATABASE) from None
 
 
 # -- db ----------------------------------------------------------------------------------
@@ -81,7 +125,7 @@ def db_upgrade(c: Context) -> None:
     from mi_worker.gateway import catalog
     from mi_worker.runner import prepare_database
     c.setup_logging()
-    database = c.db()
+    database = c.db(create=True)
     try:
         applied = prepare_database(database)
     finally:
@@ -102,10 +146,12 @@ def db_upgrade(c: Context) -> None:
 @click.option("--psn-no", default=None)
 @click.option("--poll-ms", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option("--unmask", is_flag=True, help="Show personal data in the result in full "
+              "(logged with your OS user).")
 @pass_ctx
 def call(c: Context, interface_code: str, input_data: str, timeout: int, retry_count: int,
          priority: int, idempotency_key: Optional[str], his_fee_id: Optional[str],
-         psn_no: Optional[str], poll_ms: int, as_json: bool) -> None:
+         psn_no: Optional[str], poll_ms: int, as_json: bool, unmask: bool = False) -> None:
     """Enqueue one call and wait, exactly as the HIS procedure does; exit 1 on error."""
     from mi_worker.his_call import call as his_call
     c.setup_logging("WARNING")
@@ -116,10 +162,16 @@ def call(c: Context, interface_code: str, input_data: str, timeout: int, retry_c
                            his_fee_id=his_fee_id, psn_no=psn_no, poll_ms=poll_ms)
     finally:
         database.close()
+    shown = outcome.as_dict()
+    if unmask:
+        _audit_unmask(shown["request_id"], "call")
+    else:  # the result JSON and the centre's err_msg carry names and ID numbers
+        from mi_worker.masking import mask_data
+        shown = mask_data(shown)
     if as_json:
-        click.echo(json.dumps(outcome.as_dict(), ensure_ascii=False))
+        click.echo(json.dumps(shown, ensure_ascii=False))
     else:
-        for key, value in outcome.as_dict().items():
+        for key, value in shown.items():
             click.echo(f"{key}: {'' if value is None else value}")
     sys.exit(0 if outcome.error_code == 0 else 1)
 
@@ -153,7 +205,14 @@ def health(c: Context, max_age: float, host: Optional[str]) -> None:
 
 
 # -- monitoring --------------------------------------------------------------------------
-def _emit(data, as_json: bool, render) -> None:
+def _emit(data, as_json: bool, render, tz=None, unmask: bool = False) -> None:
+    """Print a result: personal data masked, database times in display.timezone."""
+    from mi_worker.display import localize
+    from mi_worker.masking import mask_data
+    if not unmask:
+        data = mask_data(data)
+    if tz is not None:
+        data = localize(data, tz, for_json=as_json)
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, default=str, indent=2))
     else:
@@ -196,7 +255,7 @@ def status(c: Context, as_json: bool) -> None:
                                         "alert_message"]),
         ]
         return "\n".join(parts)
-    _emit(data, as_json, render)
+    _emit(data, as_json, render, c.tz)
 
 
 @main.command("monitor")
@@ -213,7 +272,7 @@ def monitor_cmd(c: Context, data_type: str, as_json: bool) -> None:
         data = monitor.monitor(database, data_type)
     finally:
         database.close()
-    _emit(data, as_json, lambda d: monitor.table(d, list(d[0].keys()) if d else []))
+    _emit(data, as_json, lambda d: monitor.table(d, list(d[0].keys()) if d else []), c.tz)
 
 
 @main.command()
@@ -231,7 +290,7 @@ def alerts(c: Context, include_resolved: bool, as_json: bool) -> None:
         database.close()
     _emit(data, as_json, lambda d: monitor.table(d, ["alert_id", "alert_type", "alert_level",
                                                      "raised_at", "resolved_at",
-                                                     "alert_message"]))
+                                                     "alert_message"]), c.tz)
 
 
 @main.command()
@@ -248,7 +307,12 @@ def metrics(c: Context, textfile: Optional[str]) -> None:
     finally:
         database.close()
     if textfile:
-        m.write_textfile(text, textfile)
+        try:
+            m.write_textfile(text, textfile)
+        except OSError as exc:
+            raise UserError(f"cannot write the metrics file {textfile}: {exc.strerror or exc}",
+                            "choose a --textfile path in a directory this user can write",
+                            EXIT_USAGE) from None
     else:
         click.echo(text, nl=False)
 
@@ -268,7 +332,6 @@ def requests_list(c: Context, status_: Optional[str], interface_code: Optional[s
                   as_json: bool) -> None:
     """Newest requests first."""
     from mi_worker import monitor
-    from mi_worker.masking import mask_value
     c.setup_logging("ERROR")
     database = c.db()
     try:
@@ -276,21 +339,24 @@ def requests_list(c: Context, status_: Optional[str], interface_code: Optional[s
                                          interface_code=interface_code, limit_rows=limit))
     finally:
         database.close()
-    for r in data:  # personal data stays masked on a shared terminal
-        r["psn_no"] = mask_value(r["psn_no"]) if r.get("psn_no") else r.get("psn_no")
+    # personal data stays masked on a shared terminal (_emit masks every value)
     _emit(data, as_json, lambda d: monitor.table(d, ["request_id", "interface_code", "status",
                                                      "psn_no", "attempts", "request_time",
-                                                     "error_message"]))
+                                                     "error_message"]), c.tz)
 
 
 @requests.command("show")
 @click.argument("request_id", type=int)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--unmask", is_flag=True, help="Show personal data in full (the HIS row keeps it "
+              "anyway); logged with your OS user.")
 @pass_ctx
-def requests_show(c: Context, request_id: int, as_json: bool) -> None:
-    """One request with its reversal rows."""
+def requests_show(c: Context, request_id: int, as_json: bool, unmask: bool) -> None:
+    """One request with its reversal rows (personal data masked unless --unmask)."""
     from mi_worker import monitor
     c.setup_logging("ERROR")
+    if unmask:
+        _audit_unmask(request_id)
     database = c.db()
     try:
         row = database.run_one("get_request", request_id=request_id)
@@ -307,7 +373,22 @@ def requests_show(c: Context, request_id: int, as_json: bool) -> None:
         lines.append(monitor.table(d["reversals"], ["request_id", "interface_code", "status",
                                                     "error_message"]))
         return "\n".join(lines)
-    _emit(data, as_json, render)
+    _emit(data, as_json, render, c.tz, unmask=unmask)
+
+
+def _audit_unmask(request_id: Optional[int], command: str = "requests show") -> None:
+    """Who looked at a patient's data in full, in the log (file and stderr) whatever the level."""
+    import getpass
+    import logging
+    import socket
+    audit = logging.getLogger("mi_worker.audit")
+    audit.setLevel(logging.INFO)
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (some service accounts)
+        user = "unknown"
+    audit.warning("%s %s --unmask by OS user %s on %s: personal data shown in full", command,
+                  request_id, user, socket.gethostname())
 
 
 @requests.command("resolve")
@@ -344,7 +425,11 @@ def reconcile(c: Context, day: Optional[str], as_json: bool) -> None:
     from mi_worker import reconcile as rec
     c.setup_logging("WARNING")
     s = c.settings
-    when = dt.date.fromisoformat(day) if day else rec.yesterday_china()
+    try:
+        when = dt.date.fromisoformat(day) if day else rec.yesterday_china()
+    except ValueError:
+        raise click.BadParameter(f"{day!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-24",
+                                 param_hint="--date") from None
     optins = rec.setl_optins(s)
     database = c.db()
     try:

@@ -116,6 +116,13 @@ class LoggingSettings:
 
 
 @dataclass
+class DisplaySettings:
+    timezone: str = doc("IANA time zone every time shown to people is converted to (CLI "
+                        "tables, --json as ISO 8601 with offset, log lines), always with an "
+                        "explicit offset; the database keeps UTC", "Asia/Shanghai")
+
+
+@dataclass
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
@@ -123,6 +130,7 @@ class Settings:
     jobs: JobSettings = field(default_factory=JobSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    display: DisplaySettings = field(default_factory=DisplaySettings)
     source: str = field(default="defaults", metadata={"internal": True})
 
     def secrets(self) -> List[str]:
@@ -214,6 +222,11 @@ def load(path: Optional[os.PathLike] = None, env: Optional[Mapping[str, str]] = 
             data = tomllib.loads(p.read_text(encoding="utf-8-sig"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            # Notepad on a Chinese Windows saves ANSI = GBK by default.
+            raise ConfigError(f"config file {p} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} "
+                              f"at offset {exc.start}, probably GBK/ANSI): save it as UTF-8 "
+                              "(Notepad: 另存为 → 编码 UTF-8)") from None
         sections = dict(_sections())
         for name, values in data.items():
             if name not in sections:
@@ -263,6 +276,11 @@ def validate(s: Settings) -> None:
         ok = len(parts) == 2 and all(p.isdigit() for p in parts) and int(parts[0]) < 24 \
             and int(parts[1]) < 60
         checks.append(("jobs.reconcile_time", ok, "must be HH:MM"))
+    try:
+        from mi_worker.display import zone
+        zone(s.display.timezone)
+    except ValueError as exc:
+        checks.append(("display.timezone", False, str(exc)))
     for key, ok, why in checks:
         if not ok:
             raise ConfigError(f"config key {key}: {why}")

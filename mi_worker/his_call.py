@@ -49,6 +49,9 @@ def call(db: Database, interface_code: str, input_data: str, timeout: int = 30,
                 retry_count=retry_count, priority=priority, idempotency_key=idempotency_key,
                 his_fee_id=his_fee_id, psn_no=psn_no, poll_ms=poll_ms,
                 insuplc_admdvs=insuplc_admdvs)
+    problem = unbindable(args)
+    if problem:
+        return CallResult(None, None, ErrorCode.BAD_INPUT, problem)
     if db.supports("procedures"):
         row = db.run_one("call_procedure", retry=False, **args)
         if row is None:
@@ -56,6 +59,31 @@ def call(db: Database, interface_code: str, input_data: str, timeout: int = 30,
         return CallResult(None if row["request_id"] is None else int(row["request_id"]),
                           row["result"], int(row["error_code"]), row["error_message"] or "")
     return _embedded_call(db, **args)
+
+
+INT_RANGE = (-2**31, 2**31 - 1)
+
+
+def unbindable(args: Dict[str, Any]) -> Optional[str]:
+    """Why an argument cannot even reach the procedure (the HIS's typed parameters never
+    carry such values, a command line can): an integer outside SQL int, text that is not
+    Unicode (a lone surrogate from undecodable argv bytes) or holds NUL, which PostgreSQL
+    text cannot store. The procedure would answer -1001; the driver would raise instead.
+    """
+    for name, value in args.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+            return f"参数错误: {name} {value} is outside the integer range"
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return (f"参数错误: {name} is not valid UTF-8 text (undecodable byte or lone "
+                        f"surrogate at character {exc.start})")
+            if "\x00" in value:
+                return f"参数错误: {name} contains a NUL character at {value.index(chr(0))}"
+    return None
 
 
 def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: int,

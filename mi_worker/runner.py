@@ -15,7 +15,7 @@ from typing import Any, Callable, List, Optional
 
 from mi_worker import __version__, sandbox
 from mi_worker.config import DEFAULT_SQLITE_URL, Settings
-from mi_worker.db import Database, connect
+from mi_worker.db import ConnectionLost, ConnectRefused, Database, connect
 from mi_worker.db.migrate import migrations, upgrade
 from mi_worker.gateway import catalog
 from mi_worker.gateway.base import Gateway
@@ -67,6 +67,8 @@ def ensure_schema(db: Database, auto_upgrade: bool) -> None:
         return
     try:
         done = {int(r["version"]) for r in db.run("applied_migrations")}
+    except (ConnectionLost, ConnectRefused):
+        raise  # unreachable / no driver / login refused / no database: not a schema problem
     except Exception as exc:
         raise SchemaNotReady(f"database has no mi-worker schema ({exc}); run "
                              "`mi-worker db upgrade` first") from None

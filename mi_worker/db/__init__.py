@@ -1,10 +1,17 @@
 """connect(url) → Database for sqlite:///…, postgresql://… and mssql+pyodbc://… (or odbc://)."""
 from __future__ import annotations
 
-from mi_worker.db.base import ConnectionLost, Database, DatabaseError, Dialect, UniqueViolation
+from mi_worker.db.base import (
+    ConnectionLost,
+    ConnectRefused,
+    Database,
+    DatabaseError,
+    Dialect,
+    UniqueViolation,
+)
 
 __all__ = ["connect", "dialect_for", "Database", "DatabaseError", "ConnectionLost",
-           "UniqueViolation"]
+           "ConnectRefused", "UniqueViolation"]
 
 
 def dialect_for(url: str, connect_timeout: int = 10) -> Dialect:

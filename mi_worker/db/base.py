@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional
 
+from mi_worker.db.problems import location, permanent_kind
 from mi_worker.db.queries import Query, load
 from mi_worker.masking import mask_url
 
@@ -30,6 +31,17 @@ class DatabaseError(RuntimeError):
 
 class ConnectionLost(RuntimeError):
     """The database could not be reached (after the configured retries)."""
+
+
+class ConnectRefused(DatabaseError):
+    """Connecting failed in a way waiting cannot fix: no driver, login refused, no database.
+
+    ``kind`` is 'driver', 'login' or 'no_database'; ``where`` is host:port/database.
+    """
+
+    def __init__(self, message: str, kind: str, where: str) -> None:
+        super().__init__(message)
+        self.kind, self.where = kind, where
 
 
 class UniqueViolation(DatabaseError):
@@ -281,6 +293,10 @@ class Database:
             try:
                 conn = self._acquire()
             except Exception as exc:
+                kind = permanent_kind(exc)
+                if kind:  # no driver, login refused, no such database: retrying cannot help
+                    raise ConnectRefused(f"cannot connect to {self.dialect.safe_url()}: {exc}",
+                                         kind, location(self.dialect.url)) from exc
                 if not self.dialect.is_disconnect(exc) and not _is_connect_error(exc):
                     raise DatabaseError(f"cannot connect to {self.dialect.safe_url()}: "
                                         f"{exc}") from exc
@@ -312,7 +328,8 @@ class Database:
                   what: str) -> float:
         """Sleep before the next reconnect attempt, or give up; return the next delay."""
         if time.monotonic() > deadline or self.stopping():
-            raise ConnectionLost(f"{name}: database unreachable: {exc}") from exc
+            raise ConnectionLost(f"{name}: database at {location(self.dialect.url)} "
+                                 f"unreachable: {exc}") from exc
         log.warning("database %s (%s); retrying in %.1fs", what, type(exc).__name__, delay)
         time.sleep(delay)
         return min(delay * 2, 5.0)

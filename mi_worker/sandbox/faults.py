@@ -9,7 +9,11 @@ Kinds (each for one infno or "*", optionally ``count`` times or with ``probabili
     reset_after    commit (ledger), then close the socket without answering
     timeout        commit, then sleep ``seconds`` (longer than the client's read timeout) and
                    close without answering
-    infcode        answer infcode -1 with ``message``; nothing committed
+    infcode        answer infcode -1 with ``message``; nothing committed. ``message`` may
+                   name input fields in braces ({psn_no}, {certno}, {psn_name}, {mobile}…):
+                   they are filled from the request's input, because real centres echo
+                   identifiers in err_msg (证件号码[…] 人员编号 …) and masking must be
+                   tested against that
     garbage        answer HTTP 200 with a non-JSON body; after committing unless ``commit``
                    is false
 
@@ -59,6 +63,22 @@ class Fault:
         if self.max_seconds is not None and self.max_seconds > self.seconds:
             return random.uniform(self.seconds, self.max_seconds)
         return self.seconds
+
+    def render(self, input_obj: Any) -> str:
+        """``message`` with {field} placeholders filled from the request's input."""
+        if "{" not in self.message:
+            return self.message
+        from mi_worker.gateway.envelope import find_key
+
+        class _Fields(dict):
+            def __missing__(self, key: str) -> str:
+                value = find_key(input_obj, key)
+                return "" if value is None else str(value)
+
+        try:
+            return self.message.format_map(_Fields())
+        except (ValueError, IndexError, AttributeError):
+            return self.message
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -178,18 +178,19 @@ class _Handler(BaseHTTPRequestHandler):
         if delay > 0:
             box.stopping.wait(delay)
         record.fault = fault.kind if fault else None
-        if fault is not None and not fault.commit and self._apply_fault(fault, record):
+        if fault is not None and not fault.commit and self._apply_fault(fault, record, env):
             return
         response = box.centre.handle(env)
         record.infcode = infcode_str(response.get("infcode"))
         record.err_msg = response.get("err_msg")
         record.committed = record.infcode == "0" and catalog.is_state_changing(infno)
-        if fault is not None and fault.commit and self._apply_fault(fault, record):
+        if fault is not None and fault.commit and self._apply_fault(fault, record, env):
             return
         record.http_status = 200
         self._send_json(200, response)
 
-    def _apply_fault(self, fault: Fault, record: CallRecord) -> bool:
+    def _apply_fault(self, fault: Fault, record: CallRecord,
+                     env: dict[str, Any] | None = None) -> bool:
         """Act out ``fault``; True when the request is finished (no normal answer)."""
         if fault.kind in ("reset_before", "reset_after"):
             self._reset()
@@ -209,9 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
                        "text/html")
             return True
         if fault.kind == "infcode":
-            record.http_status, record.infcode, record.err_msg = 200, "-1", fault.message
-            self._send_json(200, self.box.centre.answer(str(record.msgid), -1, None,
-                                                        fault.message))
+            message = fault.render((env or {}).get("input"))
+            record.http_status, record.infcode, record.err_msg = 200, "-1", message
+            self._send_json(200, self.box.centre.answer(str(record.msgid), -1, None, message))
             return True
         return False
 

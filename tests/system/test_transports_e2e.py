@@ -25,7 +25,8 @@ def test_call_through_each_transport(db_url, transport, tmp_path):
         assert settings.gateway.transport == transport
         with InProcessWorker(settings) as w:
             if w.db.name == "sqlite":
-                result = CliRunner().invoke(main, ["call", "1101", "--input", INPUT, "--json"],
+                result = CliRunner().invoke(main, ["call", "1101", "--input", INPUT, "--json",
+                                                   "--unmask"],
                                             env={"MI_WORKER_DATABASE_URL": db_url})
                 assert result.exit_code == 0, result.output
                 answer = json.loads(result.output.strip().splitlines()[-1])
