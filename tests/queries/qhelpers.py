@@ -56,21 +56,25 @@ def db_time(db, seconds: float) -> str:
     return "DATEADD(millisecond, CAST(CAST(? AS float) * 1000 AS int), SYSUTCDATETIME())"
 
 
-def set_cols(db, request_id: int, table: str = "medical_insurance_requests", **cols: Any) -> None:
+def set_cols(db, request_id, table: str = "medical_insurance_requests", **cols: Any) -> None:
     """Set columns of one row to plain bound values."""
-    key = _TABLES[table]
-    names = [_check_column(c) for c in cols]
-    sets = ", ".join(f"{c} = ?" for c in names)
-    raw(db, f"UPDATE {table} SET {sets} WHERE {key} = ?", [*cols.values(), request_id])
+    update(db, request_id, table, values=cols)
 
 
 def set_time(db, request_id, table: str = "medical_insurance_requests", **offsets: float) -> None:
     """Set time columns to 'database now + offset seconds' (negative: in the past)."""
-    key = _TABLES[table]
-    names = [_check_column(c) for c in offsets]
-    sets = ", ".join(f"{c} = {db_time(db, 0)}" for c in names)
-    raw(db, f"UPDATE {table} SET {sets} WHERE {key} = ?",
-        [float(v) for v in offsets.values()] + [request_id])
+    update(db, request_id, table, times=offsets)
+
+
+def update(db, key_value, table: str = "medical_insurance_requests", *,
+           values: Optional[Dict[str, Any]] = None,
+           times: Optional[Dict[str, float]] = None) -> None:
+    """One bound UPDATE of one row: plain values and 'now + seconds' times together."""
+    values, times = values or {}, times or {}
+    sets = [f"{_check_column(c)} = ?" for c in values]
+    sets += [f"{_check_column(c)} = {db_time(db, 0)}" for c in times]
+    params = [*values.values(), *(float(v) for v in times.values()), key_value]
+    raw(db, f"UPDATE {table} SET {', '.join(sets)} WHERE {_TABLES[table]} = ?", params)
 
 
 def seconds_from_now(db, request_id: int, column: str,
@@ -169,11 +173,10 @@ def finished(db, code: str, status: str, latency_ms: Optional[float], seconds_ag
              needs_reversal: int = 0, psn_no: Optional[str] = None) -> int:
     """A row that finished ``seconds_ago`` with a known latency: enqueued, then its times set."""
     rid = enqueue(db, code, psn_no=psn_no)
-    set_cols(db, rid, status=status, needs_reversal=needs_reversal)
     offsets = {"request_time": -seconds_ago}
     if latency_ms is not None:
         offsets["response_time"] = -seconds_ago + latency_ms / 1000.0
-    set_time(db, rid, **offsets)
+    update(db, rid, values={"status": status, "needs_reversal": needs_reversal}, times=offsets)
     return rid
 
 
