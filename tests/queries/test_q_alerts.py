@@ -14,7 +14,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
-
 from qhelpers import raw, seconds_from_now, set_time  # noqa: E402
 
 COVERS = {"open_alert", "insert_alert", "touch_alert", "resolve_alert", "reopen_alert",

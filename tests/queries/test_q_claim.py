@@ -14,11 +14,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
+from qhelpers import (  # noqa: E402
+    FIXMEDINS,
+    claim,
+    claim_ids,
+    claim_one,
+    complete,
+    enqueue,
+    get,
+    msgid_ok,
+    seconds_from_now,
+    set_cols,
+    set_time,
+)
 
 from mi_worker.db import UniqueViolation  # noqa: E402
-from qhelpers import (  # noqa: E402
-    FIXMEDINS, claim, claim_ids, claim_one, complete, enqueue, get, msgid_ok, seconds_from_now,
-    set_cols, set_time)
 
 COVERS = {"claim_batch", "assign_new_msgid", "next_msgid", "enqueue_request"}
 

@@ -13,9 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
-
-from qhelpers import (  # noqa: E402
-    claim_one, complete, enqueue, get, raw, set_cols, set_time)
+from qhelpers import claim_one, complete, enqueue, get, raw, set_cols, set_time  # noqa: E402
 
 COVERS = {"poll_result", "timeout_if_pending", "find_idempotent", "get_request",
           "list_requests", "count_by_status", "resolve_request", "log_error"}

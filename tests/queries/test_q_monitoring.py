@@ -14,7 +14,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
-
 from qhelpers import beat, enqueue, finished, set_cols, set_time  # noqa: E402
 
 COVERS = {"monitor_health", "monitor_performance", "monitor_interfaces", "monitor_queue",

@@ -21,10 +21,14 @@ COVERS = {"settlements_between", "cancellations_since", "insert_reconciliation",
 START, END = "2024-03-01 16:00:00", "2024-03-02 16:00:00"  # China day 2024-03-02 in UTC
 
 
+def _setl(rid: int) -> str:
+    return '{"output":{"setlinfo":{"setl_id":"S' + str(rid) + '"}}}'
+
+
 def _row(db, code, status, response_time, needs_reversal=0, data="{}") -> int:
     rid = enqueue(db, code, input_data=data)
     set_cols(db, rid, status=status, response_time=response_time, needs_reversal=needs_reversal,
-             response_data='{"output":{"setlinfo":{"setl_id":"S%d"}}}' % rid)
+             response_data=_setl(rid))
     return rid
 
 
@@ -45,7 +49,7 @@ def test_settlements_between_is_the_days_standing_settlements(db):
     assert [int(r["request_id"]) for r in rows] == inside
     first = rows[0]
     assert first["interface_code"].strip() == "2207" and first["input_data"] == "{}"
-    assert first["response_data"] == '{"output":{"setlinfo":{"setl_id":"S%d"}}}' % inside[0]
+    assert first["response_data"] == _setl(inside[0])
     assert str(first["response_time"]).startswith("2024-03-01 16:00:00")
 
 

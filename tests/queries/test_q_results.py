@@ -14,9 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
-
-from qhelpers import (  # noqa: E402
-    claim, claim_one, complete, enqueue, get, requeue, seconds_from_now, set_time)
+from qhelpers import claim, claim_one, complete, enqueue, get, requeue, seconds_from_now, set_time  # noqa: E402
 
 COVERS = {"complete_request", "complete_batch", "requeue_request", "release_request",
           "extend_lease"}

@@ -13,9 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
-
-from qhelpers import (  # noqa: E402
-    claim_ids, enqueue, get, seconds_from_now, set_cols, set_time)
+from qhelpers import claim_ids, enqueue, get, seconds_from_now, set_cols, set_time  # noqa: E402
 
 COVERS = {"find_doubtful", "enqueue_reversal", "find_children", "settle_row"}
 

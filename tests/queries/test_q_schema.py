@@ -16,11 +16,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
+from qhelpers import raw  # noqa: E402
 
 from mi_worker.db import connect  # noqa: E402
 from mi_worker.db.base import lock_key  # noqa: E402
 from mi_worker.db.migrate import migrations  # noqa: E402
-from qhelpers import raw  # noqa: E402
 
 COVERS = {"list_limits", "upsert_limit", "delete_limit", "upsert_interface",
           "try_cluster_lock", "release_cluster_lock", "create_migrations_table",

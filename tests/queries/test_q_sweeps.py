@@ -13,9 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
-
-from qhelpers import (  # noqa: E402
-    beat, claim, claim_one, enqueue, get, raw, seconds_from_now, set_time)
+from qhelpers import beat, claim, claim_one, enqueue, get, raw, seconds_from_now, set_time  # noqa: E402
 
 COVERS = {"expire_pending", "find_lost_leases", "recover_lease", "heartbeat", "service_status",
           "heartbeat_rows"}
