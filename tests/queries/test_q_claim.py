@@ -26,6 +26,7 @@ from qhelpers import (  # noqa: E402
     seconds_from_now,
     set_cols,
     set_time,
+    xfail_on,
 )
 
 from mi_worker.db import UniqueViolation  # noqa: E402
@@ -100,6 +101,18 @@ def test_claim_takes_priority_then_age_and_at_most_batch_size(db):
     assert claim_ids(db, 1) == [p5b]
     assert claim_ids(db, 5) == [p5c]
     assert claim(db, 5) == []
+
+
+def test_claim_returns_its_rows_in_priority_then_age_order(request, db):
+    xfail_on(request, db, "sqlite",
+             "SQLite's UPDATE … RETURNING gives the claimed rows in rowid order, not priority "
+             "order (PostgreSQL's claim_batch ends in ORDER BY priority, request_id); the "
+             "worker submits them to its pool in the order returned")
+    for p in (5, 1, 3, 5, 0, 2):
+        enqueue(db, priority=p)
+    rows = claim(db, 10)
+    got = [(r["priority"], r["request_id"]) for r in rows]
+    assert len(got) == 6 and got == sorted(got)
 
 
 def test_claim_respects_next_attempt_at_and_the_deadline(db):
@@ -229,6 +242,10 @@ def test_next_msgid_has_the_format_and_is_fresh_each_time(db):
     rid = enqueue(db)
     [r] = claim(db, 1)
     assert r["request_id"] == rid and r["msgid"] not in values  # claims share the sequence
+    after = db.run_one("next_msgid", fixmedins_code=FIXMEDINS)["msgid"]
+    assert after not in values + [r["msgid"]]
+    assert msgid_ok(db.run_one("next_msgid", fixmedins_code="H99999999999")["msgid"],
+                    code="H99999999999")
 
 
 def test_assign_new_msgid_stores_a_fresh_msgid_only_under_this_claim(db):
