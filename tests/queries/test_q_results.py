@@ -65,24 +65,21 @@ def test_complete_request_is_guarded_by_token_and_processing_state(db):
     assert get(db, pending)["status"] == "PENDING"
 
 
-@pytest.mark.parametrize("late, status, reversible, flagged", [
-    (True, "COMPLETED", 1, 1),
-    (True, "COMPLETED", 0, 0),
-    (True, "ERROR", 1, 0),
-    (False, "COMPLETED", 1, 0),
-])
-def test_complete_request_flags_a_late_state_changing_call_for_reversal(
-        db, late, status, reversible, flagged):
-    rid = enqueue(db, "2207", psn_no="P1")
-    req = claim_one(db, rid)
-    if late:
-        set_time(db, rid, deadline_at=-2)
-    [out] = complete(db, req, status, late_reversible=reversible)
-    assert int(out["needs_reversal"]) == flagged
-    row = get(db, rid)
-    assert int(row["needs_reversal"]) == flagged and row["status"] == status
-    if flagged:
-        assert row["result_status"] == "UNCERTAIN"  # the caller must not see a success
+def test_complete_request_flags_a_late_state_changing_call_for_reversal(db):
+    cases = [(True, "COMPLETED", 1, 1), (True, "COMPLETED", 0, 0), (True, "ERROR", 1, 0),
+             (False, "COMPLETED", 1, 0)]
+    for n, (late, status, reversible, flagged) in enumerate(cases):
+        rid = enqueue(db, "2207", psn_no=f"P{n}")
+        req = claim_one(db, rid)
+        if late:
+            set_time(db, rid, deadline_at=-2)
+        [out] = complete(db, req, status, late_reversible=reversible)
+        case = (late, status, reversible)
+        assert int(out["needs_reversal"]) == flagged, case
+        row = get(db, rid)
+        assert int(row["needs_reversal"]) == flagged and row["status"] == status, case
+        if flagged:
+            assert row["result_status"] == "UNCERTAIN"  # the caller must not see a success
 
 
 # -- complete_batch -------------------------------------------------------------------------

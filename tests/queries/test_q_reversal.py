@@ -84,19 +84,19 @@ def test_find_children_lists_the_reversal_rows_of_one_original(db):
     assert kids[1]["status"] == "PENDING" and kids[1]["request_time"] is not None
 
 
-@pytest.mark.parametrize("target", ["REVERSED", "NEEDS_MANUAL", "ERROR"])
-def test_settle_row_moves_only_from_the_status_the_job_saw(db, target):
-    rid = enqueue(db, "2207")
-    set_cols(db, rid, status="COMPLETED", needs_reversal=1)
-    db.run("settle_row", request_id=rid, status=target, expected_status="UNCERTAIN",
-           error_code=-1007, error_message="stale view")
-    row = get(db, rid)
-    assert row["status"] == "COMPLETED" and int(row["needs_reversal"]) == 1  # guard held
-    db.run("settle_row", request_id=rid, status=target, expected_status="COMPLETED",
-           error_code=-1007, error_message="冲正成功")
-    row = get(db, rid)
-    assert (row["status"], int(row["needs_reversal"]), row["error_code"],
-            row["error_message"]) == (target, 0, -1007, "冲正成功")
-    db.run("settle_row", request_id=rid, status="UNCERTAIN", expected_status="COMPLETED",
-           error_code=None, error_message=None)
-    assert get(db, rid)["status"] == target  # a second, stale settle does not overwrite
+def test_settle_row_moves_only_from_the_status_the_job_saw(db):
+    for target in ("REVERSED", "NEEDS_MANUAL", "ERROR"):
+        rid = enqueue(db, "2207")
+        set_cols(db, rid, status="COMPLETED", needs_reversal=1)
+        db.run("settle_row", request_id=rid, status=target, expected_status="UNCERTAIN",
+               error_code=-1007, error_message="stale view")
+        row = get(db, rid)
+        assert row["status"] == "COMPLETED" and int(row["needs_reversal"]) == 1  # guard held
+        db.run("settle_row", request_id=rid, status=target, expected_status="COMPLETED",
+               error_code=-1007, error_message="冲正成功")
+        row = get(db, rid)
+        assert (row["status"], int(row["needs_reversal"]), row["error_code"],
+                row["error_message"]) == (target, 0, -1007, "冲正成功")
+        db.run("settle_row", request_id=rid, status="UNCERTAIN", expected_status="COMPLETED",
+               error_code=None, error_message=None)
+        assert get(db, rid)["status"] == target  # a second, stale settle does not overwrite
