@@ -253,6 +253,9 @@ class Queue:
             log.debug("claim lost a race to another worker (%s); retrying", exc)
             return []
         now = time.monotonic()
+        # Started in priority, then age order whatever order the statement returned them in
+        # (SQLite's UPDATE … RETURNING has none).
+        rows = sorted(rows, key=lambda r: (int(r["priority"]), int(r["request_id"])))
         return [ClaimedRequest(
             request_id=int(r["request_id"]), interface_code=str(r["interface_code"]).strip(),
             input_data=r["input_data"], msgid=r["msgid"], attempts=int(r["attempts"]),

@@ -106,12 +106,21 @@ def test_claim_takes_priority_then_age_and_at_most_batch_size(db):
 def test_claim_returns_its_rows_in_priority_then_age_order(request, db):
     xfail_on(request, db, "sqlite",
              "SQLite's UPDATE … RETURNING gives the claimed rows in rowid order, not priority "
-             "order (PostgreSQL's claim_batch ends in ORDER BY priority, request_id); the "
-             "worker submits them to its pool in the order returned")
+             "order (PostgreSQL's claim_batch ends in ORDER BY priority, request_id); "
+             "Queue.claim sorts them, see the next test")
     for p in (5, 1, 3, 5, 0, 2):
         enqueue(db, priority=p)
     rows = claim(db, 10)
     got = [(r["priority"], r["request_id"]) for r in rows]
+    assert len(got) == 6 and got == sorted(got)
+
+
+def test_the_queue_starts_claimed_rows_in_priority_then_age_order(db):
+    from mi_worker.queue import Queue
+    for p in (5, 1, 3, 5, 0, 2):
+        enqueue(db, priority=p)
+    rows = Queue(db, "w-order", "H00000000000", 30).claim(10)
+    got = [(r.priority, r.request_id) for r in rows]
     assert len(got) == 6 and got == sorted(got)
 
 

@@ -24,7 +24,22 @@ from mi_worker.db.migrate import migrations  # noqa: E402
 
 COVERS = {"list_limits", "upsert_limit", "delete_limit", "upsert_interface",
           "try_cluster_lock", "release_cluster_lock", "create_migrations_table",
-          "migration_lock", "applied_migrations", "record_migration"}
+          "migration_lock", "applied_migrations", "record_migration", "server_features"}
+
+
+def test_server_features_says_what_the_server_is(db):
+    """One row: the version (logged at start) and, on SQL Server, the compatibility level
+    that decides whether results can be written in batches."""
+    row = db.run_one("server_features")
+    assert row is not None and row["server_version"]
+    if db.name == "mssql":
+        assert int(row["compatibility_level"]) >= 110
+    else:
+        assert row["compatibility_level"] is None
+    found = db.features
+    assert ("batch_complete" in found) == (db.name != "mssql"
+                                           or int(row["compatibility_level"]) >= 130)
+    assert ("self_upgrade" in found) == (db.name == "sqlite")
 
 
 def test_limits_are_upserted_listed_and_deleted(db):

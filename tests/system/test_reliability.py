@@ -128,7 +128,8 @@ def test_uncertain_registration_goes_to_needs_manual_with_advice(db_url, sandbox
                    == "NEEDS_MANUAL", timeout=30)
         row = w.db.run_one("get_request", request_id=result.request_id)
         assert "2202" in row["error_message"]
-        assert w.db.run_one("open_alert", alert_type="NEEDS_MANUAL")
+        # the alert is written just after the status changes
+        wait_until(lambda: w.db.run_one("open_alert", alert_type="NEEDS_MANUAL"), timeout=10)
     assert sandbox.calls.count("2201") == 1
 
 
