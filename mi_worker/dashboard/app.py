@@ -38,7 +38,7 @@ def create_app(db: Database, settings: Any = None, creds: Optional[Credentials] 
     @app.before_request
     def _auth() -> Optional[Response]:
         g.lang = _lang()
-        if request.endpoint in ("static", "healthz") or not creds.configured:
+        if request.endpoint in ("static", "healthz", "favicon") or not creds.configured:
             return None
         offered = request.args.get("token")
         if offered is not None:
@@ -108,6 +108,10 @@ def create_app(db: Database, settings: Any = None, creds: Optional[Credentials] 
         args = {k: v for k, v in request.args.items() if k not in ("lang", "token")}
         args["lang"] = target
         return request.path + "?" + urlencode(args)
+
+    @app.route("/favicon.ico")
+    def favicon() -> Response:
+        return redirect("/static/favicon.svg", code=301)
 
     @app.route("/healthz")
     def healthz() -> Response:
