@@ -95,16 +95,20 @@ def seed_all(db) -> Seeded:
     for k, status in enumerate(["COMPLETED"] * 4 + ["ERROR"] * 2):   # 1101: 100..600 ms
         insert(db, s, i, "1101", status, 100 * (k + 1), 120 + 60 * k)
         i += 1
-    insert(db, s, i, "2207", "TIMEOUT", 700, 400); i += 1
-    insert(db, s, i, "2207", "REVERSED", 800, 500); i += 1
-    insert(db, s, i, "2207", "COMPLETED", 900, 600, needs_reversal=1); i += 1
-    s.uncertain_id = insert(db, s, i, "2207", "UNCERTAIN", None, 700); i += 1
-    insert(db, s, i, "2207", "NEEDS_MANUAL", None, 800); i += 1
-    insert(db, s, i, "1101", "PENDING", None, 5); i += 1
-    insert(db, s, i, "1101", "PROCESSING", None, 10); i += 1
-    s.child_id = insert(db, s, i, "2601", "PENDING", None, 3, parent=s.uncertain_id); i += 1
+    for code, status, latency, ago, reversal in [
+            ("2207", "TIMEOUT", 700, 400, 0), ("2207", "REVERSED", 800, 500, 0),
+            ("2207", "COMPLETED", 900, 600, 1), ("2207", "UNCERTAIN", None, 700, 0),
+            ("2207", "NEEDS_MANUAL", None, 800, 0), ("1101", "PENDING", None, 5, 0),
+            ("1101", "PROCESSING", None, 10, 0)]:
+        rid = insert(db, s, i, code, status, latency, ago, needs_reversal=reversal)
+        if status == "UNCERTAIN":
+            s.uncertain_id = rid
+        i += 1
+    s.child_id = insert(db, s, i, "2601", "PENDING", None, 3, parent=s.uncertain_id)
+    i += 1
     for k in range(3):  # inside the day, not the hour
-        insert(db, s, i, "1101", "COMPLETED", 1000 + 100 * k, 7200 + 600 * k); i += 1
+        insert(db, s, i, "1101", "COMPLETED", 1000 + 100 * k, 7200 + 600 * k)
+        i += 1
     beat(db, "w-up", 2)
     beat(db, "w-warn", 45)
     beat(db, "w-down", 300)

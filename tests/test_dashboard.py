@@ -18,9 +18,9 @@ from typing import Dict, Iterator, List
 
 import httpx
 import pytest
+from dashboard_seed import china, seed_all, seed_many
 
 from conftest import ROOT, wait_until
-from dashboard_seed import china, seed_all, seed_many
 from mi_worker import monitor
 from mi_worker.dashboard.server import DashboardServer, open_read_only
 
@@ -328,3 +328,50 @@ def test_run_with_dashboard_port_shows_the_live_worker(tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out[-2000:]
+
+
+# -- the documented PostgreSQL read-only role --------------------------------------------
+PG_ROLE_GRANTS = """
+GRANT SELECT ON medical_insurance_requests, v_medical_insurance_result, sdk_heartbeat,
+    medical_insurance_alerts, medical_insurance_reconciliation, medical_insurance_interfaces
+    TO {role};
+"""
+
+
+def test_pages_work_under_the_documented_postgresql_read_only_role(db_url):
+    """README's GRANTs (SELECT only) are enough for every page, and nothing more is needed."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL role test")
+    import uuid
+
+    from mi_worker.db import connect
+    role = f"mi_dash_{uuid.uuid4().hex[:8]}"
+    admin = connect(db_url)
+    conn = admin.raw()
+    conn.cursor().execute(f"CREATE ROLE {role} LOGIN")
+    conn.cursor().execute(PG_ROLE_GRANTS.format(role=role))
+    seeded = seed_all(admin)
+    base, _, rest = db_url.partition("://")
+    ro = open_read_only(f"{base}://{role}@{rest.split('@', 1)[1]}")
+    server = DashboardServer(ro, None, "127.0.0.1", 0).start()
+    try:
+        for path in ["/", "/requests", f"/requests/{seeded.uncertain_id}", "/doubtful",
+                     "/alerts", "/reconciliation", "/requests?status=ERROR"]:
+            get(server, path)
+        denied = ro.raw()
+        with pytest.raises(Exception, match="(?i)permission denied|read-only"):
+            denied.cursor().execute("SELECT * FROM mi_schema_version")
+        denied.close()
+    finally:
+        server.stop()
+        ro.close()
+        conn.cursor().execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
+        conn.close()
+        admin.close()
+        cleanup = connect(db_url).raw()
+        try:
+            cleanup.cursor().execute(f"DROP OWNED BY {role}")
+            cleanup.cursor().execute(f"DROP ROLE {role}")
+        except Exception:
+            pass
+        cleanup.close()

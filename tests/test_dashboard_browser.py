@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
+from dashboard_seed import seed_all
 
 from conftest import ROOT
-from dashboard_seed import seed_all
 from mi_worker.dashboard.server import DashboardServer, open_read_only
 
 CHROMIUM = os.environ.get("MI_WORKER_CHROMIUM", "/usr/bin/chromium")

@@ -56,9 +56,10 @@ def start_in_worker(settings, port: int, host: str = DEFAULT_HOST):
     """For `mi-worker run --dashboard-port`: the dashboard on a thread of the worker process.
 
     Raises auth.AuthConfigError for a refused bind (the caller exits 2)."""
+    import os
+
     from mi_worker.dashboard import auth
     from mi_worker.dashboard.server import DashboardServer, open_read_only
-    import os
     creds = auth.from_env()
     auth.check_bind(host, creds)
     db = open_read_only(os.environ.get("MI_WORKER_DASHBOARD_DATABASE_URL")

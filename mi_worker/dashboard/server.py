@@ -78,7 +78,7 @@ class DashboardServer:
         log.info("dashboard on %s", self.url)
         self.server.run()
 
-    def start(self) -> "DashboardServer":
+    def start(self) -> DashboardServer:
         self._thread = threading.Thread(target=self.serve_forever, name="dashboard",
                                         daemon=True)
         self._thread.start()
