@@ -22,8 +22,9 @@ $(TSTAMP): $(STAMP)
 
 install-test: $(TSTAMP)
 
-system-deps:                      ## unixODBC + psqlODBC for the PostgreSQL/SQL Server paths
+system-deps:                      ## unixODBC + psqlODBC; Chromium for the dashboard browser test
 	@sh deploy/scripts/odbc-deps.sh
+	@sh deploy/scripts/browser-deps.sh
 
 run: install                      ## embedded SQLite + built-in sandbox gateway
 	$(BIN)/mi-worker run

@@ -98,18 +98,43 @@ def main(ctx: click.Context, config_path: Optional[str], debug: bool = False) ->
 # -- run ---------------------------------------------------------------------------------
 @main.command()
 @click.option("--threads", type=int, default=None, help="Override worker.threads.")
+@click.option("--dashboard-port", type=int, default=None,
+              help="Also serve the read-only dashboard on this port (see `dashboard`).")
+@click.option("--dashboard-host", default="127.0.0.1", show_default=True,
+              help="Address for --dashboard-port (non-loopback needs credentials).")
 @pass_ctx
-def run(c: Context, threads: Optional[int]) -> None:
+def run(c: Context, threads: Optional[int], dashboard_port: Optional[int],
+        dashboard_host: str) -> None:
     """Run a worker until SIGTERM / Ctrl-C (graceful stop)."""
     from mi_worker.runner import SchemaNotReady
     from mi_worker.runner import run as run_worker
     if threads:
         c.settings.worker.threads = threads
     c.setup_logging()
+    board = None
+    if dashboard_port is not None:
+        board = _start_dashboard(c, dashboard_host, dashboard_port)
     try:
         sys.exit(run_worker(c.settings))
     except SchemaNotReady as exc:
         raise UserError(str(exc), "", EXIT_DATABASE) from None
+    finally:
+        if board is not None:
+            board[0].stop()
+            board[1].close()
+
+
+def _start_dashboard(c: Context, host: str, port: int):
+    """The dashboard on a thread of the worker; a refused bind exits 2 before any work."""
+    from mi_worker.dashboard import auth
+    from mi_worker.dashboard.cli import EXIT_REFUSED, start_in_worker
+    try:
+        return start_in_worker(c.settings, port, host)
+    except auth.AuthConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_REFUSED)
+    except OSError as exc:
+        raise click.ClickException(f"dashboard: cannot bind {host}:{port}: {exc}") from None
 
 
 # -- db ----------------------------------------------------------------------------------
@@ -466,8 +491,10 @@ def config_check(c: Context) -> None:
 
 def _register_optional() -> None:
     """Commands that live in their own modules."""
+    from mi_worker.dashboard.cli import dashboard
     from mi_worker.sandbox.cli import sandbox
     main.add_command(sandbox)
+    main.add_command(dashboard)
 
 
 _register_optional()

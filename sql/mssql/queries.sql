@@ -1335,3 +1335,161 @@ EXEC sp_executesql
     SELECT request_id, needs_reversal FROM @u;',
     N'@rows NVARCHAR(MAX)',
     @rows = @rows;
+
+-- == dashboard ==
+-- The read-only web dashboard (mi_worker/dashboard, issue 16). SELECTs only; run it with a
+-- login in mi_dashboard_role (sql/mssql/security.sql: SELECT on the tables it reads and
+-- EXECUTE on the monitor procedure, nothing else). Times are UTC text 'yyyy-mm-dd hh:mi:ss'
+-- (style 121 whatever the session's DATEFORMAT or LANGUAGE).
+
+-- name: dash_session_read_only
+-- SQL Server has no read-only session switch: mi_dashboard_role is what keeps it read-only.
+SELECT 1 AS read_only_by_role;
+
+-- name: dash_session_plans
+-- Nothing to do: dash_requests_page plans each call with OPTION (RECOMPILE).
+SELECT 1 AS plans;
+
+-- name: dash_requests_page
+-- One page of the request list, newest first, keyset-paged on the primary key (request_id <
+-- :before_id, never OFFSET); every filter is an indexed column (migration 008). OPTION
+-- (RECOMPILE) plans each call for the filters actually given, so a filter seeks its index.
+SET NOCOUNT ON;
+DECLARE @status NVARCHAR(20) = :status;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @psn_no VARCHAR(30) = :psn_no;
+DECLARE @msgid VARCHAR(30) = :msgid;
+DECLARE @his_fee_id VARCHAR(64) = :his_fee_id;
+DECLARE @from_text VARCHAR(30) = :from_utc;
+DECLARE @to_text VARCHAR(30) = :to_utc;
+DECLARE @before_id BIGINT = :before_id;
+DECLARE @limit_rows INT = :limit_rows;
+DECLARE @from_utc DATETIME2(3) = CONVERT(DATETIME2(3), @from_text, 121);
+DECLARE @to_utc DATETIME2(3) = CONVERT(DATETIME2(3), @to_text, 121);
+SELECT TOP (@limit_rows)
+    r.request_id,
+    r.interface_code,
+    r.status,
+    r.psn_no,
+    r.msgid,
+    r.his_fee_id,
+    r.attempts,
+    r.request_time,
+    r.response_time,
+    r.error_code,
+    r.error_message,
+    r.parent_request_id,
+    r.needs_reversal,
+    r.resolved_at
+FROM dbo.medical_insurance_requests AS r
+WHERE
+    (@status IS NULL OR r.status = @status)
+    AND (@interface_code IS NULL OR r.interface_code = @interface_code)
+    AND (@psn_no IS NULL OR r.psn_no = @psn_no)
+    AND (@msgid IS NULL OR r.msgid = @msgid)
+    AND (@his_fee_id IS NULL OR r.his_fee_id = @his_fee_id)
+    AND (@from_utc IS NULL OR r.request_time >= @from_utc)
+    AND (@to_utc IS NULL OR r.request_time < @to_utc)
+    AND (@before_id IS NULL OR r.request_id < @before_id)
+ORDER BY r.request_id DESC
+OPTION (RECOMPILE);
+
+-- name: dash_throughput
+-- Calls per time bucket and outcome over the last :hours (bucket 0 = the newest), for the
+-- overview's throughput chart; the same view and window as monitor_performance.
+SET NOCOUNT ON;
+DECLARE @hours INT = :hours;
+DECLARE @bucket_seconds INT = :bucket_seconds;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+DECLARE @since DATETIME2(3) = DATEADD(HOUR, -@hours, @now);
+SELECT
+    b.bucket,
+    b.result_status,
+    COUNT_BIG(*) AS n
+FROM (
+    SELECT
+        DATEDIFF(SECOND, v.request_time, @now) / @bucket_seconds AS bucket,
+        v.result_status
+    FROM dbo.v_medical_insurance_result AS v
+    WHERE v.request_time >= @since
+) AS b
+GROUP BY b.bucket, b.result_status
+ORDER BY b.bucket, b.result_status;
+
+-- name: dash_latency
+-- p50 and p95 latency (nearest rank, as monitor_interfaces: the CEILING(p * n)-th latency in
+-- ascending order) per interface over the last :hours, for the overview's latency chart.
+SET NOCOUNT ON;
+DECLARE @hours INT = :hours;
+DECLARE @since DATETIME2(3) = DATEADD(HOUR, -@hours, SYSUTCDATETIME());
+SELECT
+    a.interface_code,
+    a.total_calls,
+    MAX(CASE WHEN q.rn = CEILING(0.5 * q.n) THEN q.latency_ms END) AS p50_ms,
+    MAX(CASE WHEN q.rn = CEILING(0.95 * q.n) THEN q.latency_ms END) AS p95_ms
+FROM (
+    SELECT
+        v.interface_code,
+        COUNT_BIG(*) AS total_calls
+    FROM dbo.v_medical_insurance_result AS v
+    WHERE v.request_time >= @since
+    GROUP BY v.interface_code
+) AS a
+LEFT JOIN (
+    SELECT
+        l.interface_code,
+        l.latency_ms,
+        ROW_NUMBER() OVER (PARTITION BY l.interface_code ORDER BY l.latency_ms) AS rn,
+        COUNT(*) OVER (PARTITION BY l.interface_code) AS n
+    FROM dbo.v_medical_insurance_result AS l
+    WHERE l.request_time >= @since AND l.latency_ms IS NOT NULL
+) AS q ON a.interface_code = q.interface_code
+GROUP BY a.interface_code, a.total_calls
+ORDER BY a.total_calls DESC, a.interface_code;
+
+-- name: dash_doubtful
+-- Rows a person must look at: UNCERTAIN or NEEDS_MANUAL and not resolved, or COMPLETED but
+-- to be reversed, oldest first, with their 2601 reversal rows counted.
+SET NOCOUNT ON;
+SELECT TOP (500)
+    r.request_id,
+    r.interface_code,
+    r.status,
+    r.psn_no,
+    r.msgid,
+    r.his_fee_id,
+    r.attempts,
+    r.needs_reversal,
+    r.request_time,
+    r.response_time,
+    r.error_code,
+    r.error_message,
+    (SELECT COUNT(*) FROM dbo.medical_insurance_requests AS c
+        WHERE c.parent_request_id = r.request_id) AS rev_count,
+    (SELECT MAX(c.request_id) FROM dbo.medical_insurance_requests AS c
+        WHERE c.parent_request_id = r.request_id) AS rev_id
+FROM dbo.medical_insurance_requests AS r
+WHERE
+    (r.status IN (N'UNCERTAIN', N'NEEDS_MANUAL') AND r.resolved_at IS NULL)
+    OR r.needs_reversal = 1
+ORDER BY r.request_id;
+
+-- name: dash_reconciliation
+-- The latest reconciliation (3201) results, newest day first, for the reconciliation page.
+SET NOCOUNT ON;
+SELECT TOP (200)
+    recon_id,
+    stmt_date,
+    insutype,
+    clr_type,
+    setl_optins,
+    medfee_sumamt,
+    fund_pay_sumamt,
+    acct_pay,
+    setl_cnt,
+    stmt_rslt,
+    stmt_rslt_dscr,
+    request_id,
+    created_at
+FROM dbo.medical_insurance_reconciliation
+ORDER BY stmt_date DESC, recon_id DESC;

@@ -25,6 +25,12 @@
 --                       one changes an object's owner (ALTER AUTHORIZATION) and the procedures
 --                       use no dynamic SQL (they use none).
 --
+--   mi_dashboard_role   the read-only web dashboard (`mi-worker dashboard`, issue 16) and
+--                       any other monitoring login: SELECT on the tables and the view the
+--                       dashboard's named queries read (queries.sql, section "dashboard", plus
+--                       get_request, find_children, list_open_alerts, list_reconciliation) and
+--                       EXECUTE on the monitor procedure. No INSERT, UPDATE or DELETE anywhere.
+--
 -- Migrations are NOT the worker's job: `mi-worker db upgrade` creates tables, indexes, the
 -- sequence, the view and procedures, writes mi_schema_version and the interface catalogue
 -- (upsert_interface), and takes a transaction-owned applock. Run it as a DBA, a member of
@@ -95,6 +101,9 @@ IF DATABASE_PRINCIPAL_ID(N'mi_worker_role') IS NULL
 IF DATABASE_PRINCIPAL_ID(N'mi_his_caller_role') IS NULL
     CREATE ROLE mi_his_caller_role AUTHORIZATION dbo;
 
+IF DATABASE_PRINCIPAL_ID(N'mi_dashboard_role') IS NULL
+    CREATE ROLE mi_dashboard_role AUTHORIZATION dbo;
+
 -- The worker.
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_requests TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.v_medical_insurance_result TO mi_worker_role;
@@ -116,6 +125,14 @@ GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_his_caller_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data TO mi_his_caller_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts TO mi_his_caller_role;
 GRANT SELECT ON OBJECT::dbo.v_medical_insurance_result TO mi_his_caller_role;
+
+-- The read-only dashboard.
+GRANT SELECT ON OBJECT::dbo.medical_insurance_requests TO mi_dashboard_role;
+GRANT SELECT ON OBJECT::dbo.v_medical_insurance_result TO mi_dashboard_role;
+GRANT SELECT ON OBJECT::dbo.sdk_heartbeat TO mi_dashboard_role;
+GRANT SELECT ON OBJECT::dbo.medical_insurance_alerts TO mi_dashboard_role;
+GRANT SELECT ON OBJECT::dbo.medical_insurance_reconciliation TO mi_dashboard_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data TO mi_dashboard_role;
 
 COMMIT TRANSACTION;
 GO

@@ -574,3 +574,83 @@ WITH x AS (
     RETURNING t.request_id, t.needs_reversal
 )
 SELECT request_id, needs_reversal FROM u;
+
+-- == dashboard ==
+-- The read-only web dashboard (mi_worker/dashboard, issue 16). SELECTs only; run under a
+-- role with SELECT rights (README, "Dashboard"). Times are UTC text 'yyyy-mm-dd hh:mi:ss'.
+
+-- name: dash_session_read_only
+-- Every dashboard session is read-only at the server too: a write would fail even with a
+-- role that could write.
+SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;
+
+-- name: dash_session_plans
+-- The request list's optional filters are "(:x IS NULL OR col = :x)": plan each call for the
+-- filters actually given, so a filter uses its index (PostgreSQL 12+; best effort).
+SET plan_cache_mode = force_custom_plan;
+
+-- name: dash_requests_page
+-- One page of the request list, newest first, keyset-paged on the primary key (request_id <
+-- :before_id, never OFFSET); every filter is an indexed column (migration 008).
+SELECT r.request_id, r.interface_code, r.status, r.psn_no, r.msgid, r.his_fee_id, r.attempts,
+       r.request_time, r.response_time, r.error_code, r.error_message, r.parent_request_id,
+       r.needs_reversal, r.resolved_at
+FROM medical_insurance_requests r
+WHERE (CAST(:status AS varchar) IS NULL OR r.status = :status)
+  AND (CAST(:interface_code AS varchar) IS NULL OR r.interface_code = :interface_code)
+  AND (CAST(:psn_no AS varchar) IS NULL OR r.psn_no = :psn_no)
+  AND (CAST(:msgid AS varchar) IS NULL OR r.msgid = :msgid)
+  AND (CAST(:his_fee_id AS varchar) IS NULL OR r.his_fee_id = :his_fee_id)
+  AND (CAST(:from_utc AS varchar) IS NULL
+       OR r.request_time >= CAST(:from_utc AS timestamp) AT TIME ZONE 'UTC')
+  AND (CAST(:to_utc AS varchar) IS NULL
+       OR r.request_time < CAST(:to_utc AS timestamp) AT TIME ZONE 'UTC')
+  AND (CAST(:before_id AS bigint) IS NULL OR r.request_id < :before_id)
+ORDER BY r.request_id DESC
+LIMIT :limit_rows;
+
+-- name: dash_throughput
+-- Calls per time bucket and outcome over the last :hours (bucket 0 = the newest), for the
+-- overview's throughput chart; the same view and window as monitor_performance.
+SELECT CAST(floor(EXTRACT(EPOCH FROM (now() - v.request_time))
+                  / CAST(:bucket_seconds AS integer)) AS integer) AS bucket,
+       v.result_status, count(*) AS n
+FROM v_medical_insurance_result v
+WHERE v.request_time >= now() - make_interval(hours => CAST(:hours AS integer))
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- name: dash_latency
+-- p50 and p95 latency (nearest rank, as monitor_interfaces) per interface over the last
+-- :hours, for the overview's latency chart.
+SELECT v.interface_code, count(*) AS total_calls,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY v.latency_ms) AS p50_ms,
+       percentile_disc(0.95) WITHIN GROUP (ORDER BY v.latency_ms) AS p95_ms
+FROM v_medical_insurance_result v
+WHERE v.request_time >= now() - make_interval(hours => CAST(:hours AS integer))
+GROUP BY v.interface_code
+ORDER BY count(*) DESC, v.interface_code;
+
+-- name: dash_doubtful
+-- Rows a person must look at: UNCERTAIN or NEEDS_MANUAL and not resolved, or COMPLETED but
+-- to be reversed, oldest first, with their 2601 reversal rows counted (partial indexes
+-- ix_mir_open_rows and ix_mir_doubt).
+SELECT r.request_id, r.interface_code, r.status, r.psn_no, r.msgid, r.his_fee_id, r.attempts,
+       r.needs_reversal, r.request_time, r.response_time, r.error_code, r.error_message,
+       (SELECT count(*) FROM medical_insurance_requests c
+         WHERE c.parent_request_id = r.request_id) AS rev_count,
+       (SELECT max(c.request_id) FROM medical_insurance_requests c
+         WHERE c.parent_request_id = r.request_id) AS rev_id
+FROM medical_insurance_requests r
+WHERE (r.status IN ('UNCERTAIN', 'NEEDS_MANUAL') AND r.resolved_at IS NULL)
+   OR r.needs_reversal = 1
+ORDER BY r.request_id
+LIMIT 500;
+
+-- name: dash_reconciliation
+-- The latest reconciliation (3201) results, newest day first, for the reconciliation page.
+SELECT recon_id, stmt_date, insutype, clr_type, setl_optins, medfee_sumamt, fund_pay_sumamt,
+       acct_pay, setl_cnt, stmt_rslt, stmt_rslt_dscr, request_id, created_at
+FROM medical_insurance_reconciliation
+ORDER BY stmt_date DESC, recon_id DESC
+LIMIT 200;

@@ -682,3 +682,87 @@ UPDATE medical_insurance_requests
    AND medical_insurance_requests.claim_token = json_extract(x.value, '$.claim_token')
    AND medical_insurance_requests.status = 'PROCESSING'
 RETURNING request_id, needs_reversal;
+
+-- == dashboard ==
+-- The read-only web dashboard (mi_worker/dashboard, issue 16). SELECTs only. Times are UTC
+-- text 'yyyy-mm-dd hh:mi:ss' (the columns hold UTC text, so text comparison orders them).
+
+-- name: dash_session_read_only
+-- Every dashboard connection refuses writes (SQLite has no roles).
+PRAGMA query_only = 1;
+
+-- name: dash_session_plans
+-- Nothing to do on SQLite (statements are planned at prepare time); kept for the name.
+SELECT 1 AS plans;
+
+-- name: dash_requests_page
+-- One page of the request list, newest first, keyset-paged on the primary key (request_id <
+-- :before_id, never OFFSET).
+SELECT r.request_id, r.interface_code, r.status, r.psn_no, r.msgid, r.his_fee_id, r.attempts,
+       r.request_time, r.response_time, r.error_code, r.error_message, r.parent_request_id,
+       r.needs_reversal, r.resolved_at
+FROM medical_insurance_requests r
+WHERE (:status IS NULL OR r.status = :status)
+  AND (:interface_code IS NULL OR r.interface_code = :interface_code)
+  AND (:psn_no IS NULL OR r.psn_no = :psn_no)
+  AND (:msgid IS NULL OR r.msgid = :msgid)
+  AND (:his_fee_id IS NULL OR r.his_fee_id = :his_fee_id)
+  AND (:from_utc IS NULL OR r.request_time >= :from_utc)
+  AND (:to_utc IS NULL OR r.request_time < :to_utc)
+  AND (:before_id IS NULL OR r.request_id < :before_id)
+ORDER BY r.request_id DESC
+LIMIT :limit_rows;
+
+-- name: dash_throughput
+-- Calls per time bucket and outcome over the last :hours (bucket 0 = the newest), for the
+-- overview's throughput chart; the same view and window as monitor_performance.
+SELECT CAST((julianday('now') - julianday(v.request_time)) * 86400 / :bucket_seconds AS INTEGER)
+           AS bucket,
+       v.result_status, COUNT(*) AS n
+FROM v_medical_insurance_result v
+WHERE v.request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d hours', :hours))
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- name: dash_latency
+-- p50 and p95 latency (nearest rank, as monitor_interfaces) per interface over the last
+-- :hours, for the overview's latency chart.
+WITH v AS (
+    SELECT interface_code, latency_ms FROM v_medical_insurance_result
+    WHERE request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d hours', :hours))
+), ranked AS (
+    SELECT interface_code, latency_ms,
+           cume_dist() OVER (PARTITION BY interface_code ORDER BY latency_ms) AS cd
+    FROM v WHERE latency_ms IS NOT NULL
+)
+SELECT v.interface_code, COUNT(*) AS total_calls,
+       (SELECT MIN(k.latency_ms) FROM ranked k
+         WHERE k.interface_code = v.interface_code AND k.cd >= 0.5) AS p50_ms,
+       (SELECT MIN(k.latency_ms) FROM ranked k
+         WHERE k.interface_code = v.interface_code AND k.cd >= 0.95) AS p95_ms
+FROM v
+GROUP BY v.interface_code
+ORDER BY COUNT(*) DESC, v.interface_code;
+
+-- name: dash_doubtful
+-- Rows a person must look at: UNCERTAIN or NEEDS_MANUAL and not resolved, or COMPLETED but
+-- to be reversed, oldest first, with their 2601 reversal rows counted.
+SELECT r.request_id, r.interface_code, r.status, r.psn_no, r.msgid, r.his_fee_id, r.attempts,
+       r.needs_reversal, r.request_time, r.response_time, r.error_code, r.error_message,
+       (SELECT COUNT(*) FROM medical_insurance_requests c
+         WHERE c.parent_request_id = r.request_id) AS rev_count,
+       (SELECT MAX(c.request_id) FROM medical_insurance_requests c
+         WHERE c.parent_request_id = r.request_id) AS rev_id
+FROM medical_insurance_requests r
+WHERE (r.status IN ('UNCERTAIN', 'NEEDS_MANUAL') AND r.resolved_at IS NULL)
+   OR r.needs_reversal = 1
+ORDER BY r.request_id
+LIMIT 500;
+
+-- name: dash_reconciliation
+-- The latest reconciliation (3201) results, newest day first, for the reconciliation page.
+SELECT recon_id, stmt_date, insutype, clr_type, setl_optins, medfee_sumamt, fund_pay_sumamt,
+       acct_pay, setl_cnt, stmt_rslt, stmt_rslt_dscr, request_id, created_at
+FROM medical_insurance_reconciliation
+ORDER BY stmt_date DESC, recon_id DESC
+LIMIT 200;
