@@ -83,7 +83,7 @@ def db_upgrade(c: Context) -> None:
     database = c.db()
     try:
         applied = upgrade(database)
-        n = sync_catalog(database)
+        n = sync_catalog(database, c.settings.jobs.his_manual_reversal)
     finally:
         database.close()
     click.echo(f"{database.name}: applied {applied or 'nothing (up to date)'}; "

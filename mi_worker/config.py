@@ -87,6 +87,10 @@ class JobSettings:
                                         "first 2601, and this times the attempt number between "
                                         "attempts", 10.0)
     reversal_timeout_seconds: int = doc("Deadline of a queued 2601 reversal request", 300)
+    his_manual_reversal: bool = doc("Let the HIS call 2601 冲正 through the procedure (manual "
+                                    "reversal); off: refused with -1001 because the reversal "
+                                    "job sends it. Written to the database by `mi-worker db "
+                                    "upgrade`", False)
     reverse_late_completions: bool = doc("Reverse a state-changing call that COMPLETED after "
                                          "its HIS caller gave up", True)
     alerts_seconds: float = doc("Interval of the alert scan", 60.0)

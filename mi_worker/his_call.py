@@ -67,10 +67,19 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
                    insuplc_admdvs: Optional[str]) -> CallResult:
     timeout = 30 if timeout is None else timeout
     retry_count = 3 if retry_count is None else retry_count
+    # A blank optional text is no value, as in both procedures (a blank idempotency key was a
+    # real key shared by every such call).
+    idempotency_key, his_fee_id, psn_no, insuplc_admdvs = (
+        _blank_to_none(v) for v in (idempotency_key, his_fee_id, psn_no, insuplc_admdvs))
     if not interface_code or not CODE_SHAPE.match(interface_code):
         shown = "NULL" if interface_code is None else f"'{interface_code[:20]}'"
         return CallResult(None, None, -1001, "参数错误: interface_code must look like 1101, "
                                              f"2207A or 90100, got {shown}")
+    refused = db.run_one("his_refusal", interface_code=interface_code)
+    if refused and refused["his_refused"]:
+        return CallResult(None, None, -1001, (
+            f"参数错误: interface {interface_code} is managed by mi-worker itself, the HIS must "
+            f"not call it: {refused['his_refused']}")[:500])
     if not input_data:
         return CallResult(None, None, -1001, "参数错误: input_data is empty")
     if len(input_data) > MAX_INPUT_CHARS:
@@ -108,19 +117,28 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
     except Exception as exc:
         return CallResult(None, None, -1003, f"入队失败: could not enqueue: {exc}")
     request_id = int(row["request_id"])
+    deadline = time.monotonic() + timeout
     poll = max(poll_ms or 100, 10) / 1000.0
     step = min(0.01, poll)  # 10 ms, doubling up to poll_ms, as the procedures do
     while True:
         state = db.run_one("poll_result", request_id=request_id)
         if state["result_status"] != "IN_PROGRESS" or int(state["past_deadline"]):
             break
-        time.sleep(step)
+        # Never sleep past the deadline (the call would answer up to poll_ms late).
+        time.sleep(max(0.01, min(step, deadline - time.monotonic())))
         step = min(step * 2, poll)
     if state["result_status"] == "IN_PROGRESS" and state["status"] == "PENDING":
         db.run("timeout_if_pending", request_id=request_id,
                error_message=f"请求超时: no worker claimed the request within {timeout} s")
         state = db.run_one("poll_result", request_id=request_id)
     return result_from_state(request_id, state)
+
+
+def _blank_to_none(value: Optional[str]) -> Optional[str]:
+    """'' and blanks → None; other values trimmed of blanks like T-SQL's LTRIM(RTRIM())."""
+    if value is None:
+        return None
+    return value.strip(" ") or None
 
 
 def _idempotent_answer(prior: Dict[str, Any], key: str) -> CallResult:

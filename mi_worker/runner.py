@@ -34,13 +34,14 @@ def open_database(settings: Settings) -> Database:
                    settings.database.reconnect_max_seconds, settings.database.pool_size)
 
 
-def ensure_schema(db: Database, auto_upgrade: bool) -> None:
+def ensure_schema(db: Database, auto_upgrade: bool, allow_manual_reversal: bool = False) -> None:
     """The embedded SQLite database upgrades itself; a server database must be upgraded by ops."""
     if auto_upgrade:
         applied = upgrade(db)
         if applied:
             log.info("database schema created/upgraded: %s", applied)
-            sync_catalog(db)
+        # Every start: the embedded catalogue (and jobs.his_manual_reversal) follow the config.
+        sync_catalog(db, allow_manual_reversal)
         return
     try:
         done = {int(r["version"]) for r in db.run("applied_migrations")}
@@ -110,7 +111,8 @@ def run(settings: Settings) -> int:
         log.warning("no configuration file: using the embedded SQLite database %s and the "
                     "built-in SANDBOX gateway", settings.database.url)
     db = open_database(settings)
-    ensure_schema(db, auto_upgrade=db.name == "sqlite")
+    ensure_schema(db, auto_upgrade=db.name == "sqlite",
+                  allow_manual_reversal=settings.jobs.his_manual_reversal)
     sync_limits(db, settings.worker.limits)
     sandbox = start_sandbox(settings) if settings.gateway.kind == "sandbox" else None
     gateway = build_gateway(settings, db, sandbox.url if sandbox else None)
