@@ -640,3 +640,46 @@ def test_gate_catches_newer_ddl_in_a_migration():
 def test_gate_allows_openjson_behind_the_compatibility_check():
     assert "OPENJSON" in parse_queries(_queries_text())["complete_batch"].sql
     assert not [w for w in all_feature_problems({}, _queries_text()) if "complete_batch" in w]
+
+
+# -- D2: no migration drops what the HIS calls or reads ------------------------------------
+
+# Dropping an object drops every GRANT on it: a HIS login with object-level EXECUTE / SELECT
+# would get error 229 (SQL Server) or 42501 (PostgreSQL) right after `db upgrade`.
+HIS_OBJECTS = {"sp_medical_insurance_call_v2", "sp_check_sdk_service_status",
+               "v_medical_insurance_result", "sp_get_medical_insurance_monitor_data",
+               "sp_check_medical_insurance_alerts"}
+
+
+def dropped_his_objects(text: str) -> List[str]:
+    """HIS objects a migration text drops (code only: comments and literals do not count)."""
+    code = re.sub(r"--[^\n]*", "", text)
+    code = re.sub(r"N?'(?:[^']|'')*'", "''", code)
+    found = []
+    for m in re.finditer(r"\bDROP\s+(PROCEDURE|PROC|VIEW|FUNCTION)\s+(?:IF\s+EXISTS\s+)?"
+                         r"(?:\[?dbo\]?\.)?\[?(\w+)", code, re.I):
+        if m.group(2).lower() in HIS_OBJECTS:
+            found.append(f"DROP {m.group(1).upper()} {m.group(2)}")
+    return found
+
+
+def test_no_migration_drops_a_his_object():
+    wrong = {}
+    for dialect in ("mssql", "postgresql", "sqlite"):
+        for path in sorted((ROOT / "sql" / dialect / "migrations").glob("*.sql")):
+            drops = dropped_his_objects(path.read_text(encoding="utf-8"))
+            if drops:
+                wrong[f"{dialect}/{path.name}"] = drops
+    assert not wrong, wrong
+
+
+def test_gate_catches_a_drop_of_a_his_object():
+    text = _migration_texts()["002_procedures.sql"]
+    assert not dropped_his_objects(text)
+    seeded = _mutate(text, "IF OBJECT_ID(N'dbo.sp_medical_insurance_call_v2', N'P') IS NULL\n",
+                     "IF OBJECT_ID(N'dbo.sp_medical_insurance_call_v2', N'P') IS NOT NULL\n"
+                     "    DROP PROCEDURE dbo.sp_medical_insurance_call_v2;\nGO\n"
+                     "IF OBJECT_ID(N'dbo.sp_medical_insurance_call_v2', N'P') IS NULL\n")
+    assert dropped_his_objects(seeded) == ["DROP PROCEDURE sp_medical_insurance_call_v2"]
+    assert dropped_his_objects("DROP VIEW IF EXISTS v_medical_insurance_result;")
+    assert not dropped_his_objects("-- DROP VIEW v_medical_insurance_result\nSELECT 1;")
