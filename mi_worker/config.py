@@ -37,8 +37,12 @@ class ConfigError(ValueError):
 class DatabaseSettings:
     url: str = doc("Database URL: sqlite:///path, postgresql://user:pw@host:5432/db, "
                    "mssql+pyodbc://user:pw@host:1433/db?driver=ODBC+Driver+18+for+SQL+Server, "
-                   "or a raw ODBC connection string prefixed odbc://; passwords in it are masked in logs",
+                   "or a raw ODBC connection string prefixed mssql+odbc:// or postgresql+odbc:// "
+                   "(or odbc:// with database.dialect); passwords in it are masked in logs",
                    DEFAULT_SQLITE_URL)
+    dialect: str = doc("mssql or postgresql: the SQL a raw odbc:// connection string runs "
+                       "(required there, never guessed from the driver name); empty when the "
+                       "URL scheme names the database", "")
     connect_timeout: int = doc("Seconds to wait for a database connection", 10)
     pool_size: int = doc("Database sessions per worker process, shared by its threads", 10)
     reconnect_max_seconds: float = doc("Longest pause between reconnect attempts when the "
@@ -246,6 +250,15 @@ def env_var(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
 
 
+def _dialect_ok(url: str, dialect: str) -> bool:
+    from mi_worker.db import dialect_for
+    try:
+        dialect_for(url, 1, dialect)
+    except ValueError:
+        return False
+    return True
+
+
 def validate(s: Settings) -> None:
     """Range checks that a type cannot express; each error names its key."""
     checks = [
@@ -257,6 +270,9 @@ def validate(s: Settings) -> None:
         ("worker.lease_seconds", s.worker.lease_seconds >= 10, "must be at least 10"),
         ("jobs.heartbeat_seconds", 0 < s.jobs.heartbeat_seconds < s.jobs.heartbeat_stale_seconds,
          "must be positive and below jobs.heartbeat_stale_seconds"),
+        ("database.dialect", _dialect_ok(s.database.url, s.database.dialect),
+         "must be mssql or postgresql for a raw odbc:// connection string (the driver name is "
+         "never used to guess), and agree with the URL scheme"),
         ("logging.level", s.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
          "must be DEBUG, INFO, WARNING or ERROR"),
         ("alerts.webhook_kind", s.alerts.webhook_kind in ("wecom", "dingtalk"),

@@ -31,7 +31,8 @@ class SchemaNotReady(RuntimeError):
 
 def open_database(settings: Settings) -> Database:
     return connect(settings.database.url, settings.database.connect_timeout,
-                   settings.database.reconnect_max_seconds, settings.database.pool_size)
+                   settings.database.reconnect_max_seconds, settings.database.pool_size,
+                   settings.database.dialect)
 
 
 def ensure_schema(db: Database, auto_upgrade: bool, allow_manual_reversal: bool = False) -> None:
