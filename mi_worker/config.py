@@ -267,7 +267,14 @@ def validate(s: Settings) -> None:
         ("worker.poll_interval", s.worker.poll_interval > 0, "must be positive"),
         ("worker.min_poll_interval", 0 < s.worker.min_poll_interval <= s.worker.poll_interval,
          "must be positive and not above worker.poll_interval"),
-        ("worker.lease_seconds", s.worker.lease_seconds >= 10, "must be at least 10"),
+        # Upper bounds (tsql-review D12): SQL Server computes these in INT milliseconds, which
+        # overflow after 24.8 days; a day is far beyond any real lease or reversal deadline.
+        ("worker.lease_seconds", 10 <= s.worker.lease_seconds <= 86400, "must be 10..86400"),
+        ("jobs.reversal_timeout_seconds", 1 <= s.jobs.reversal_timeout_seconds <= 86400,
+         "must be 1..86400"),
+        # D13: the HIS procedures answer -1002 when no worker beat within 30 s (fixed window).
+        ("jobs.heartbeat_seconds", s.jobs.heartbeat_seconds <= 15,
+         "must be at most 15: the HIS procedure answers -1002 after 30 s without a beat"),
         ("jobs.heartbeat_seconds", 0 < s.jobs.heartbeat_seconds < s.jobs.heartbeat_stale_seconds,
          "must be positive and below jobs.heartbeat_stale_seconds"),
         ("database.dialect", _dialect_ok(s.database.url, s.database.dialect),

@@ -47,3 +47,15 @@ def test_config_refuses_a_raw_string_without_a_dialect():
         config.load(None, env=env)
     settings = config.load(None, env={**env, "MI_WORKER_DATABASE_DIALECT": "postgresql"})
     assert settings.database.dialect == "postgresql"
+
+
+@pytest.mark.parametrize("var,value,key", [
+    ("MI_WORKER_WORKER_LEASE_SECONDS", "2592000", "worker.lease_seconds"),
+    ("MI_WORKER_JOBS_REVERSAL_TIMEOUT_SECONDS", "2592000", "jobs.reversal_timeout_seconds"),
+    ("MI_WORKER_JOBS_HEARTBEAT_SECONDS", "20", "jobs.heartbeat_seconds"),
+])
+def test_config_bounds_what_sql_server_and_the_procedure_cannot_take(var, value, key):
+    # 30 days of lease overflow SQL Server's INT milliseconds; a 20 s heartbeat leaves the
+    # procedure's fixed 30 s window answering -1002 part of the time (tsql-review D12, D13).
+    with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):
+        config.load(None, env={var: value, "MI_WORKER_JOBS_HEARTBEAT_STALE_SECONDS": "60"})
