@@ -47,6 +47,27 @@ IF EXISTS (
         AND collation_name <> N'Latin1_General_BIN2'
 )
 BEGIN
+    -- Statistics on the column (auto-created _WA_Sys_* or a DBA's) would block the ALTER
+    -- COLUMN; they are rebuilt on demand.
+    DECLARE @stat SYSNAME;
+    DECLARE @drop_stat NVARCHAR(400);
+    WHILE 1 = 1
+    BEGIN
+        SET @stat = NULL;
+        SELECT TOP (1) @stat = s.name
+        FROM sys.stats AS s
+        INNER JOIN sys.stats_columns AS sc
+            ON s.object_id = sc.object_id AND s.stats_id = sc.stats_id
+        WHERE
+            s.object_id = OBJECT_ID(N'dbo.medical_insurance_requests')
+            AND COL_NAME(sc.object_id, sc.column_id) = N'idempotency_key'
+            AND NOT EXISTS (SELECT 1 FROM sys.indexes AS i
+                            WHERE i.object_id = s.object_id AND i.index_id = s.stats_id);
+        IF @stat IS NULL
+            BREAK;
+        SET @drop_stat = N'DROP STATISTICS dbo.medical_insurance_requests.' + QUOTENAME(@stat);
+        EXEC (@drop_stat);
+    END;
     IF EXISTS (SELECT 1 FROM sys.indexes
                WHERE object_id = OBJECT_ID(N'dbo.medical_insurance_requests')
                  AND name = N'ux_mir_idempotency')
