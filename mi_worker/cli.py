@@ -152,7 +152,7 @@ def db_upgrade(c: Context) -> None:
     c.setup_logging()
     database = c.db(create=True)
     try:
-        applied = prepare_database(database)
+        applied = prepare_database(database, c.settings.jobs.his_manual_reversal)
     finally:
         database.close()
     click.echo(f"{database.name}: applied {applied or 'nothing (up to date)'}; "

@@ -33,8 +33,12 @@ DEFAULT_SQLITE_URL = "sqlite:///mi_worker.db"
 class DatabaseSettings:
     url: str = doc("Database URL: sqlite:///path, postgresql://user:pw@host:5432/db, "
                    "mssql+pyodbc://user:pw@host:1433/db?driver=ODBC+Driver+18+for+SQL+Server, "
-                   "or a raw ODBC connection string prefixed odbc://; passwords in it are masked in logs",
+                   "or a raw ODBC connection string prefixed mssql+odbc:// or postgresql+odbc:// "
+                   "(or odbc:// with database.dialect); passwords in it are masked in logs",
                    DEFAULT_SQLITE_URL)
+    dialect: str = doc("mssql or postgresql: the SQL a raw odbc:// connection string runs "
+                       "(required there, never guessed from the driver name); empty when the "
+                       "URL scheme names the database", "")
     connect_timeout: int = doc("Seconds to wait for a database connection", 10)
     pool_size: int = doc("Database sessions per worker process, shared by its threads", 10)
     reconnect_max_seconds: float = doc("Longest pause between reconnect attempts when the "
@@ -85,6 +89,10 @@ class JobSettings:
                                         "first 2601, and this times the attempt number between "
                                         "attempts", 10.0)
     reversal_timeout_seconds: int = doc("Deadline of a queued 2601 reversal request", 300)
+    his_manual_reversal: bool = doc("Let the HIS call 2601 冲正 through the procedure (manual "
+                                    "reversal); off: refused with -1001 because the reversal "
+                                    "job sends it. Written to the database by `mi-worker db "
+                                    "upgrade`", False)
     reverse_late_completions: bool = doc("Reverse a state-changing call that COMPLETED after "
                                          "its HIS caller gave up", True)
     alerts_seconds: float = doc("Interval of the alert scan", 60.0)
@@ -253,6 +261,15 @@ def env_var(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
 
 
+def _dialect_ok(url: str, dialect: str) -> bool:
+    from mi_worker.db import dialect_for
+    try:
+        dialect_for(url, 1, dialect)
+    except ValueError:
+        return False
+    return True
+
+
 def validate(s: Settings) -> None:
     """Range checks that a type cannot express; each error names its key."""
     checks = [
@@ -261,9 +278,19 @@ def validate(s: Settings) -> None:
         ("worker.poll_interval", s.worker.poll_interval > 0, "must be positive"),
         ("worker.min_poll_interval", 0 < s.worker.min_poll_interval <= s.worker.poll_interval,
          "must be positive and not above worker.poll_interval"),
-        ("worker.lease_seconds", s.worker.lease_seconds >= 10, "must be at least 10"),
+        # Upper bounds (tsql-review D12): SQL Server computes these in INT milliseconds, which
+        # overflow after 24.8 days; a day is far beyond any real lease or reversal deadline.
+        ("worker.lease_seconds", 10 <= s.worker.lease_seconds <= 86400, "must be 10..86400"),
+        ("jobs.reversal_timeout_seconds", 1 <= s.jobs.reversal_timeout_seconds <= 86400,
+         "must be 1..86400"),
+        # D13: the HIS procedures answer -1002 when no worker beat within 30 s (fixed window).
+        ("jobs.heartbeat_seconds", s.jobs.heartbeat_seconds <= 15,
+         "must be at most 15: the HIS procedure answers -1002 after 30 s without a beat"),
         ("jobs.heartbeat_seconds", 0 < s.jobs.heartbeat_seconds < s.jobs.heartbeat_stale_seconds,
          "must be positive and below jobs.heartbeat_stale_seconds"),
+        ("database.dialect", _dialect_ok(s.database.url, s.database.dialect),
+         "must be mssql or postgresql for a raw odbc:// connection string (the driver name is "
+         "never used to guess), and agree with the URL scheme"),
         ("logging.level", s.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
          "must be DEBUG, INFO, WARNING or ERROR"),
         ("alerts.webhook_kind", s.alerts.webhook_kind in ("wecom", "dingtalk"),

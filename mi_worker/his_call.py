@@ -92,12 +92,21 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
                    insuplc_admdvs: Optional[str]) -> CallResult:
     timeout = 30 if timeout is None else timeout
     retry_count = 3 if retry_count is None else retry_count
+    # A blank optional text is no value, as in both procedures (a blank idempotency key was a
+    # real key shared by every such call).
+    idempotency_key, his_fee_id, psn_no, insuplc_admdvs = (
+        _blank_to_none(v) for v in (idempotency_key, his_fee_id, psn_no, insuplc_admdvs))
     bad = ErrorCode.BAD_INPUT
     if not interface_code or not catalog.is_valid_code(interface_code) \
             or interface_code != catalog.normalize(interface_code):
         shown = "NULL" if interface_code is None else f"'{interface_code[:20]}'"
         return CallResult(None, None, bad, "参数错误: interface_code must look like 1101, "
                                              f"2207A or 90100, got {shown}")
+    refused = db.run_one("his_refusal", interface_code=interface_code)
+    if refused and refused["his_refused"]:
+        return CallResult(None, None, bad, (
+            f"参数错误: interface {interface_code} is managed by mi-worker itself, the HIS must "
+            f"not call it: {refused['his_refused']}")[:500])
     if not input_data:
         return CallResult(None, None, bad, "参数错误: input_data is empty")
     if len(input_data) > MAX_INPUT_CHARS:
@@ -135,13 +144,15 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
     except Exception as exc:
         return CallResult(None, None, ErrorCode.ENQUEUE_FAILED, f"入队失败: could not enqueue: {exc}")
     request_id = int(row["request_id"])
+    deadline = time.monotonic() + timeout
     poll = max(poll_ms or 100, 10) / 1000.0
     step = min(0.01, poll)  # 10 ms, doubling up to poll_ms, as the procedures do
     while True:
         state = db.run_one("poll_result", request_id=request_id)
         if state["result_status"] != ResultStatus.IN_PROGRESS or int(state["past_deadline"]):
             break
-        time.sleep(step)
+        # Never sleep past the deadline (the call would answer up to poll_ms late).
+        time.sleep(max(0.01, min(step, deadline - time.monotonic())))
         step = min(step * 2, poll)
     if state["result_status"] == ResultStatus.IN_PROGRESS and state["status"] == Status.PENDING:
         db.run("timeout_if_pending", request_id=request_id,
@@ -154,6 +165,13 @@ def _answer(request_id: int, answer: HisAnswer) -> CallResult:
     code = int(answer.error_code)
     return CallResult(request_id, answer.result if code == 0 else None, code,
                       answer.error_message)
+
+
+def _blank_to_none(value: Optional[str]) -> Optional[str]:
+    """'' and blanks → None; other values trimmed of blanks like T-SQL's LTRIM(RTRIM())."""
+    if value is None:
+        return None
+    return value.strip(" ") or None
 
 
 def result_from_state(request_id: int, state: Dict[str, Any]) -> CallResult:

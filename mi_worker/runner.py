@@ -35,35 +35,40 @@ class SchemaNotReady(RuntimeError):
 
 def open_database(settings: Settings) -> Database:
     return connect(settings.database.url, settings.database.connect_timeout,
-                   settings.database.reconnect_max_seconds, settings.database.pool_size)
+                   settings.database.reconnect_max_seconds, settings.database.pool_size,
+                   settings.database.dialect)
 
 
-def sync_catalog(db: Database) -> int:
+def sync_catalog(db: Database, allow_manual_reversal: bool = False) -> int:
     """Mirror the interface catalogue into medical_insurance_interfaces (monitors show the
-    names; reconciliation reads which codes settle and which cancel)."""
+    names; reconciliation reads which codes settle and which cancel; the HIS procedure reads
+    which codes it refuses because the worker manages them itself)."""
     n = 0
     for itf in catalog.all_interfaces():
         db.run("upsert_interface", interface_code=itf.code, interface_name=itf.name,
                kind=itf.kind, reversible=1 if itf.reversible_by_2601 else 0,
-               cancel_code=itf.cancel_code)
+               cancel_code=itf.cancel_code,
+               his_refused=catalog.his_refusal(itf.code, allow_manual_reversal))
         n += 1
     return n
 
 
-def prepare_database(db: Database) -> List[int]:
+def prepare_database(db: Database, allow_manual_reversal: bool = False) -> List[int]:
     """`mi-worker db upgrade`: apply missing migrations, then make the tables that mirror
     what the code knows (the catalogue) match it. Returns the versions applied."""
     applied = upgrade(db)
-    sync_catalog(db)
+    sync_catalog(db, allow_manual_reversal)
     return applied
 
 
-def ensure_schema(db: Database, auto_upgrade: bool) -> None:
+def ensure_schema(db: Database, auto_upgrade: bool, allow_manual_reversal: bool = False) -> None:
     """The embedded SQLite database upgrades itself; a server database must be upgraded by ops."""
     if auto_upgrade:
-        applied = prepare_database(db)
+        applied = upgrade(db)
         if applied:
             log.info("database schema created/upgraded: %s", applied)
+        # Every start: the embedded catalogue (and jobs.his_manual_reversal) follow the config.
+        sync_catalog(db, allow_manual_reversal)
         return
     try:
         done = {int(r["version"]) for r in db.run("applied_migrations")}
@@ -135,7 +140,8 @@ def run(settings: Settings) -> int:
                     "built-in SANDBOX gateway", settings.database.url)
     db = open_database(settings)
     db.decide_features()  # once, logged, before anything depends on it
-    ensure_schema(db, auto_upgrade=db.supports("self_upgrade"))
+    ensure_schema(db, auto_upgrade=db.supports("self_upgrade"),
+                  allow_manual_reversal=settings.jobs.his_manual_reversal)
     sync_limits(db, settings.worker.limits)
     sandbox = start_sandbox(settings) if settings.gateway.kind == "sandbox" else None
     gateway = build_gateway(settings, db, sandbox.url if sandbox else None)

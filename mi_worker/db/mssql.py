@@ -1,8 +1,10 @@
 """SQL Server over pyodbc (Microsoft ODBC Driver 17/18, or FreeTDS).
 
 Quirks handled here: autocommit on (pyodbc's default is off, which would keep every claim's
-locks until the next commit); READ COMMITTED set explicitly so READPAST is allowed even on a
-database with READ_COMMITTED_SNAPSHOT; the filtered indexes' SET options fixed per session;
+locks until the next commit); READ COMMITTED set explicitly so the session is at a level
+READPAST allows (on a READ_COMMITTED_SNAPSHOT database it is the READCOMMITTEDLOCK hint beside
+READPAST in the claim that makes READPAST legal); the filtered indexes' SET options fixed per
+session;
 migration files split on GO lines; error 1205 (deadlock victim) retried.
 """
 from __future__ import annotations

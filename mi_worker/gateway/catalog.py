@@ -276,3 +276,25 @@ def doubt_advice(code: str) -> str:
     known = "" if it.known else " (未登记的交易编号 / code not in the catalogue)"
     return (f"{it.code} {it.name}{known} 结果不确定，请勿重复提交：" + "；".join(steps_cn)
             + f" / outcome of {it.code} unknown, do not resend: " + "; ".join(steps_en))
+
+
+# Codes the worker manages itself, refused from the HIS procedure with -1001 (issue 12): the
+# worker signs in (9001) and out (9002) on its own schedule and holds the sign_no, so a HIS
+# sign-in would only replace the session the worker is using; 2601 冲正 is sent by the
+# reversal job for every row in doubt, and a second, manual 2601 from the HIS could reverse a
+# settlement twice or race the job. A hospital that reverses by hand from the HIS can allow
+# 2601 (jobs.his_manual_reversal), never 9001 / 9002.
+WORKER_MANAGED: dict[str, str] = {
+    "9001": "签到由 mi-worker 自动完成 / sign-in is done by the worker",
+    "9002": "签退由 mi-worker 自动完成 / sign-out is done by the worker",
+    "2601": "冲正由 mi-worker 的冲正任务自动完成 / reversal is sent by the worker's 2601 job "
+            "(set jobs.his_manual_reversal = true to allow a manual 2601 from the HIS)",
+}
+
+
+def his_refusal(code: str, allow_manual_reversal: bool = False) -> str | None:
+    """Why the HIS may not call ``code`` through the procedure, or None when it may."""
+    c = normalize(code)
+    if c == "2601" and allow_manual_reversal:
+        return None
+    return WORKER_MANAGED.get(c)

@@ -13,13 +13,16 @@
 
 -- name: claim_batch
 -- Lease up to :batch_size runnable rows: priority then age, only the head of each patient's
--- queue, within each interface's free slots, msgid assigned. Three short autocommit steps:
--- (1) read up to :scan_size runnable candidates, skipping rows another claim holds (READPAST),
--- into a table variable; (2) give each candidate of a limited interface a free slot, rotated
--- by :slot_offset, keep at most one candidate per patient (psn_rank = 1), and keep the first
--- :batch_size; (3) one UPDATE that claims them, with ROWLOCK, READPAST, UPDLOCK,
--- READCOMMITTEDLOCK and status re-checked, so a row another worker took in between is
--- skipped. Candidates are materialized once (a CTE would be
+-- queue, within each interface's free slots, msgid assigned. Three steps in one short
+-- transaction: (1) read up to :scan_size runnable candidates with update locks held until the
+-- commit (UPDLOCK, ROWLOCK, READPAST: a concurrent claim skips them and takes the next rows,
+-- as FOR UPDATE SKIP LOCKED does on PostgreSQL; tsql-review D1), into a table variable;
+-- (2) give each candidate of a limited interface a free slot, rotated by :slot_offset, keep at
+-- most one candidate per patient (psn_rank = 1), and keep the first :batch_size; (3) one
+-- UPDATE that claims them, status re-checked. :scan_size stays far below the 5,000 locks of
+-- lock escalation (batch_size is at most 1,000). TRY/CATCH with ROLLBACK + THROW rather than
+-- XACT_ABORT, which would outlive the batch on the pooled session. Candidates are
+-- materialized once (a CTE would be
 -- re-evaluated per reference); the unique filtered indexes on (psn_no) and (interface_code,
 -- limit_slot) among PROCESSING rows stop a racing claim, which fails and is retried.
 SET NOCOUNT ON;
@@ -79,6 +82,8 @@ DECLARE @claimed TABLE (
 -- follow-up such as a 2601 reversal does not wait behind an older PENDING row), but only one
 -- may be PROCESSING (ux_mir_psn_processing): claiming both in one UPDATE would fail with 2601
 -- on every retry, so each batch takes only the first.
+BEGIN TRY
+BEGIN TRANSACTION;
 INSERT INTO @cand (request_id, interface_code, priority, lim, k, psn_rank)
 SELECT
     c.request_id,
@@ -96,7 +101,7 @@ FROM (
         r.interface_code,
         r.priority,
         r.psn_no
-    FROM dbo.medical_insurance_requests AS r WITH (ROWLOCK, READPAST, READCOMMITTEDLOCK)
+    FROM dbo.medical_insurance_requests AS r WITH (UPDLOCK, ROWLOCK, READPAST, READCOMMITTEDLOCK)
     WHERE
         r.status = N'PENDING'
         AND r.next_attempt_at <= @now
@@ -106,7 +111,7 @@ FROM (
             OR (
                 NOT EXISTS (
                     SELECT 1
-                    FROM dbo.medical_insurance_requests AS e
+                    FROM dbo.medical_insurance_requests AS e WITH (READCOMMITTEDLOCK)
                     WHERE
                         e.psn_no = r.psn_no
                         AND e.request_id <> r.request_id
@@ -130,7 +135,7 @@ FROM (
                     r.parent_request_id IS NOT NULL
                     OR NOT EXISTS (
                         SELECT 1
-                        FROM dbo.medical_insurance_requests AS e
+                        FROM dbo.medical_insurance_requests AS e WITH (READCOMMITTEDLOCK)
                         WHERE
                             e.psn_no = r.psn_no
                             AND e.request_id <> r.request_id
@@ -148,7 +153,7 @@ FROM (
             )
             OR (
                 SELECT COUNT(*)
-                FROM dbo.medical_insurance_requests AS b
+                FROM dbo.medical_insurance_requests AS b WITH (READCOMMITTEDLOCK)
                 WHERE
                     b.status = N'PROCESSING'
                     AND b.interface_code = r.interface_code
@@ -275,6 +280,13 @@ BEGIN
         AND t.next_attempt_at <= @now
         AND t.deadline_at > @now;
 END;
+COMMIT TRANSACTION;
+END TRY
+BEGIN CATCH
+    IF @@TRANCOUNT > 0
+        ROLLBACK TRANSACTION;
+    THROW;
+END CATCH;
 
 SELECT
     request_id,
@@ -477,13 +489,14 @@ SELECT @s AS alive;
 -- PENDING rows whose caller's deadline passed can never be useful: TIMEOUT (never sent).
 -- In steps of 1,000 rows, each its own autocommit statement, so a backlog after an outage
 -- never escalates to a table lock (5,000 locks); every expired row is returned, as on
--- PostgreSQL.
+-- PostgreSQL. ROWLOCK, READPAST: never page locks a claim's READPAST cannot skip, never a wait
+-- on a row a claim holds (a skipped row is expired by the next sweep).
 SET NOCOUNT ON;
 DECLARE @rows INT = 1000;
 DECLARE @u TABLE (request_id BIGINT NOT NULL);
 WHILE @rows = 1000
 BEGIN
-    UPDATE TOP (1000) dbo.medical_insurance_requests
+    UPDATE TOP (1000) dbo.medical_insurance_requests WITH (ROWLOCK, READPAST)
     SET
         status = N'TIMEOUT',
         response_time = SYSUTCDATETIME(),
@@ -603,18 +616,31 @@ DECLARE @interface_name NVARCHAR(100) = :interface_name;
 DECLARE @kind NVARCHAR(20) = :kind;
 DECLARE @reversible SMALLINT = :reversible;
 DECLARE @cancel_code VARCHAR(10) = :cancel_code;
-UPDATE dbo.medical_insurance_interfaces
-SET
-    interface_name = @interface_name,
-    kind = @kind,
-    reversible = @reversible,
-    cancel_code = @cancel_code
-WHERE interface_code = @interface_code;
-IF @@ROWCOUNT = 0
-    INSERT INTO dbo.medical_insurance_interfaces (
-        interface_code, interface_name, kind, reversible, cancel_code
-    )
-    VALUES (@interface_code, @interface_name, @kind, @reversible, @cancel_code);
+DECLARE @his_refused NVARCHAR(200) = :his_refused;
+-- Two hosts upgrading at once: UPDLOCK + SERIALIZABLE on the key, as upsert_limit, so the
+-- second waits instead of both inserting (2627; tsql-review D8).
+BEGIN TRY
+    BEGIN TRANSACTION;
+    UPDATE dbo.medical_insurance_interfaces WITH (UPDLOCK, SERIALIZABLE)
+    SET
+        interface_name = @interface_name,
+        kind = @kind,
+        reversible = @reversible,
+        cancel_code = @cancel_code,
+        his_refused = @his_refused
+    WHERE interface_code = @interface_code;
+    IF @@ROWCOUNT = 0
+        INSERT INTO dbo.medical_insurance_interfaces (
+            interface_code, interface_name, kind, reversible, cancel_code, his_refused
+        )
+        VALUES (@interface_code, @interface_name, @kind, @reversible, @cancel_code, @his_refused);
+    COMMIT TRANSACTION;
+END TRY
+BEGIN CATCH
+    IF @@TRANCOUNT > 0
+        ROLLBACK TRANSACTION;
+    THROW;
+END CATCH;
 
 -- name: log_error
 -- Errors worth a DBA's eye, next to the request they belong to.
@@ -713,17 +739,36 @@ SELECT
     @em AS error_message;
 
 -- name: create_migrations_table
--- The version table `mi-worker db upgrade` records applied files in.
+-- The version table `mi-worker db upgrade` records applied files in. Created under a
+-- transaction-owned applock, so two hosts running the very first upgrade at once cannot both
+-- try the CREATE (2714; tsql-review D8): the second waits, then finds the table.
 SET NOCOUNT ON;
-IF OBJECT_ID(N'dbo.mi_schema_version', N'U') IS NULL
-    CREATE TABLE dbo.mi_schema_version (
-        version INT NOT NULL,
-        name NVARCHAR(200) NOT NULL,
-        checksum VARCHAR(64) NOT NULL,
-        applied_at DATETIME2(3) NOT NULL CONSTRAINT df_mi_schema_version_applied
-        DEFAULT (SYSUTCDATETIME()),
-        CONSTRAINT pk_mi_schema_version PRIMARY KEY CLUSTERED (version)
-    );
+DECLARE @rc INT;
+BEGIN TRY
+    BEGIN TRANSACTION;
+    EXEC @rc = sp_getapplock
+        @Resource = N'mi_worker:schema_version',
+        @LockMode = 'Exclusive',
+        @LockOwner = 'Transaction',
+        @LockTimeout = 600000;
+    IF @rc < 0
+        THROW 50001, N'mi-worker: migration lock not granted (another upgrade is running)', 1;
+    IF OBJECT_ID(N'dbo.mi_schema_version', N'U') IS NULL
+        CREATE TABLE dbo.mi_schema_version (
+            version INT NOT NULL,
+            name NVARCHAR(200) NOT NULL,
+            checksum VARCHAR(64) NOT NULL,
+            applied_at DATETIME2(3) NOT NULL CONSTRAINT df_mi_schema_version_applied
+            DEFAULT (SYSUTCDATETIME()),
+            CONSTRAINT pk_mi_schema_version PRIMARY KEY CLUSTERED (version)
+        );
+    COMMIT TRANSACTION;
+END TRY
+BEGIN CATCH
+    IF @@TRANCOUNT > 0
+        ROLLBACK TRANSACTION;
+    THROW;
+END CATCH;
 
 -- name: migration_lock
 -- Two hosts upgrading at once: the second waits here, then sees the first one's versions.
@@ -1493,3 +1538,13 @@ SELECT TOP (200)
     created_at
 FROM dbo.medical_insurance_reconciliation
 ORDER BY stmt_date DESC, recon_id DESC;
+
+-- == worker-managed codes (issue 12) ==
+
+-- name: his_refusal
+-- Why the HIS may not call this code (the worker manages it itself), or no row / NULL.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+SELECT his_refused
+FROM dbo.medical_insurance_interfaces
+WHERE interface_code = @interface_code;

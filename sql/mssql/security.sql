@@ -1,13 +1,13 @@
--- Database roles for mi-worker on SQL Server 2012 and later (issue 7). Run by a DBA (a member
--- of db_owner) in the HIS database, AFTER `mi-worker db upgrade`, and again after every
--- upgrade: the GRANTs name the objects, so they must exist, and a migration that drops and
--- re-creates a procedure (002_procedures.sql does, for its three objects) drops the
--- permissions granted on it. (003_monitoring.sql ALTERs its procedures, which keeps them.)
+-- Database roles for mi-worker on SQL Server 2012 and later (issues 7 and 12). Run by a DBA
+-- (a member of db_owner) in the HIS database, AFTER `mi-worker db upgrade` (the GRANTs name
+-- the objects, so they must exist). Since issue 12 no migration drops an object the HIS calls
+-- or reads (stub + ALTER keeps the permissions), so a later upgrade keeps the grants; run
+-- this file again after an upgrade that adds objects.
 -- Idempotent: roles are created only when missing, and GRANTing what is granted is a no-op.
 -- One batch in one transaction with XACT_ABORT: a missing object (upgrade not run) or any
 -- other error rolls the whole file back instead of leaving half the rights granted.
 --
--- Two roles:
+-- Four roles:
 --
 --   mi_worker_role      the worker service account (`mi-worker run`, and the operator
 --                       commands status / alerts / metrics / requests / reconcile / call run
@@ -15,15 +15,26 @@
 --                       sql/mssql/queries.sql need, table by table, nothing else: no DDL, no
 --                       DELETE on the request history, no rights on the interface catalogue
 --                       (written by `db upgrade` only).
---   mi_his_caller_role  the HIS application's login: EXECUTE on the four procedures of the
---                       HIS contract and the monitors, and SELECT on the view the HIS polls.
---                       No right on any table: with ownership chaining (the procedures, the
---                       view and the tables all belong to dbo), EXECUTE on
---                       sp_medical_insurance_call_v2 is enough for the INSERT of the PENDING
---                       row and the polling inside it, and SELECT on v_medical_insurance_result
---                       is enough to read the table behind it. The chain holds as long as no
---                       one changes an object's owner (ALTER AUTHORIZATION) and the procedures
---                       use no dynamic SQL (they use none).
+--   mi_his_caller_role  the HIS application's login: EXECUTE on sp_medical_insurance_call_v2
+--                       and sp_check_sdk_service_status, nothing else. No right on any table
+--                       or on the view: with ownership chaining (the procedures, the view and
+--                       the tables all belong to dbo), EXECUTE is enough for the INSERT of the
+--                       PENDING row and the polling inside the procedure, and the caller gets
+--                       only its own request's answer. The chain holds as long as no one
+--                       changes an object's owner (ALTER AUTHORIZATION) and the procedures use
+--                       no dynamic SQL (they use none).
+--   mi_his_result_reader_role  OPTIONAL, for a HIS that reads v_medical_insurance_result
+--                       itself (e.g. looks a request up again after -1005): SELECT on the
+--                       view. Know what it means: the view holds every patient's
+--                       response_data (names, ID numbers, amounts), so every login in this
+--                       role can read all of them. Add the HIS user only if it needs it.
+--   mi_monitor_role     DBAs and monitoring logins: EXECUTE on the monitor procedures
+--                       (sp_get_medical_insurance_monitor_data, sp_check_medical_insurance_alerts),
+--                       which return aggregates and queue/worker rows, no patient payloads.
+--
+-- Upgrading from the issue-7 roles: mi_his_caller_role used to hold SELECT on the view and
+-- EXECUTE on the monitors; this file REVOKEs those (a HIS that needs them: add its user to
+-- mi_his_result_reader_role / mi_monitor_role).
 --
 --   mi_dashboard_role   the read-only web dashboard (`mi-worker dashboard`, issue 16) and
 --                       any other monitoring login: SELECT on the tables and the view the
@@ -51,6 +62,8 @@
 --   CREATE USER his_app FOR LOGIN his_app WITH DEFAULT_SCHEMA = dbo;
 --   ALTER ROLE mi_worker_role ADD MEMBER mi_worker;
 --   ALTER ROLE mi_his_caller_role ADD MEMBER his_app;
+--   -- only if the HIS reads the view itself (see above):
+--   -- ALTER ROLE mi_his_result_reader_role ADD MEMBER his_app;
 --
 -- The worker's rights, by the statement that needs them (queries.sql):
 --   medical_insurance_requests   SELECT, INSERT, UPDATE   claim_batch, complete_request,
@@ -75,6 +88,8 @@
 --   medical_insurance_reconciliation  SELECT, INSERT     insert_reconciliation,
 --                                list_reconciliation
 --   mi_schema_version            SELECT                   applied_migrations (start-up check)
+--   medical_insurance_interfaces SELECT                   his_refusal (embedded path only; the
+--                                catalogue, no patient data)
 --   medical_insurance_msgid_seq  UPDATE                   NEXT VALUE FOR (assign_new_msgid,
 --                                next_msgid) and sp_sequence_get_range (claim_batch)
 --   EXECUTE sp_check_sdk_service_status (service_status),
@@ -104,6 +119,12 @@ IF DATABASE_PRINCIPAL_ID(N'mi_his_caller_role') IS NULL
 IF DATABASE_PRINCIPAL_ID(N'mi_dashboard_role') IS NULL
     CREATE ROLE mi_dashboard_role AUTHORIZATION dbo;
 
+IF DATABASE_PRINCIPAL_ID(N'mi_his_result_reader_role') IS NULL
+    CREATE ROLE mi_his_result_reader_role AUTHORIZATION dbo;
+
+IF DATABASE_PRINCIPAL_ID(N'mi_monitor_role') IS NULL
+    CREATE ROLE mi_monitor_role AUTHORIZATION dbo;
+
 -- The worker.
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_requests TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.v_medical_insurance_result TO mi_worker_role;
@@ -113,18 +134,26 @@ GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_alerts TO mi_worke
 GRANT INSERT ON OBJECT::dbo.medical_insurance_error_log TO mi_worker_role;
 GRANT SELECT, INSERT ON OBJECT::dbo.medical_insurance_reconciliation TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.mi_schema_version TO mi_worker_role;
+GRANT SELECT ON OBJECT::dbo.medical_insurance_interfaces TO mi_worker_role;
 GRANT UPDATE ON OBJECT::dbo.medical_insurance_msgid_seq TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts TO mi_worker_role;
 
--- HIS callers.
+-- HIS callers: the procedures only.
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_his_caller_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_his_caller_role;
-GRANT EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data TO mi_his_caller_role;
-GRANT EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts TO mi_his_caller_role;
-GRANT SELECT ON OBJECT::dbo.v_medical_insurance_result TO mi_his_caller_role;
+REVOKE EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data FROM mi_his_caller_role;
+REVOKE EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts FROM mi_his_caller_role;
+REVOKE SELECT ON OBJECT::dbo.v_medical_insurance_result FROM mi_his_caller_role;
+
+-- The documented option: a HIS that reads the view itself (every patient's answers).
+GRANT SELECT ON OBJECT::dbo.v_medical_insurance_result TO mi_his_result_reader_role;
+
+-- Monitoring.
+GRANT EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data TO mi_monitor_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts TO mi_monitor_role;
 
 -- The read-only dashboard.
 GRANT SELECT ON OBJECT::dbo.medical_insurance_requests TO mi_dashboard_role;

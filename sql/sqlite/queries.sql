@@ -240,12 +240,14 @@ DELETE FROM medical_insurance_limits WHERE interface_code = :interface_code;
 
 -- name: upsert_interface
 -- The catalogue mirrored into SQL so monitors can name interfaces in Chinese.
+-- his_refused: why the HIS may not call the code (issue 12), NULL when it may.
 INSERT INTO medical_insurance_interfaces (interface_code, interface_name, kind, reversible,
-                                          cancel_code)
-VALUES (:interface_code, :interface_name, :kind, :reversible, :cancel_code)
+                                          cancel_code, his_refused)
+VALUES (:interface_code, :interface_name, :kind, :reversible, :cancel_code, :his_refused)
 ON CONFLICT (interface_code) DO UPDATE
    SET interface_name = excluded.interface_name, kind = excluded.kind,
-       reversible = excluded.reversible, cancel_code = excluded.cancel_code;
+       reversible = excluded.reversible, cancel_code = excluded.cancel_code,
+       his_refused = excluded.his_refused;
 
 -- name: log_error
 -- Errors worth a DBA's eye, next to the request they belong to.
@@ -766,3 +768,9 @@ SELECT recon_id, stmt_date, insutype, clr_type, setl_optins, medfee_sumamt, fund
 FROM medical_insurance_reconciliation
 ORDER BY stmt_date DESC, recon_id DESC
 LIMIT 200;
+
+-- == worker-managed codes (issue 12) ==
+
+-- name: his_refusal
+-- Why the HIS may not call this code (the worker manages it itself), or no row / NULL.
+SELECT his_refused FROM medical_insurance_interfaces WHERE interface_code = :interface_code;

@@ -233,10 +233,10 @@ def test_exec_names_existing_procedure_parameters():
 # Statements `mi-worker db upgrade` runs as a DBA; the worker's role needs no right for them.
 UPGRADE_ONLY = frozenset({"create_migrations_table", "migration_lock", "record_migration",
                           "upsert_interface"})
+# Issue 12: the HIS gets the procedures only; the view (every patient's answers) only through
+# the optional mi_his_result_reader_role, the monitors through mi_monitor_role.
 HIS_CALLER_GRANTS = {
     ("EXECUTE", "sp_medical_insurance_call_v2"), ("EXECUTE", "sp_check_sdk_service_status"),
-    ("EXECUTE", "sp_get_medical_insurance_monitor_data"),
-    ("EXECUTE", "sp_check_medical_insurance_alerts"), ("SELECT", "v_medical_insurance_result"),
 }
 
 
@@ -294,3 +294,7 @@ def test_security_worker_role_grants_nothing_unneeded():
 
 def test_security_his_caller_role_is_the_contract():
     assert _grants().get("mi_his_caller_role") == HIS_CALLER_GRANTS
+    assert _grants().get("mi_his_result_reader_role") == {("SELECT", "v_medical_insurance_result")}
+    assert _grants().get("mi_monitor_role") == {
+        ("EXECUTE", "sp_get_medical_insurance_monitor_data"),
+        ("EXECUTE", "sp_check_medical_insurance_alerts")}

@@ -8,7 +8,7 @@
 --
 -- Every object is created only when missing (OBJECT_ID / sys.indexes checks, no CREATE OR
 -- ALTER or DROP ... IF EXISTS: those need 2016), so a DBA may run the file again by hand. The
--- view is dropped and re-created. Batches are separated by lines holding only GO
+-- view is created as a stub when missing and then ALTERed, which keeps its permissions. Batches are separated by lines holding only GO
 -- (mi_worker/db/mssql.py splits on them; SSMS and sqlcmd do the same).
 --
 -- Filtered indexes need these SET options when they are created and on every statement that
@@ -281,15 +281,17 @@ IF OBJECT_ID(N'dbo.medical_insurance_interfaces', N'U') IS NULL
     );
 GO
 
-IF OBJECT_ID(N'dbo.v_medical_insurance_result', N'V') IS NOT NULL
-    DROP VIEW dbo.v_medical_insurance_result;
+-- Created as a stub when missing, then ALTERed: dropping the view would drop every GRANT on
+-- it (the HIS reads it, tsql-review D2).
+IF OBJECT_ID(N'dbo.v_medical_insurance_result', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_medical_insurance_result AS SELECT 1 AS request_id;');
 GO
 
 -- The view the HIS polls. China time is UTC+8 all year (no daylight saving), so the _cn
 -- columns are DATEADD(HOUR, 8, ...). latency_ms: DATEDIFF(MILLISECOND) overflows INT after
 -- 24.8 days, and an overflow would fail every SELECT on the view, so rows older than that
 -- (a row resolved by hand long after) fall back to seconds * 1000 (2012 has no DATEDIFF_BIG).
-CREATE VIEW dbo.v_medical_insurance_result
+ALTER VIEW dbo.v_medical_insurance_result
 AS
 SELECT
     r.request_id,

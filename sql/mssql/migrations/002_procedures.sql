@@ -16,8 +16,10 @@ SET ANSI_NULLS ON;
 SET QUOTED_IDENTIFIER ON;
 GO
 
-IF OBJECT_ID(N'dbo.sp_check_sdk_service_status', N'P') IS NOT NULL
-    DROP PROCEDURE dbo.sp_check_sdk_service_status;
+-- A stub when missing, then ALTER: DROP + CREATE would drop every GRANT on the procedure
+-- (tsql-review D2; the HIS calls it).
+IF OBJECT_ID(N'dbo.sp_check_sdk_service_status', N'P') IS NULL
+    EXEC (N'CREATE PROCEDURE dbo.sp_check_sdk_service_status AS RETURN 0;');
 GO
 
 SET ANSI_NULLS ON;
@@ -26,7 +28,7 @@ GO
 
 -- RETURN 1 when any worker beat within @stale_seconds, else 0. The HIS keeps calling it as
 --   DECLARE @s INT; EXEC @s = sp_check_sdk_service_status;
-CREATE PROCEDURE dbo.sp_check_sdk_service_status
+ALTER PROCEDURE dbo.sp_check_sdk_service_status
     @stale_seconds INT = 30
 AS
 BEGIN
@@ -47,15 +49,16 @@ GO
 -- versions without JSON_VALUE (2012, 2014). Used for psn_no and insuplc_admdvs only: it
 -- returns the quoted value after the colon (escape sequences are not decoded, a value that is
 -- not a string gives NULL). The worker validates and reads the JSON fully.
-IF OBJECT_ID(N'dbo.fn_mi_json_text', N'FN') IS NOT NULL
-    DROP FUNCTION dbo.fn_mi_json_text;
+IF OBJECT_ID(N'dbo.fn_mi_json_text', N'FN') IS NULL
+    EXEC (N'CREATE FUNCTION dbo.fn_mi_json_text (@json NVARCHAR(MAX), @key NVARCHAR(100))
+        RETURNS NVARCHAR(4000) AS BEGIN RETURN NULL; END;');
 GO
 
 SET ANSI_NULLS ON;
 SET QUOTED_IDENTIFIER ON;
 GO
 
-CREATE FUNCTION dbo.fn_mi_json_text (@json NVARCHAR(MAX), @key NVARCHAR(100))
+ALTER FUNCTION dbo.fn_mi_json_text (@json NVARCHAR(MAX), @key NVARCHAR(100))
 RETURNS NVARCHAR(4000)
 AS
 BEGIN
@@ -96,8 +99,10 @@ BEGIN
 END;
 GO
 
-IF OBJECT_ID(N'dbo.sp_medical_insurance_call_v2', N'P') IS NOT NULL
-    DROP PROCEDURE dbo.sp_medical_insurance_call_v2;
+-- A stub when missing, then ALTER: DROP + CREATE would drop every GRANT on the procedure
+-- (tsql-review D2; the HIS calls it).
+IF OBJECT_ID(N'dbo.sp_medical_insurance_call_v2', N'P') IS NULL
+    EXEC (N'CREATE PROCEDURE dbo.sp_medical_insurance_call_v2 AS RETURN 0;');
 GO
 
 SET ANSI_NULLS ON;
@@ -107,7 +112,7 @@ GO
 -- The HIS entry point: validate, check that a worker is alive, INSERT a PENDING row (committed
 -- at once, in its own autocommit transaction), poll v_medical_insurance_result until a final
 -- state or the deadline, and map the row's state to @error_code exactly as on PostgreSQL.
-CREATE PROCEDURE dbo.sp_medical_insurance_call_v2
+ALTER PROCEDURE dbo.sp_medical_insurance_call_v2
     @interface_code VARCHAR(10),
     @input_data NVARCHAR(MAX),
     @timeout INT = 30,
@@ -193,7 +198,7 @@ BEGIN
         IF @v_poll > 3600000
             SET @v_poll = 3600000;
 
-        -- -1001: parameters. ^[0-9]{4,5}[A-Z]?$ as LIKE patterns; NVARCHAR so trailing blanks
+        -- -1001: parameters. ^[0-9]{4,5}[A-Z]{0,1}$ as LIKE patterns; NVARCHAR so trailing blanks
         -- count, binary collation so [A-Z] is upper-case ASCII only and [0-9] ASCII digits.
         SET @v_code_n = @interface_code;
         IF @v_code_n IS NULL

@@ -1,0 +1,335 @@
+-- Issue 12: the HIS procedure behind SECURITY DEFINER functions, blank keys, the poll's
+-- deadline, and the codes the worker manages itself.
+--
+-- sp_medical_insurance_call_v2 must stay SECURITY INVOKER: it COMMITs after the enqueue so
+-- the row is visible to the workers, and a SECURITY DEFINER procedure (or one with a SET
+-- clause) cannot COMMIT. So it touches no table itself; it calls the small SECURITY DEFINER
+-- functions below (owned by whoever runs `db upgrade`, search_path pinned to this schema and
+-- pg_temp), and a HIS login needs EXECUTE only (sql/postgresql/security.sql):
+--   mi_his_refusal    why a code may not be called from the HIS (catalogue), or NULL
+--   mi_his_find_key   the latest live request of an idempotency key (the contract answers a
+--                     repeated key with that request's result)
+--   mi_his_enqueue    INSERT the PENDING row; returns its id, deadline and a random token
+--   mi_his_poll       the view's row for (request id, token): a caller reads its own row only
+--   mi_his_timeout    TIMEOUT the caller's own row while it is still PENDING
+-- The token (medical_insurance_requests.his_token, gen_random_uuid: PostgreSQL 13+) lives only
+-- in the procedure's variables, so one HIS session cannot poll another patient's request.
+-- The migration leaves EXECUTE with PUBLIC (as before, any login that could call the
+-- procedure still can); security.sql revokes it and grants the two roles.
+
+ALTER TABLE medical_insurance_interfaces ADD COLUMN IF NOT EXISTS his_refused text;
+ALTER TABLE medical_insurance_requests ADD COLUMN IF NOT EXISTS his_token varchar(40);
+
+-- A blank key was a real key: the next blank-key call got another patient's answer.
+UPDATE medical_insurance_requests SET idempotency_key = NULL
+ WHERE idempotency_key IS NOT NULL AND btrim(idempotency_key) = '';
+
+CREATE OR REPLACE FUNCTION mi_his_refusal(p_interface_code varchar)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+AS $$
+    SELECT i.his_refused FROM medical_insurance_interfaces i
+     WHERE i.interface_code = p_interface_code;
+$$;
+
+CREATE OR REPLACE FUNCTION mi_his_find_key(p_idempotency_key varchar)
+RETURNS TABLE (o_request_id bigint, o_status text, o_needs_reversal integer, o_response_data text)
+LANGUAGE sql STABLE SECURITY DEFINER
+AS $$
+    SELECT r.request_id, r.status::text, r.needs_reversal::integer, r.response_data
+      FROM medical_insurance_requests r
+     WHERE r.idempotency_key = p_idempotency_key AND r.status NOT IN ('ERROR', 'TIMEOUT')
+     ORDER BY r.request_id DESC LIMIT 1;
+$$;
+
+CREATE OR REPLACE FUNCTION mi_his_enqueue(
+    p_interface_code  varchar,
+    p_input_data      text,
+    p_priority        integer,
+    p_timeout         integer,
+    p_retry_count     integer,
+    p_psn_no          varchar,
+    p_insuplc_admdvs  varchar,
+    p_idempotency_key varchar,
+    p_his_fee_id      varchar,
+    OUT o_request_id    bigint,
+    OUT o_deadline_at   timestamptz,
+    OUT o_his_token     text,
+    OUT o_error_code    integer,
+    OUT o_error_message text
+)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+AS $$
+BEGIN
+    o_error_code := 0;
+    o_error_message := '';
+    o_his_token := gen_random_uuid()::text;
+    BEGIN
+        INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+            timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, idempotency_key,
+            his_fee_id, deadline_at, his_token)
+        VALUES (p_interface_code, p_input_data, 'PENDING', COALESCE(p_priority, 5), p_timeout,
+            p_retry_count, NULLIF(p_psn_no, ''), NULLIF(p_insuplc_admdvs, ''), p_idempotency_key,
+            p_his_fee_id, clock_timestamp() + make_interval(secs => p_timeout), o_his_token)
+        RETURNING request_id, deadline_at INTO o_request_id, o_deadline_at;
+    EXCEPTION
+        WHEN unique_violation THEN
+            o_request_id := NULL;
+            o_his_token := NULL;
+            o_error_code := -1008;
+            o_error_message := '重复请求: idempotency key ' || COALESCE(p_idempotency_key, '')
+                               || ' is already in flight';
+        WHEN OTHERS THEN
+            o_request_id := NULL;
+            o_his_token := NULL;
+            o_error_code := -1003;
+            o_error_message := '入队失败: could not enqueue: ' || SQLERRM;
+            INSERT INTO medical_insurance_error_log (request_id, error_code, error_message, detail)
+            VALUES (NULL, -1003, o_error_message, SQLSTATE);
+    END;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION mi_his_poll(p_request_id bigint, p_his_token text)
+RETURNS TABLE (o_status text, o_result_status text, o_response_data text, o_error_code integer,
+               o_error_message text)
+LANGUAGE sql STABLE SECURITY DEFINER
+AS $$
+    SELECT v.status::text, v.result_status::text, v.response_data, v.error_code, v.error_message
+      FROM v_medical_insurance_result v
+      JOIN medical_insurance_requests r ON r.request_id = v.request_id
+     WHERE v.request_id = p_request_id AND r.his_token = p_his_token;
+$$;
+
+CREATE OR REPLACE FUNCTION mi_his_timeout(p_request_id bigint, p_his_token text,
+                                          p_timeout integer)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+AS $$
+    UPDATE medical_insurance_requests r
+       SET status = 'TIMEOUT', response_time = clock_timestamp(), error_code = -1005,
+           error_message = '请求超时: no worker claimed the request within ' || p_timeout || ' s'
+     WHERE r.request_id = p_request_id AND r.his_token = p_his_token AND r.status = 'PENDING';
+$$;
+
+-- The heartbeat check reads sdk_heartbeat: a definer function too, so the HIS needs no table.
+ALTER FUNCTION sp_check_sdk_service_status(integer) SECURITY DEFINER;
+
+-- search_path pinned on every SECURITY DEFINER function: this schema, then pg_temp last, so a
+-- caller's own objects can never shadow the tables the functions use.
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'mi_his_refusal(varchar)', 'mi_his_find_key(varchar)',
+        'mi_his_enqueue(varchar, text, integer, integer, integer, varchar, varchar, varchar, varchar)',
+        'mi_his_poll(bigint, text)', 'mi_his_timeout(bigint, text, integer)',
+        'sp_check_sdk_service_status(integer)'
+    ] LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_temp', f, current_schema());
+    END LOOP;
+END;
+$$;
+
+CREATE OR REPLACE PROCEDURE sp_medical_insurance_call_v2(
+    p_interface_code  varchar,
+    p_input_data      text,
+    p_timeout         integer,
+    p_retry_count     integer,
+    INOUT request_id    bigint,
+    INOUT result        text,
+    INOUT error_code    integer,
+    INOUT error_message text,
+    p_priority        integer DEFAULT 5,
+    p_idempotency_key varchar DEFAULT NULL,
+    p_his_fee_id      varchar DEFAULT NULL,
+    p_psn_no          varchar DEFAULT NULL,
+    p_poll_ms         integer DEFAULT 100,
+    p_insuplc_admdvs  varchar DEFAULT NULL
+)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_doc        jsonb;
+    v_timeout    integer := COALESCE(p_timeout, 30);
+    v_retry      integer := COALESCE(p_retry_count, 3);
+    v_poll       double precision := GREATEST(COALESCE(p_poll_ms, 100), 10) / 1000.0;
+    v_step       double precision;
+    v_key        varchar := NULLIF(btrim(p_idempotency_key), '');
+    v_fee_id     varchar := NULLIF(btrim(p_his_fee_id), '');
+    v_psn_in     varchar := NULLIF(btrim(p_psn_no), '');
+    v_admdvs_in  varchar := NULLIF(btrim(p_insuplc_admdvs), '');
+    v_refused    text;
+    v_psn        varchar(30);
+    v_admdvs     varchar(6);
+    v_deadline   timestamptz;
+    v_token      text;
+    v_ec         integer;
+    v_em         text;
+    v_status     varchar(20);
+    v_rstatus    varchar(20);
+    v_code       integer;
+    v_msg        text;
+    v_existing   record;
+BEGIN
+    request_id := NULL;
+    result := NULL;
+    error_code := 0;
+    error_message := '';
+
+    -- -1006: a caller's open transaction would keep the PENDING row invisible to the workers
+    -- (and PostgreSQL forbids the COMMIT below inside a transaction block). A transaction that
+    -- started well before this statement is a caller's block; the 1 s tolerance is because
+    -- the extended query protocol (JDBC, psqlODBC server-side prepare) starts the implicit
+    -- transaction at Parse and stamps the statement at Bind, a round trip later. A block
+    -- opened just before the CALL escapes these checks; the COMMIT below then fails with
+    -- SQLSTATE 2D000 and nothing is enqueued (README, "Calling from PostgreSQL").
+    IF txid_current_if_assigned() IS NOT NULL
+       OR statement_timestamp() - transaction_timestamp() > interval '1 second'
+       OR current_setting('transaction_isolation') <> 'read committed' THEN
+        error_code := -1006;
+        error_message := '不能在事务中调用: call sp_medical_insurance_call_v2 outside any open '
+                         'transaction (autocommit), the request would be invisible to workers';
+        RETURN;
+    END IF;
+
+    -- -1001: parameters.
+    IF p_interface_code IS NULL OR p_interface_code !~ '^[0-9]{4,5}[A-Z]?$' THEN
+        error_code := -1001;
+        error_message := '参数错误: interface_code must look like 1101, 2207A or 90100, got '
+                         || COALESCE('''' || left(p_interface_code, 20) || '''', 'NULL');
+        RETURN;
+    END IF;
+    -- -1001: codes mi-worker manages itself (sign-in 9001 / sign-out 9002; 2601 reversal
+    -- unless the hospital enabled manual reversal), as the catalogue says.
+    v_refused := mi_his_refusal(p_interface_code);
+    IF v_refused IS NOT NULL THEN
+        error_code := -1001;
+        error_message := left('参数错误: interface ' || p_interface_code
+                              || ' is managed by mi-worker itself, the HIS must not call it: '
+                              || v_refused, 500);
+        RETURN;
+    END IF;
+    IF p_input_data IS NULL OR length(p_input_data) = 0 THEN
+        error_code := -1001;
+        error_message := '参数错误: input_data is empty';
+        RETURN;
+    END IF;
+    IF length(p_input_data) > 1048576 THEN
+        error_code := -1001;
+        error_message := '参数错误: input_data is ' || length(p_input_data)
+                         || ' characters, more than the 1048576 allowed';
+        RETURN;
+    END IF;
+    BEGIN
+        v_doc := p_input_data::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        v_doc := NULL;
+    END;
+    IF v_doc IS NULL OR jsonb_typeof(v_doc) <> 'object' THEN
+        error_code := -1001;
+        error_message := '参数错误: input_data is not a JSON object';
+        RETURN;
+    END IF;
+    IF v_timeout < 1 OR v_timeout > 3600 OR v_retry < 0 OR v_retry > 20 THEN
+        error_code := -1001;
+        error_message := '参数错误: timeout must be 1..3600 seconds and retry_count 0..20';
+        RETURN;
+    END IF;
+
+    -- -1002: nobody would take the row.
+    IF sp_check_sdk_service_status() <> 1 THEN
+        error_code := -1002;
+        error_message := 'SDK服务未运行: no mi-worker heartbeat in the last 30 seconds';
+        RETURN;
+    END IF;
+
+    -- Idempotency: a completed call with the same key answers at once; one in flight is -1008.
+    -- A blank key is no key.
+    IF v_key IS NOT NULL THEN
+        SELECT * INTO v_existing FROM mi_his_find_key(v_key);
+        IF FOUND THEN
+            request_id := v_existing.o_request_id;
+            IF v_existing.o_status = 'COMPLETED' AND v_existing.o_needs_reversal = 0 THEN
+                result := v_existing.o_response_data;
+                RETURN;
+            ELSIF v_existing.o_status IN ('PENDING', 'PROCESSING') THEN
+                error_code := -1008;
+                error_message := '重复请求: idempotency key ' || v_key
+                                 || ' is already in flight as request ' || v_existing.o_request_id;
+            ELSE
+                error_code := -1007;
+                error_message := '结果不确定: idempotency key ' || v_key
+                                 || ' belongs to request ' || v_existing.o_request_id
+                                 || ' in state ' || v_existing.o_status;
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+
+    v_psn := left(COALESCE(v_psn_in, v_doc #>> '{data,psn_no}', v_doc ->> 'psn_no',
+                           jsonb_path_query_first(v_doc, 'strict $.**.psn_no') #>> '{}'), 30);
+    v_admdvs := left(COALESCE(v_admdvs_in, v_doc #>> '{data,insuplc_admdvs}',
+                              v_doc ->> 'insuplc_admdvs'), 6);
+
+    SELECT e.o_request_id, e.o_deadline_at, e.o_his_token, e.o_error_code, e.o_error_message
+      INTO request_id, v_deadline, v_token, v_ec, v_em
+      FROM mi_his_enqueue(p_interface_code, p_input_data, p_priority, v_timeout, v_retry, v_psn,
+                          v_admdvs, v_key, v_fee_id) e;
+    IF v_ec <> 0 THEN
+        error_code := v_ec;
+        error_message := v_em;
+        COMMIT;  -- keeps the -1003 error-log row
+        RETURN;
+    END IF;
+    -- The row must be visible to the workers now, not when the caller's statement ends.
+    COMMIT;
+
+    -- The poll step starts at 10 ms and doubles up to p_poll_ms; each sleep is capped by the
+    -- time left before the deadline (the call returned up to p_poll_ms late).
+    v_step := LEAST(0.01, v_poll);
+    LOOP
+        SELECT p.o_status, p.o_result_status, p.o_response_data, p.o_error_code, p.o_error_message
+          INTO v_status, v_rstatus, result, v_code, v_msg
+          FROM mi_his_poll(request_id, v_token) p;
+        EXIT WHEN v_rstatus <> 'IN_PROGRESS' OR clock_timestamp() >= v_deadline;
+        PERFORM pg_sleep(LEAST(v_step, GREATEST(
+            extract(epoch FROM v_deadline - clock_timestamp())::double precision, 0.01)));
+        v_step := LEAST(v_step * 2, v_poll);
+    END LOOP;
+
+    IF v_rstatus = 'IN_PROGRESS' AND v_status = 'PENDING' THEN
+        -- Never claimed: end it here, unless a worker took it this very instant.
+        PERFORM mi_his_timeout(request_id, v_token, v_timeout);
+        COMMIT;
+        SELECT p.o_status, p.o_result_status, p.o_response_data, p.o_error_code, p.o_error_message
+          INTO v_status, v_rstatus, result, v_code, v_msg
+          FROM mi_his_poll(request_id, v_token) p;
+    END IF;
+
+    IF v_rstatus = 'SUCCESS' THEN
+        error_code := 0;
+        error_message := '';
+    ELSIF v_rstatus = 'ERROR' THEN
+        result := NULL;
+        error_code := CASE WHEN v_code IN (-1001, -1004, -1999) THEN v_code ELSE -1004 END;
+        error_message := COALESCE(v_msg, 'error');
+    ELSIF v_rstatus = 'TIMEOUT' THEN
+        result := NULL;
+        error_code := -1005;
+        error_message := COALESCE(v_msg, '请求超时');
+    ELSIF v_rstatus = 'IN_PROGRESS' THEN
+        result := NULL;
+        error_code := -1005;
+        error_message := '请求超时(结果待定): request ' || request_id
+            || ' is still being processed by a worker; its outcome is in doubt and will be '
+            || 'settled (a state-changing call is reversed) - check v_medical_insurance_result';
+    ELSE
+        result := NULL;
+        error_code := -1007;
+        error_message := '结果不确定: request ' || request_id || ' is ' || v_status
+            || COALESCE(': ' || v_msg, '');
+    END IF;
+END;
+$$;
