@@ -20,6 +20,9 @@ from typing import Optional
 
 import click
 
+from mi_worker.config import ConfigError
+from mi_worker.db import ConnectionLost, ConnectRefused, DatabaseError
+from mi_worker.db.problems import advice, driver_message, location, permanent_kind
 from mi_worker.masking import mask_personal, mask_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATABASE, EXIT_GATEWAY = 0, 1, 2, 3, 4
@@ -48,7 +51,6 @@ def _chain(exc: BaseException) -> str:
     When the root cause is a driver error (pyodbc, sqlite3), its cleaned text is the whole
     story: the wrappers above it only repeat it.
     """
-    from mi_worker.db.problems import driver_message
     root = exc
     while root.__cause__ is not None:
         root = root.__cause__
@@ -67,9 +69,6 @@ def _chain(exc: BaseException) -> str:
 
 def explain(exc: BaseException, database_url: str = "") -> UserError:
     """Map any exception to a UserError with the right exit code and advice."""
-    from mi_worker.config import ConfigError
-    from mi_worker.db import ConnectionLost, ConnectRefused, DatabaseError
-    from mi_worker.db.problems import advice, location, permanent_kind
     if isinstance(exc, UserError):
         return exc
     where = location(database_url) if database_url else "the configured database"

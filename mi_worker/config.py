@@ -23,6 +23,8 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
 from mi_worker.config_fields import ConfigError, doc
+from mi_worker.db import dialect_for
+from mi_worker.display import zone
 from mi_worker.gateway.settings import GatewaySettings
 
 ENV_PREFIX = "MI_WORKER_"
@@ -262,7 +264,6 @@ def env_var(section: str, key: str) -> str:
 
 
 def _dialect_ok(url: str, dialect: str) -> bool:
-    from mi_worker.db import dialect_for
     try:
         dialect_for(url, 1, dialect)
     except ValueError:
@@ -304,7 +305,6 @@ def validate(s: Settings) -> None:
             and int(parts[1]) < 60
         checks.append(("jobs.reconcile_time", ok, "must be HH:MM"))
     try:
-        from mi_worker.display import zone
         zone(s.display.timezone)
     except ValueError as exc:
         checks.append(("display.timezone", False, str(exc)))

@@ -15,12 +15,14 @@ from typing import Any, Dict, Optional
 from urllib.parse import urlencode
 
 from flask import Flask, Response, g, redirect, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from mi_worker import __version__
 from mi_worker.dashboard import data, render
 from mi_worker.dashboard.auth import COOKIE, Credentials
 from mi_worker.dashboard.i18n import LANGS, status_label, translate
 from mi_worker.db import Database
+from mi_worker.reconcile import yesterday_china
 
 log = logging.getLogger("mi_worker.dashboard")
 
@@ -97,7 +99,6 @@ def create_app(db: Database, settings: Any = None, creds: Optional[Credentials] 
 
     @app.errorhandler(Exception)
     def _error(exc: Exception):
-        from werkzeug.exceptions import HTTPException
         if isinstance(exc, HTTPException):
             return exc
         # A database that is away is a page that says so, never a traceback.
@@ -193,5 +194,4 @@ def _lang() -> str:
 
 def _china_yesterday() -> dt.date:
     """The day the reconciliation job settles: yesterday on the China calendar."""
-    from mi_worker.reconcile import yesterday_china
     return yesterday_china()

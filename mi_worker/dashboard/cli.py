@@ -1,12 +1,15 @@
 """`mi-worker dashboard`: serve the read-only web dashboard (loopback unless credentials)."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional
 
 import click
 
-from mi_worker.dashboard.server import DEFAULT_HOST, DEFAULT_PORT
+from mi_worker import logs
+from mi_worker.dashboard import auth
+from mi_worker.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, DashboardServer, open_read_only
 
 EXIT_REFUSED = 2
 
@@ -22,9 +25,6 @@ EXIT_REFUSED = 2
 @click.pass_obj
 def dashboard(c, host: str, port: int, database_url: Optional[str]) -> None:
     """Serve the read-only web dashboard (中文 by default, English switch)."""
-    from mi_worker import logs
-    from mi_worker.dashboard import auth
-    from mi_worker.dashboard.server import DashboardServer, open_read_only
     try:
         creds = auth.from_env()
         auth.check_bind(host, creds)
@@ -56,10 +56,6 @@ def start_in_worker(settings, port: int, host: str = DEFAULT_HOST):
     """For `mi-worker run --dashboard-port`: the dashboard on a thread of the worker process.
 
     Raises auth.AuthConfigError for a refused bind (the caller exits 2)."""
-    import os
-
-    from mi_worker.dashboard import auth
-    from mi_worker.dashboard.server import DashboardServer, open_read_only
     creds = auth.from_env()
     auth.check_bind(host, creds)
     db = open_read_only(os.environ.get("MI_WORKER_DASHBOARD_DATABASE_URL")

@@ -16,10 +16,11 @@ from typing import Any, Dict, List, Optional
 from mi_worker import monitor
 from mi_worker.db import Database
 from mi_worker.masking import mask_personal, mask_value
+from mi_worker.states import ResultStatus, Status
 
-STATUSES = ("PENDING", "PROCESSING", "COMPLETED", "ERROR", "TIMEOUT", "UNCERTAIN", "REVERSED",
-            "NEEDS_MANUAL")
-OUTCOMES = ("SUCCESS", "ERROR", "TIMEOUT", "UNCERTAIN", "IN_PROGRESS")
+STATUSES = tuple(s.value for s in Status)
+OUTCOMES = tuple(r.value for r in (ResultStatus.SUCCESS, ResultStatus.ERROR, ResultStatus.TIMEOUT,
+                                   ResultStatus.UNCERTAIN, ResultStatus.IN_PROGRESS))
 PAGE_SIZE = 50
 # Chart windows: (hours, bucket seconds) → 12 five-minute bars for the hour, 24 hourly bars.
 WINDOWS = {"hour": (1, 300), "day": (24, 3600)}
@@ -122,7 +123,8 @@ def throughput(db: Database, window: str) -> Dict[str, Any]:
     series = {o: [0] * n_buckets for o in OUTCOMES}
     for r in db.run("dash_throughput", hours=hours, bucket_seconds=bucket_seconds):
         b = min(max(int(r["bucket"]), 0), n_buckets - 1)
-        outcome = r["result_status"] if r["result_status"] in series else "IN_PROGRESS"
+        outcome = r["result_status"] if r["result_status"] in series \
+            else ResultStatus.IN_PROGRESS.value
         series[outcome][n_buckets - 1 - b] += int(r["n"])
     return {"hours": hours, "bucket_seconds": bucket_seconds, "buckets": n_buckets,
             "series": series, "total": sum(sum(v) for v in series.values())}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
+from mi_worker.states import ResultStatus, Status
+
 LANGS = ("zh", "en")
 
 _T: Dict[str, Tuple[str, str]] = {
@@ -119,24 +121,23 @@ _T: Dict[str, Tuple[str, str]] = {
     "times_in": ("时间均为", "Times in"),
     "read_only": ("只读页面，个人信息已脱敏", "Read-only; personal data masked"),
     "refresh": ("每 30 秒自动刷新", "refreshes every 30 s"),
-    "SUCCESS": ("成功", "success"),
-    "ERROR": ("失败", "error"),
-    "TIMEOUT": ("超时", "timeout"),
-    "UNCERTAIN": ("不确定", "uncertain"),
-    "IN_PROGRESS": ("处理中", "in progress"),
     "UP": ("正常", "UP"),
     "WARNING": ("心跳延迟", "WARNING"),
     "DOWN": ("停止响应", "DOWN"),
     "STOPPED": ("已停止", "STOPPED"),
-    "st_PENDING": ("待处理", "PENDING"),
-    "st_PROCESSING": ("处理中", "PROCESSING"),
-    "st_COMPLETED": ("成功", "COMPLETED"),
-    "st_ERROR": ("失败", "ERROR"),
-    "st_TIMEOUT": ("超时", "TIMEOUT"),
-    "st_UNCERTAIN": ("结果不确定", "UNCERTAIN"),
-    "st_REVERSED": ("已冲正", "REVERSED"),
-    "st_NEEDS_MANUAL": ("需人工处理", "NEEDS_MANUAL"),
 }
+# What the HIS reads (result_status) and the row statuses, in both languages.
+_T.update({
+    ResultStatus.SUCCESS.value: ("成功", "success"),
+    ResultStatus.ERROR.value: ("失败", "error"),
+    ResultStatus.TIMEOUT.value: ("超时", "timeout"),
+    ResultStatus.UNCERTAIN.value: ("不确定", "uncertain"),
+    ResultStatus.IN_PROGRESS.value: ("处理中", "in progress"),
+})
+_T.update({f"st_{s.value}": (zh, s.value) for s, zh in (
+    (Status.PENDING, "待处理"), (Status.PROCESSING, "处理中"), (Status.COMPLETED, "成功"),
+    (Status.ERROR, "失败"), (Status.TIMEOUT, "超时"), (Status.UNCERTAIN, "结果不确定"),
+    (Status.REVERSED, "已冲正"), (Status.NEEDS_MANUAL, "需人工处理"))})
 
 
 def translate(key: str, lang: str) -> str:

@@ -13,12 +13,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from markupsafe import Markup, escape
 
 from mi_worker.dashboard.data import to_utc
+from mi_worker.states import ResultStatus
 
 log = logging.getLogger("mi_worker.dashboard")
 DEFAULT_ZONE = "Asia/Shanghai"
 _CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
-COLOURS = {"SUCCESS": "#2e7d32", "ERROR": "#c62828", "TIMEOUT": "#ef6c00",
-           "UNCERTAIN": "#6a1b9a", "IN_PROGRESS": "#1565c0", "p50": "#1565c0", "p95": "#ef6c00"}
+COLOURS = {ResultStatus.SUCCESS.value: "#2e7d32", ResultStatus.ERROR.value: "#c62828",
+           ResultStatus.TIMEOUT.value: "#ef6c00", ResultStatus.UNCERTAIN.value: "#6a1b9a",
+           ResultStatus.IN_PROGRESS.value: "#1565c0", "p50": "#1565c0", "p95": "#ef6c00"}
 
 
 def display_zone(settings: Any) -> dt.tzinfo:

@@ -10,6 +10,9 @@ import logging
 import threading
 from typing import Any, Optional
 
+from waitress import create_server
+
+from mi_worker.dashboard.app import create_app
 from mi_worker.dashboard.auth import Credentials, check_bind
 from mi_worker.db import Database, connect
 
@@ -56,9 +59,7 @@ class DashboardServer:
 
     def __init__(self, db: Database, settings: Any, host: str, port: int,
                  creds: Optional[Credentials] = None, threads: int = 4) -> None:
-        from waitress import create_server
 
-        from mi_worker.dashboard.app import create_app
         creds = creds or Credentials()
         check_bind(host, creds)
         self.app = create_app(db, settings, creds)

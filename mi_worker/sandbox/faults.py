@@ -28,6 +28,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mi_worker.gateway.envelope import find_key
+
 KINDS = ("latency", "http_error", "reset_before", "reset_after", "timeout", "infcode",
          "garbage")
 _COMMIT_DEFAULT = {"http_error": False, "reset_before": False, "reset_after": True,
@@ -68,7 +70,6 @@ class Fault:
         """``message`` with {field} placeholders filled from the request's input."""
         if "{" not in self.message:
             return self.message
-        from mi_worker.gateway.envelope import find_key
 
         class _Fields(dict):
             def __missing__(self, key: str) -> str:
