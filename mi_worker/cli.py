@@ -26,6 +26,13 @@ class Context:
                 raise click.ClickException(str(exc)) from None
         return self._settings
 
+    def check_gateway(self) -> None:
+        """The fake-centre rule (config.check_fake_centre), for commands that use a gateway."""
+        try:
+            config.check_fake_centre(self.settings)
+        except config.ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
     def setup_logging(self, level: Optional[str] = None) -> None:
         s = self.settings
         logs.setup(level or s.logging.level, s.logging.file, s.secrets())
@@ -61,10 +68,11 @@ def run(c: Context, threads: Optional[int]) -> None:
     from mi_worker.runner import run as run_worker
     if threads:
         c.settings.worker.threads = threads
+    c.check_gateway()
     c.setup_logging()
     try:
         sys.exit(run_worker(c.settings))
-    except SchemaNotReady as exc:
+    except (SchemaNotReady, config.ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -175,9 +183,9 @@ def status(c: Context, as_json: bool) -> None:
 
     def render(d) -> str:
         perf = d["performance"][0] if d["performance"] else {}
-        parts = [
+        parts = monitor.gateway_warnings(d.get("gateways", [])) + [
             "Workers",
-            monitor.table(d["health"], ["worker_id", "host", "status",
+            monitor.table(d["health"], ["worker_id", "host", "status", "gateway_kind",
                                         "seconds_since_heartbeat", "in_flight",
                                         "processed_total"]),
             "\nQueue (open requests)",
@@ -375,6 +383,7 @@ def config_reference() -> None:
 def config_check(c: Context) -> None:
     """Load and validate the settings; print where they came from."""
     s = c.settings
+    c.check_gateway()
     click.echo(f"settings OK (from {s.source}); database {s.database.url.split(':', 1)[0]}, "
                f"gateway {s.gateway.kind}/{s.gateway.transport}")
 

@@ -129,6 +129,7 @@ class Settings:
     # "section.key" of every value given by the file or the environment (not defaulted): some
     # keys have a default only for the embedded first run (gateway.kind, database.url).
     given: List[str] = field(default_factory=list, metadata={"internal": True})
+    env_kind: bool = field(default=False, metadata={"internal": True})
 
     def secrets(self) -> List[str]:
         """Every non-empty secret value, so the log filter can blank them out."""
@@ -247,7 +248,7 @@ def load(path: Optional[os.PathLike] = None, env: Optional[Mapping[str, str]] = 
             _apply(section, name, overrides, "environment")
             settings.given += [f"{name}.{k}" for k in overrides]
     validate(settings)
-    check_fake_centre(settings, env)
+    settings.env_kind = env_var("gateway", "kind") in env
     return settings
 
 
@@ -259,7 +260,7 @@ def is_embedded(s: Settings) -> bool:
     return s.source == "defaults" and s.database.url.startswith("sqlite:")
 
 
-def check_fake_centre(s: Settings, env: Optional[Mapping[str, str]] = None) -> None:
+def check_fake_centre(s: Settings) -> None:
     """Never settle against a fake centre by accident (DESIGN: go-live safety).
 
     The sandbox and noop gateways answer 0 with made-up settlement ids, so the HIS would
@@ -268,6 +269,9 @@ def check_fake_centre(s: Settings, env: Optional[Mapping[str, str]] = None) -> N
     must be given, a fake kind on a server database also needs
     ``gateway.allow_fake_centre = true``, and the real centre needs a real database URL
     (never a silent ./mi_worker.db).
+
+    Checked by the commands that talk to a gateway (``run``, ``doctor``, ``config check``),
+    not by read-only ones: a DBA's ``status`` needs no gateway.kind.
     """
     kind_given = "gateway.kind" in s.given
     if not kind_given and not is_embedded(s):
@@ -285,7 +289,7 @@ def check_fake_centre(s: Settings, env: Optional[Mapping[str, str]] = None) -> N
             "settlements would never reach the national platform. Set gateway.kind = \"nhsa\", "
             "or, for an acceptance test on purpose, gateway.allow_fake_centre = true"
             + (f" (gateway.kind came from {env_var('gateway', 'kind')})"
-               if env is not None and env_var("gateway", "kind") in env else ""))
+               if s.env_kind else ""))
     if s.gateway.kind == "nhsa" and "database.url" not in s.given:
         raise ConfigError(
             "config key database.url: gateway.kind = \"nhsa\" needs the HIS database URL "

@@ -296,4 +296,12 @@ def heartbeat_params(worker: Worker, status: str = "RUNNING") -> dict:
     return dict(service_name=worker.settings.worker.service_name, worker_id=worker.worker_id,
                 host=socket.gethostname()[:255], pid=os.getpid(), version=__version__,
                 status=status, in_flight=worker.in_flight,
-                processed_total=worker.processed_total)
+                processed_total=worker.processed_total, **gateway_params(worker.settings))
+
+
+def gateway_params(settings) -> dict:
+    """What the heartbeat says about the gateway: its kind (sandbox / noop are FAKE centres)
+    and, for the real one, whether TLS is verified; alerts and status read both."""
+    g = settings.gateway
+    return dict(gateway_kind=g.kind,
+                gateway_tls_verified=(1 if g.verify_tls else 0) if g.kind == "nhsa" else None)

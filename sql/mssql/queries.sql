@@ -445,6 +445,8 @@ DECLARE @version NVARCHAR(40) = :version;
 DECLARE @status NVARCHAR(20) = :status;
 DECLARE @in_flight INT = :in_flight;
 DECLARE @processed_total BIGINT = :processed_total;
+DECLARE @gateway_kind NVARCHAR(16) = :gateway_kind;
+DECLARE @gateway_tls_verified TINYINT = :gateway_tls_verified;
 UPDATE dbo.sdk_heartbeat
 SET
     last_heartbeat = SYSUTCDATETIME(),
@@ -453,16 +455,18 @@ SET
     processed_total = @processed_total,
     host = @host,
     pid = @pid,
-    version = @version
+    version = @version,
+    gateway_kind = @gateway_kind,
+    gateway_tls_verified = @gateway_tls_verified
 WHERE service_name = @service_name AND worker_id = @worker_id;
 IF @@ROWCOUNT = 0
     INSERT INTO dbo.sdk_heartbeat (
         service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
-        in_flight, processed_total
+        in_flight, processed_total, gateway_kind, gateway_tls_verified
     )
     VALUES (
         @service_name, @worker_id, @host, @pid, @version, SYSUTCDATETIME(), SYSUTCDATETIME(),
-        @status, @in_flight, @processed_total
+        @status, @in_flight, @processed_total, @gateway_kind, @gateway_tls_verified
     );
 
 -- name: service_status
@@ -863,6 +867,8 @@ SELECT
     status,
     in_flight,
     processed_total,
+    gateway_kind,
+    gateway_tls_verified,
     CASE
         WHEN last_heartbeat > DATEADD(DAY, -20, @now)
             THEN CAST(DATEDIFF(MILLISECOND, last_heartbeat, @now) AS FLOAT) / 1000.0
@@ -1324,3 +1330,16 @@ EXEC sp_executesql
     SELECT request_id, needs_reversal FROM @u;',
     N'@rows NVARCHAR(MAX)',
     @rows = @rows;
+
+-- == gateway kind (issue 11: never settle against a fake centre by accident) ==
+
+-- name: live_gateway_kinds
+-- Live workers with their gateway.kind and TLS verification: FAKE_GATEWAY, MIXED_GATEWAY_KINDS
+-- and TLS_VERIFY_OFF alerts, `status` and `doctor` read it.
+SET NOCOUNT ON;
+DECLARE @down_seconds INT = :down_seconds;
+SELECT worker_id, host, gateway_kind, gateway_tls_verified
+FROM dbo.sdk_heartbeat
+WHERE status = N'RUNNING'
+  AND last_heartbeat > DATEADD(SECOND, -@down_seconds, SYSUTCDATETIME())
+ORDER BY worker_id;

@@ -168,13 +168,15 @@ UPDATE medical_insurance_requests
 -- name: heartbeat
 -- One row per worker process; the HIS procedure's -1002 check and the monitors read it.
 INSERT INTO sdk_heartbeat (service_name, worker_id, host, pid, version, started_at,
-                           last_heartbeat, status, in_flight, processed_total)
+                           last_heartbeat, status, in_flight, processed_total, gateway_kind,
+                           gateway_tls_verified)
 VALUES (:service_name, :worker_id, :host, :pid, :version, now(), now(), :status, :in_flight,
-        :processed_total)
+        :processed_total, :gateway_kind, :gateway_tls_verified)
 ON CONFLICT (service_name, worker_id) DO UPDATE
    SET last_heartbeat = now(), status = EXCLUDED.status, in_flight = EXCLUDED.in_flight,
        processed_total = EXCLUDED.processed_total, host = EXCLUDED.host, pid = EXCLUDED.pid,
-       version = EXCLUDED.version;
+       version = EXCLUDED.version, gateway_kind = EXCLUDED.gateway_kind,
+       gateway_tls_verified = EXCLUDED.gateway_tls_verified;
 
 -- name: service_status
 -- The same answer as sp_check_sdk_service_status, for `mi-worker call` and health checks.
@@ -337,7 +339,7 @@ SELECT status, COUNT(*) AS n FROM medical_insurance_requests GROUP BY status;
 -- name: heartbeat_rows
 -- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
 SELECT service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
-       in_flight, processed_total,
+       in_flight, processed_total, gateway_kind, gateway_tls_verified,
        CAST(EXTRACT(EPOCH FROM (now() - last_heartbeat)) AS double precision) AS age_seconds
 FROM sdk_heartbeat
 ORDER BY service_name, worker_id;
@@ -567,3 +569,14 @@ WITH x AS (
     RETURNING t.request_id, t.needs_reversal
 )
 SELECT request_id, needs_reversal FROM u;
+
+-- == gateway kind (issue 11: never settle against a fake centre by accident) ==
+
+-- name: live_gateway_kinds
+-- Live workers with their gateway.kind and TLS verification: FAKE_GATEWAY, MIXED_GATEWAY_KINDS
+-- and TLS_VERIFY_OFF alerts, `status` and `doctor` read it.
+SELECT worker_id, host, gateway_kind, gateway_tls_verified
+FROM sdk_heartbeat
+WHERE status = 'RUNNING'
+  AND last_heartbeat > now() - make_interval(secs => CAST(:down_seconds AS double precision))
+ORDER BY worker_id;
