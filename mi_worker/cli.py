@@ -388,6 +388,35 @@ def config_check(c: Context) -> None:
                f"gateway {s.gateway.kind}/{s.gateway.transport}")
 
 
+# -- doctor ------------------------------------------------------------------------------
+@main.command()
+@click.option("--sign-in", "sign_in", is_flag=True,
+              help="Also sign in for real (9001 with gateway.opter, then 9002).")
+@click.option("--webhook", is_flag=True, help="Also send a test message to alerts.webhook_url.")
+@click.option("--his-role", default="", help="Database role/login the HIS calls the procedure "
+              "as (default: mi_his_caller_role on SQL Server, this login on PostgreSQL).")
+@pass_ctx
+def doctor(c: Context, sign_in: bool, webhook: bool, his_role: str) -> None:
+    """Go-live preflight: config, database, schema, procedure, clock, gateway DNS/TCP/TLS.
+
+    One line per check (in Chinese, with the config key names), ✗ with the fix; exit 1 when
+    any check fails.
+    """
+    from mi_worker import doctor as doc
+    try:  # secrets masked in any log line from the start (a bad config is a ✗ line below)
+        secrets = config.load(c.config_path).secrets()
+    except config.ConfigError:
+        secrets = []
+    logs.setup("ERROR", "", secrets)
+    stream = click.get_text_stream("stdout")
+    d = doc.Doctor(c.config_path, sign_in=sign_in, webhook=webhook, his_role=his_role,
+                   report=lambda check: click.echo(doc.render(check, stream)))
+    d.run()
+    failed = [x.name for x in d.checks if x.ok is False]
+    click.echo(f"\n{len(failed)} 项未通过: {', '.join(failed)}" if failed else "\n全部通过, 可以上线")
+    sys.exit(1 if failed else 0)
+
+
 def _register_optional() -> None:
     """Commands that live in their own modules."""
     from mi_worker.sandbox.cli import sandbox

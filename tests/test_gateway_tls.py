@@ -48,7 +48,7 @@ def mtls_box(pki):
         yield box
 
 
-def one_call(settings) -> "object":
+def one_call(settings) -> object:
     client = NHSAClient(settings)
     try:
         return client.call(make_ctx("1101", INPUT))

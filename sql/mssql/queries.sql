@@ -1343,3 +1343,40 @@ FROM dbo.sdk_heartbeat
 WHERE status = N'RUNNING'
   AND last_heartbeat > DATEADD(SECOND, -@down_seconds, SYSUTCDATETIME())
 ORDER BY worker_id;
+
+-- == doctor (issue 11: the go-live preflight) ==
+
+-- name: doctor_db_time
+-- The database clock as Unix seconds: `mi-worker doctor` compares it with the host's.
+-- (DATEDIFF in seconds from 1970 fits INT until 2038; DATEDIFF_BIG needs 2016.)
+SET NOCOUNT ON;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+SELECT CAST(DATEDIFF(SECOND, '19700101', @now) AS FLOAT)
+       + DATEPART(MILLISECOND, @now) / 1000.0 AS epoch;
+
+-- name: doctor_procedure
+-- Is the HIS procedure there and may the HIS role (:his_role, empty = mi_his_caller_role of
+-- sql/mssql/security.sql) run it (EXECUTE on the procedure or on schema dbo)? The procedure
+-- reaches the tables by ownership chaining, so table_rights is 3 (nothing more needed).
+SET NOCOUNT ON;
+DECLARE @his_role SYSNAME = :his_role;
+IF @his_role IS NULL OR @his_role = N''
+    SET @his_role = N'mi_his_caller_role';
+SELECT
+    CASE WHEN OBJECT_ID(N'dbo.sp_medical_insurance_call_v2', N'P') IS NULL THEN 0 ELSE 1 END
+        AS present,
+    CASE WHEN DATABASE_PRINCIPAL_ID(@his_role) IS NULL THEN 0 ELSE 1 END AS role_exists,
+    (
+        SELECT COUNT(*)
+        FROM sys.database_permissions AS dp
+        WHERE
+            dp.grantee_principal_id = DATABASE_PRINCIPAL_ID(@his_role)
+            AND dp.permission_name = N'EXECUTE'
+            AND dp.state IN ('G', 'W')
+            AND (
+                (dp.class = 1 AND dp.major_id = OBJECT_ID(N'dbo.sp_medical_insurance_call_v2'))
+                OR (dp.class = 3 AND dp.major_id = SCHEMA_ID(N'dbo'))
+            )
+    ) AS executable,
+    3 AS table_rights,
+    @his_role AS role_name;

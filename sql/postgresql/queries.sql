@@ -580,3 +580,37 @@ FROM sdk_heartbeat
 WHERE status = 'RUNNING'
   AND last_heartbeat > now() - make_interval(secs => CAST(:down_seconds AS double precision))
 ORDER BY worker_id;
+
+-- == doctor (issue 11: the go-live preflight) ==
+
+-- name: doctor_db_time
+-- The database clock as Unix seconds: `mi-worker doctor` compares it with the host's.
+SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS double precision) AS epoch;
+
+-- name: doctor_procedure
+-- Is the HIS procedure there and may the HIS role (:his_role, empty = this login) run it?
+-- The procedure runs with the caller's rights, so the role also needs INSERT, SELECT and
+-- UPDATE on the request table (table_rights counts them, 3 = all).
+WITH r AS (
+    SELECT COALESCE(NULLIF(CAST(:his_role AS text), ''), CAST(current_user AS text)) AS role_name
+), p AS (
+    SELECT oid FROM pg_proc
+    WHERE proname = 'sp_medical_insurance_call_v2' AND pg_function_is_visible(oid)
+)
+SELECT (SELECT COUNT(*) FROM p) AS present,
+       (SELECT COUNT(*) FROM pg_roles WHERE rolname = r.role_name) AS role_exists,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.role_name)
+            THEN (SELECT COUNT(*) FROM p WHERE has_function_privilege(r.role_name, p.oid,
+                                                                      'EXECUTE'))
+            ELSE 0 END AS executable,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.role_name)
+                 AND to_regclass('medical_insurance_requests') IS NOT NULL
+            THEN CAST(has_table_privilege(r.role_name, 'medical_insurance_requests', 'INSERT')
+                      AS integer)
+                 + CAST(has_table_privilege(r.role_name, 'medical_insurance_requests', 'SELECT')
+                        AS integer)
+                 + CAST(has_table_privilege(r.role_name, 'medical_insurance_requests', 'UPDATE')
+                        AS integer)
+            ELSE 0 END AS table_rights,
+       r.role_name
+FROM r;

@@ -694,3 +694,14 @@ FROM sdk_heartbeat
 WHERE status = 'RUNNING'
   AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
 ORDER BY worker_id;
+
+-- == doctor (issue 11: the go-live preflight) ==
+
+-- name: doctor_db_time
+-- The database clock as Unix seconds: `mi-worker doctor` compares it with the host's.
+SELECT (julianday('now') - 2440587.5) * 86400.0 AS epoch;
+
+-- name: doctor_procedure
+-- SQLite has no procedures (the HIS calls `mi-worker call`): same columns, all NULL.
+SELECT NULL AS present, NULL AS role_exists, NULL AS executable, NULL AS table_rights,
+       :his_role AS role_name;
