@@ -42,49 +42,12 @@ def raise_alert(db: Database, alert_type: str, level: str, message: str,
 SCANNED_TYPES = ("SERVICE_DOWN", "HIGH_ERROR_RATE", "SLOW_RESPONSE", "QUEUE_BACKLOG",
                  "UNCERTAIN_REQUESTS", "NEEDS_MANUAL", "FAKE_GATEWAY", "MIXED_GATEWAY_KINDS",
                  "TLS_VERIFY_OFF")
-FAKE_KINDS = ("sandbox", "noop")
-
-
-def gateway_conditions(db: Database, down_seconds: int = 60) -> List[Dict[str, str]]:
-    """Alert conditions about the gateways live workers use (from their heartbeats).
-
-    FAKE_GATEWAY while any worker settles against sandbox / noop (money that never reaches
-    the national platform), MIXED_GATEWAY_KINDS (CRITICAL) when live workers on one database
-    use different kinds (some HIS calls real, some fake), TLS_VERIFY_OFF while any worker
-    talks to the real centre without verifying its certificate.
-    """
-    live = db.run("live_gateway_kinds", down_seconds=down_seconds)
-    found: List[Dict[str, str]] = []
-
-    def names(rows) -> str:
-        return ", ".join(f"{r['worker_id']}@{r['host']}" for r in rows[:5]) + (
-            f" (+{len(rows) - 5})" if len(rows) > 5 else "")
-
-    fake = [r for r in live if r["gateway_kind"] in FAKE_KINDS]
-    if fake:
-        found.append({"alert_type": "FAKE_GATEWAY", "alert_level": "WARNING",
-                      "alert_message": f"假医保中心: {len(fake)} worker(s) use gateway.kind "
-                      f"{'/'.join(sorted({r['gateway_kind'] for r in fake}))} (a FAKE centre, "
-                      f"nothing reaches the national platform): {names(fake)}"})
-    kinds = sorted({r["gateway_kind"] for r in live if r["gateway_kind"]})
-    if len(kinds) > 1:
-        found.append({"alert_type": "MIXED_GATEWAY_KINDS", "alert_level": "CRITICAL",
-                      "alert_message": "网关类型不一致: live workers on this database use "
-                      f"gateway.kind {', '.join(kinds)} at once; HIS calls go to different "
-                      "centres depending on which worker claims them"})
-    insecure = [r for r in live if r["gateway_tls_verified"] is not None
-                and int(r["gateway_tls_verified"]) == 0]
-    if insecure:
-        found.append({"alert_type": "TLS_VERIFY_OFF", "alert_level": "WARNING",
-                      "alert_message": "TLS证书未校验: gateway.verify_tls = false on "
-                      f"{names(insecure)}; anyone on the path can impersonate the centre"})
-    return found
 
 
 def scan(db: Database, settings, notifier=None) -> Dict[str, List[str]]:
     """One alert scan: raise what is wrong now, resolve what has cleared, notify new ones."""
     a = settings.alerts
-    now = monitor.current_alert_conditions(db, a) + gateway_conditions(db)
+    now = monitor.current_alert_conditions(db, a)
     firing = {c["alert_type"]: c for c in now}
     raised, resolved = [], []
     for kind, cond in firing.items():

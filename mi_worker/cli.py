@@ -153,8 +153,12 @@ def health(c: Context, max_age: float, host: Optional[str]) -> None:
         database.close()
     alive = [r for r in rows if r["status"] == "RUNNING" and float(r["age_seconds"]) <= max_age]
     if alive:
-        ages = ", ".join(f"{r['worker_id']} {float(r['age_seconds']):.0f}s" for r in alive)
+        ages = ", ".join(f"{r['worker_id']} {float(r['age_seconds']):.0f}s "
+                         f"(gateway {r.get('gateway_kind') or '?'})" for r in alive)
         click.echo(f"OK: {ages}")
+        fake = sorted({r["worker_id"] for r in alive if r.get("gateway_kind") in ("sandbox", "noop")})
+        if fake:  # alive, but answering from a fake centre: say so on the probe's output too
+            click.echo(f"WARNING: FAKE CENTRE (gateway.kind sandbox/noop): {', '.join(fake)}")
         sys.exit(0)
     click.echo(f"UNHEALTHY: no RUNNING worker on {host} beat within {max_age:.0f}s")
     sys.exit(1)

@@ -149,6 +149,10 @@ def test_fake_worker_is_visible_and_alerted(db_url):
         assert out.exit_code == 0, out.output
         kinds = {r["worker_id"]: r["gateway_kind"] for r in json.loads(out.output)}
         assert kinds[w.worker.worker_id] == "noop"
+        import socket
+        out = CliRunner().invoke(main, ["health", "--host", socket.gethostname()], env=env)
+        assert out.exit_code == 0, out.output
+        assert "(gateway noop)" in out.output and "WARNING: FAKE CENTRE" in out.output
 
     # the fake worker stopped and the real one is alone: the alerts clear
     from mi_worker.runner import open_database
@@ -179,11 +183,16 @@ def test_postgresql_health_function_has_gateway_kind(db_url):
         cur.execute("SELECT t->>'gateway_kind' FROM "
                     "sp_get_medical_insurance_monitor_data('health') t")
         json_kinds = sorted(r[0] for r in cur.fetchall())
+        # the DBA's own alert function (what a Zabbix check polls) says it too
+        cur.execute("SELECT alert_type, alert_level FROM sp_check_medical_insurance_alerts()")
+        dba_alerts = dict(cur.fetchall())
         conn.close()
     finally:
         db.close()
     assert got == {"*": "sandbox", "sb-1": "sandbox"}
     assert json_kinds == ["sandbox", "sandbox"]
+    assert dba_alerts["FAKE_GATEWAY"] == "WARNING"
+    assert "MIXED_GATEWAY_KINDS" not in dba_alerts
 
 
 def test_real_worker_banner_for_fake_centre_on_server_db(db_url, spawn):

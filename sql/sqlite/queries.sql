@@ -563,6 +563,33 @@ SELECT 'NEEDS_MANUAL', 'CRITICAL',
        strftime('%Y-%m-%d %H:%M:%f', 'now')
 FROM medical_insurance_requests
 WHERE status = 'NEEDS_MANUAL' AND resolved_at IS NULL
+HAVING COUNT(*) > 0
+UNION ALL
+SELECT 'FAKE_GATEWAY', 'WARNING',
+       '假医保中心: ' || COUNT(*) || ' live worker(s) use gateway.kind sandbox/noop (a FAKE '
+           || 'centre, nothing reaches the national platform), e.g. ' || MIN(worker_id),
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM sdk_heartbeat
+WHERE status = 'RUNNING' AND gateway_kind IN ('sandbox', 'noop')
+  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
+HAVING COUNT(*) > 0
+UNION ALL
+SELECT 'MIXED_GATEWAY_KINDS', 'CRITICAL',
+       '网关类型不一致: live workers on this database use gateway.kind ' || MIN(gateway_kind)
+           || ' and ' || MAX(gateway_kind) || ' at once',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM sdk_heartbeat
+WHERE status = 'RUNNING' AND gateway_kind IS NOT NULL
+  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
+HAVING COUNT(DISTINCT gateway_kind) > 1
+UNION ALL
+SELECT 'TLS_VERIFY_OFF', 'WARNING',
+       'TLS证书未校验: gateway.verify_tls = false on ' || COUNT(*) || ' live worker(s), e.g. '
+           || MIN(worker_id),
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM sdk_heartbeat
+WHERE status = 'RUNNING' AND gateway_tls_verified = 0
+  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
 HAVING COUNT(*) > 0;
 
 -- name: list_open_alerts

@@ -8,6 +8,8 @@
 -- sp_get_medical_insurance_monitor_data is ALTERed again (as in 003, to keep granted EXECUTE
 -- permissions) with one column appended to the health rows: gateway_kind (MIXED on the
 -- overall row when live workers differ). Every other data type is unchanged.
+-- sp_check_medical_insurance_alerts is ALTERed with three more rules: FAKE_GATEWAY,
+-- MIXED_GATEWAY_KINDS (CRITICAL) and TLS_VERIFY_OFF (same parameters and columns).
 
 SET ANSI_NULLS ON;
 SET QUOTED_IDENTIFIER ON;
@@ -330,5 +332,186 @@ BEGIN
             + N': use health, performance, interfaces, queue or workers';
         THROW 50010, @msg, 1;
     END;
+END;
+GO
+
+SET ANSI_NULLS ON;
+SET QUOTED_IDENTIFIER ON;
+GO
+
+-- Current alert conditions: the seed's rules done right (the error-rate rule needs at least
+-- @min_calls calls in the hour, a HAVING, not an aggregate in WHERE) plus the queue, UNCERTAIN
+-- and NEEDS_MANUAL rules. One row per condition that holds now, none when all is well. The
+-- alert scan job stores, de-duplicates and resolves them; this procedure only answers "what
+-- is wrong now". A NULL argument means the default.
+ALTER PROCEDURE dbo.sp_check_medical_insurance_alerts
+    @error_rate_percent DECIMAL(9, 2) = 10,
+    @min_calls INT = 10,
+    @slow_avg_ms INT = 5000,
+    @backlog_pending INT = 100,
+    @backlog_age_seconds INT = 60,
+    @down_seconds INT = 60
+AS
+BEGIN
+    SET NOCOUNT ON;
+    SET ANSI_WARNINGS ON;
+    SET ANSI_PADDING ON;
+    SET ARITHABORT ON;
+    SET CONCAT_NULL_YIELDS_NULL ON;
+    SET NUMERIC_ROUNDABORT OFF;
+
+    DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+    DECLARE @hour_ago DATETIME2(3);
+    DECLARE @v_error_rate DECIMAL(9, 2) = COALESCE(@error_rate_percent, 10);
+    DECLARE @v_min_calls INT = COALESCE(@min_calls, 10);
+    DECLARE @v_slow_ms INT = COALESCE(@slow_avg_ms, 5000);
+    DECLARE @v_backlog INT = COALESCE(@backlog_pending, 100);
+    DECLARE @v_backlog_age INT = COALESCE(@backlog_age_seconds, 60);
+    DECLARE @v_down INT = COALESCE(@down_seconds, 60);
+    SET @hour_ago = DATEADD(HOUR, -1, @now);
+
+    -- No worker beat within @down_seconds.
+    SELECT
+        CAST(N'SERVICE_DOWN' AS NVARCHAR(40)) AS alert_type,
+        CAST(N'CRITICAL' AS NVARCHAR(20)) AS alert_level,
+        CAST(N'医保SDK服务已停止响应: no mi-worker heartbeat in the last '
+            + CAST(@v_down AS NVARCHAR(11)) + N' s' AS NVARCHAR(4000)) AS alert_message,
+        @now AS alert_time
+    WHERE NOT EXISTS (
+        SELECT 1
+        FROM dbo.sdk_heartbeat AS h
+        WHERE
+            h.status = N'RUNNING'
+            AND h.last_heartbeat > DATEADD(SECOND, -@v_down, @now)
+    )
+    UNION ALL
+    -- Error rate above @error_rate_percent with at least @min_calls finished calls in the last
+    -- hour (calls still in progress are not in the rate).
+    SELECT
+        N'HIGH_ERROR_RATE',
+        N'WARNING',
+        N'医保接口错误率过高: '
+        + CAST(CAST(ROUND(
+            100.0 * SUM(CASE WHEN v.result_status = N'ERROR' THEN 1 ELSE 0 END)
+            / NULLIF(COUNT(*), 0),
+            2
+        ) AS DECIMAL(5, 2)) AS NVARCHAR(20))
+        + N'% of ' + CAST(COUNT(*) AS NVARCHAR(20)) + N' calls in the last hour',
+        @now
+    FROM dbo.v_medical_insurance_result AS v
+    WHERE v.request_time >= @hour_ago AND v.result_status <> N'IN_PROGRESS'
+    HAVING
+        COUNT(*) >= @v_min_calls
+        AND 100.0 * SUM(CASE WHEN v.result_status = N'ERROR' THEN 1 ELSE 0 END)
+        / NULLIF(COUNT(*), 0) > @v_error_rate
+    UNION ALL
+    -- Average latency of the last hour's finished calls above @slow_avg_ms.
+    SELECT
+        N'SLOW_RESPONSE',
+        N'WARNING',
+        N'医保接口响应时间过慢: average '
+        + CAST(CAST(ROUND(AVG(CAST(v.latency_ms AS DECIMAL(19, 4))), 0) AS DECIMAL(19, 0))
+            AS NVARCHAR(20))
+        + N' ms in the last hour',
+        @now
+    FROM dbo.v_medical_insurance_result AS v
+    WHERE v.request_time >= @hour_ago AND v.latency_ms IS NOT NULL
+    HAVING AVG(CAST(v.latency_ms AS DECIMAL(19, 4))) > @v_slow_ms
+    UNION ALL
+    -- More than @backlog_pending PENDING rows, or one waiting longer than @backlog_age_seconds.
+    SELECT
+        N'QUEUE_BACKLOG',
+        N'WARNING',
+        N'队列积压: ' + CAST(COUNT(*) AS NVARCHAR(20)) + N' PENDING, oldest '
+        + CAST(CAST(ROUND(
+            DATEDIFF(SECOND, MIN(r.request_time), @now)
+            + DATEDIFF(
+                MILLISECOND,
+                DATEADD(SECOND, DATEDIFF(SECOND, MIN(r.request_time), @now), MIN(r.request_time)),
+                @now
+            ) / 1000.0,
+            0
+        ) AS INT) AS NVARCHAR(11))
+        + N' s',
+        @now
+    FROM dbo.medical_insurance_requests AS r
+    WHERE r.status = N'PENDING'
+    HAVING
+        COUNT(*) > @v_backlog
+        OR MIN(r.request_time) < DATEADD(SECOND, -@v_backlog_age, @now)
+    UNION ALL
+    -- Rows in doubt: UNCERTAIN, or flagged for reversal. PostgreSQL's "status = 'UNCERTAIN'
+    -- OR needs_reversal = 1" as a UNION of two branches, one per filtered index
+    -- (ix_mir_doubt, ix_mir_doubt_reversal), so the history is never scanned.
+    SELECT
+        N'UNCERTAIN_REQUESTS',
+        N'WARNING',
+        N'结果不确定: ' + CAST(COUNT(*) AS NVARCHAR(20))
+        + N' request(s) UNCERTAIN, reversal (冲正) under way',
+        @now
+    FROM (
+        SELECT u.request_id
+        FROM dbo.medical_insurance_requests AS u
+        WHERE u.status = N'UNCERTAIN'
+        UNION
+        SELECT n.request_id
+        FROM dbo.medical_insurance_requests AS n
+        WHERE n.needs_reversal = 1
+    ) AS d
+    HAVING COUNT(*) > 0
+    UNION ALL
+    -- Rows nobody could settle automatically and nobody has resolved by hand yet.
+    SELECT
+        N'NEEDS_MANUAL',
+        N'CRITICAL',
+        N'需人工处理: ' + CAST(COUNT(*) AS NVARCHAR(20))
+        + N' request(s) NEEDS_MANUAL (mi-worker requests list --status NEEDS_MANUAL)',
+        @now
+    FROM dbo.medical_insurance_requests AS r
+    WHERE r.status = N'NEEDS_MANUAL' AND r.resolved_at IS NULL
+    HAVING COUNT(*) > 0
+    UNION ALL
+    -- Issue 11: live workers answering from a FAKE centre (gateway.kind sandbox / noop).
+    SELECT
+        N'FAKE_GATEWAY',
+        N'WARNING',
+        N'假医保中心: ' + CAST(COUNT(*) AS NVARCHAR(20))
+        + N' live worker(s) use gateway.kind sandbox/noop (a FAKE centre, nothing reaches the '
+        + N'national platform), e.g. ' + MIN(h.worker_id),
+        @now
+    FROM dbo.sdk_heartbeat AS h
+    WHERE
+        h.status = N'RUNNING'
+        AND h.gateway_kind IN (N'sandbox', N'noop')
+        AND h.last_heartbeat > DATEADD(SECOND, -@v_down, @now)
+    HAVING COUNT(*) > 0
+    UNION ALL
+    -- Live workers of different gateway kinds on one database.
+    SELECT
+        N'MIXED_GATEWAY_KINDS',
+        N'CRITICAL',
+        N'网关类型不一致: live workers on this database use gateway.kind '
+        + MIN(h.gateway_kind) + N' and ' + MAX(h.gateway_kind) + N' at once',
+        @now
+    FROM dbo.sdk_heartbeat AS h
+    WHERE
+        h.status = N'RUNNING'
+        AND h.gateway_kind IS NOT NULL
+        AND h.last_heartbeat > DATEADD(SECOND, -@v_down, @now)
+    HAVING COUNT(DISTINCT h.gateway_kind) > 1
+    UNION ALL
+    -- Live workers that talk to the real centre without verifying its certificate.
+    SELECT
+        N'TLS_VERIFY_OFF',
+        N'WARNING',
+        N'TLS证书未校验: gateway.verify_tls = false on ' + CAST(COUNT(*) AS NVARCHAR(20))
+        + N' live worker(s), e.g. ' + MIN(h.worker_id),
+        @now
+    FROM dbo.sdk_heartbeat AS h
+    WHERE
+        h.status = N'RUNNING'
+        AND h.gateway_tls_verified = 0
+        AND h.last_heartbeat > DATEADD(SECOND, -@v_down, @now)
+    HAVING COUNT(*) > 0;
 END;
 GO
