@@ -149,7 +149,7 @@ def load_client_cert(ctx: ssl.SSLContext, cert: str, key: str = "", password: st
         try:
             ctx.load_cert_chain(certfile=cert, keyfile=key or None, password=password or None)
         except ssl.SSLError as exc:
-            raise ValueError(f"gateway.client_cert {cert}: cannot load the certificate/key "
+            raise _config_error(f"gateway.client_cert {cert}: cannot load the certificate/key "
                              f"({exc.reason or exc}); check gateway.client_key and "
                              "gateway.client_key_password") from None
         return
@@ -166,10 +166,10 @@ def load_client_cert(ctx: ssl.SSLContext, cert: str, key: str = "", password: st
         pkey, leaf, extra = pkcs12.load_key_and_certificates(
             data, password.encode("utf-8") if password else None)
     except ValueError as exc:
-        raise ValueError(f"gateway.client_cert {cert}: cannot open the PKCS#12 file ({exc}); "
+        raise _config_error(f"gateway.client_cert {cert}: cannot open the PKCS#12 file ({exc}); "
                          "check gateway.client_key_password") from None
     if pkey is None or leaf is None:
-        raise ValueError(f"gateway.client_cert {cert}: the PKCS#12 file holds no private key "
+        raise _config_error(f"gateway.client_cert {cert}: the PKCS#12 file holds no private key "
                          "and certificate")
     one_off = secrets.token_hex(16)
     pem = pkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -183,6 +183,12 @@ def load_client_cert(ctx: ssl.SSLContext, cert: str, key: str = "", password: st
         ctx.load_cert_chain(certfile=tmp, password=one_off)
     finally:
         os.unlink(tmp)
+
+
+def _config_error(message: str) -> Exception:
+    """A ConfigError (a ValueError), so `mi-worker run` prints one line, not a traceback."""
+    from mi_worker.config import ConfigError  # lazy: config imports the gateway settings
+    return ConfigError(f"config key {message}")
 
 
 def describe_tls_error(exc: BaseException, where: str) -> str | None:
