@@ -372,7 +372,8 @@ def worker_sections(db_url: str, threads: int = 16, batch_size: int = 16,
     w.update(worker or {})
     return {"database": {"url": db_url},
             "worker": w,
-            "gateway": gateway or {"kind": "noop"},
+            # noop on a server database is a fake centre: allowed explicitly (issue 11)
+            "gateway": gateway or {"kind": "noop", "allow_fake_centre": True},
             "logging": {"level": "WARNING"}}
 
 

@@ -41,7 +41,8 @@ def raise_alert(db: Database, alert_type: str, level: str, message: str,
 # Alert types whose open alerts only this scan may resolve (NEEDS_MANUAL rows raised by the
 # reversal job are resolved by the scan too, once no such row is left).
 SCANNED_TYPES = ("SERVICE_DOWN", "HIGH_ERROR_RATE", "SLOW_RESPONSE", "QUEUE_BACKLOG",
-                 "UNCERTAIN_REQUESTS", Status.NEEDS_MANUAL.value)
+                 "UNCERTAIN_REQUESTS", Status.NEEDS_MANUAL.value, "FAKE_GATEWAY",
+                 "MIXED_GATEWAY_KINDS", "TLS_VERIFY_OFF")
 
 
 def scan(db: Database, settings, notifier=None) -> Dict[str, List[str]]:

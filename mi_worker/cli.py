@@ -35,6 +35,13 @@ class Context:
                                 "above; `mi-worker config check` validates it", EXIT_USAGE) from None
         return self._settings
 
+    def check_gateway(self) -> None:
+        """The fake-centre rule (config.check_fake_centre), for commands that use a gateway."""
+        try:
+            config.check_fake_centre(self.settings)
+        except config.ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
     def setup_logging(self, level: Optional[str] = None) -> None:
         s = self.settings
         logs.setup(level or s.logging.level, s.logging.file, s.secrets(), s.display.timezone)
@@ -110,6 +117,7 @@ def run(c: Context, threads: Optional[int], dashboard_port: Optional[int],
     from mi_worker.runner import run as run_worker
     if threads:
         c.settings.worker.threads = threads
+    c.check_gateway()
     c.setup_logging()
     board = None
     if dashboard_port is not None:
@@ -118,6 +126,8 @@ def run(c: Context, threads: Optional[int], dashboard_port: Optional[int],
         sys.exit(run_worker(c.settings))
     except SchemaNotReady as exc:
         raise UserError(str(exc), "", EXIT_DATABASE) from None
+    except config.ConfigError as exc:
+        raise UserError(str(exc), "", EXIT_USAGE) from None
     finally:
         if board is not None:
             board[0].stop()
@@ -222,8 +232,12 @@ def health(c: Context, max_age: float, host: Optional[str]) -> None:
         database.close()
     alive = [r for r in rows if r["status"] == "RUNNING" and float(r["age_seconds"]) <= max_age]
     if alive:
-        ages = ", ".join(f"{r['worker_id']} {float(r['age_seconds']):.0f}s" for r in alive)
+        ages = ", ".join(f"{r['worker_id']} {float(r['age_seconds']):.0f}s "
+                         f"(gateway {r.get('gateway_kind') or '?'})" for r in alive)
         click.echo(f"OK: {ages}")
+        fake = sorted({r["worker_id"] for r in alive if r.get("gateway_kind") in ("sandbox", "noop")})
+        if fake:  # alive, but answering from a fake centre: say so on the probe's output too
+            click.echo(f"WARNING: FAKE CENTRE (gateway.kind sandbox/noop): {', '.join(fake)}")
         sys.exit(0)
     click.echo(f"UNHEALTHY: no RUNNING worker on {host} beat within {max_age:.0f}s")
     sys.exit(1)
@@ -259,9 +273,9 @@ def status(c: Context, as_json: bool) -> None:
 
     def render(d) -> str:
         perf = d["performance"][0] if d["performance"] else {}
-        parts = [
+        parts = monitor.gateway_warnings(d.get("gateways", [])) + [
             "Workers",
-            monitor.table(d["health"], ["worker_id", "host", "status",
+            monitor.table(d["health"], ["worker_id", "host", "status", "gateway_kind",
                                         "seconds_since_heartbeat", "in_flight",
                                         "processed_total"]),
             "\nQueue (open requests)",
@@ -485,8 +499,38 @@ def config_reference() -> None:
 def config_check(c: Context) -> None:
     """Load and validate the settings; print where they came from."""
     s = c.settings
+    c.check_gateway()
     click.echo(f"settings OK (from {s.source}); database {s.database.url.split(':', 1)[0]}, "
                f"gateway {s.gateway.kind}/{s.gateway.transport}")
+
+
+# -- doctor ------------------------------------------------------------------------------
+@main.command()
+@click.option("--sign-in", "sign_in", is_flag=True,
+              help="Also sign in for real (9001 with gateway.opter, then 9002).")
+@click.option("--webhook", is_flag=True, help="Also send a test message to alerts.webhook_url.")
+@click.option("--his-role", default="", help="Database role/login the HIS calls the procedure "
+              "as (default: mi_his_caller_role on SQL Server, this login on PostgreSQL).")
+@pass_ctx
+def doctor(c: Context, sign_in: bool, webhook: bool, his_role: str) -> None:
+    """Go-live preflight: config, database, schema, procedure, clock, gateway DNS/TCP/TLS.
+
+    One line per check (in Chinese, with the config key names), ✗ with the fix; exit 1 when
+    any check fails.
+    """
+    from mi_worker import doctor as doc
+    try:  # secrets masked in any log line from the start (a bad config is a ✗ line below)
+        secrets = config.load(c.config_path).secrets()
+    except config.ConfigError:
+        secrets = []
+    logs.setup("ERROR", "", secrets)
+    stream = click.get_text_stream("stdout")
+    d = doc.Doctor(c.config_path, sign_in=sign_in, webhook=webhook, his_role=his_role,
+                   report=lambda check: click.echo(doc.render(check, stream)))
+    d.run()
+    failed = [x.name for x in d.checks if x.ok is False]
+    click.echo(f"\n{len(failed)} 项未通过: {', '.join(failed)}" if failed else "\n全部通过, 可以上线")
+    sys.exit(1 if failed else 0)
 
 
 def _register_optional() -> None:

@@ -142,6 +142,10 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     display: DisplaySettings = field(default_factory=DisplaySettings)
     source: str = field(default="defaults", metadata={"internal": True})
+    # "section.key" of every value given by the file or the environment (not defaulted): some
+    # keys have a default only for the embedded first run (gateway.kind, database.url).
+    given: List[str] = field(default_factory=list, metadata={"internal": True})
+    env_kind: bool = field(default=False, metadata={"internal": True})
 
     def secrets(self) -> List[str]:
         """Every non-empty secret value, so the log filter can blank them out."""
@@ -161,19 +165,25 @@ def _sections() -> List[Tuple[str, type]]:
             if not f.metadata.get("internal")]
 
 
-def _coerce(key: str, raw: Any, annotation: Any) -> Any:
-    """Turn a TOML or environment value into the field's type, or say exactly what is wrong."""
+def _coerce(key: str, raw: Any, annotation: Any, from_env: bool = False) -> Any:
+    """Turn a TOML or environment value into the field's type, or say exactly what is wrong.
+
+    Booleans are booleans: a TOML value must be true or false unquoted, and an environment
+    value (always text) true/false/1/0. "yes", "no", "off" or a quoted "false" are errors, so
+    ``verify_tls = "no"`` can never be read one way by a person and another way by the code.
+    """
     origin = typing.get_origin(annotation)
     try:
         if annotation is bool:
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
+            if from_env and text in ("1", "true"):
                 return True
-            if text in ("0", "false", "no", "off"):
+            if from_env and text in ("0", "false"):
                 return False
-            raise ValueError("expected true or false")
+            raise ValueError("expected true or false" + (
+                " (unquoted in TOML)" if not from_env else " (or 1 / 0)"))
         if annotation is int:
             if isinstance(raw, bool):
                 raise ValueError("expected a whole number")
@@ -215,7 +225,8 @@ def _apply(section_obj: Any, section_name: str, values: Mapping[str, Any], origi
         if key not in names:
             raise ConfigError(f"{origin}: unknown config key {section_name}.{key} "
                               f"(known: {', '.join(sorted(names))})")
-        setattr(section_obj, key, _coerce(f"{section_name}.{key}", raw, hints[key]))
+        setattr(section_obj, key, _coerce(f"{section_name}.{key}", raw, hints[key],
+                                          from_env=origin == "environment"))
 
 
 def load(path: Optional[os.PathLike] = None, env: Optional[Mapping[str, str]] = None) -> Settings:
@@ -245,6 +256,7 @@ def load(path: Optional[os.PathLike] = None, env: Optional[Mapping[str, str]] = 
             if not isinstance(values, Mapping):
                 raise ConfigError(f"{p}: [{name}] must be a table")
             _apply(getattr(settings, name), name, values, str(p))
+            settings.given += [f"{name}.{k}" for k in values]
         settings.source = str(p)
     for name, _ in _sections():
         section = getattr(settings, name)
@@ -255,8 +267,55 @@ def load(path: Optional[os.PathLike] = None, env: Optional[Mapping[str, str]] = 
                 overrides[f.name] = env[var]
         if overrides:
             _apply(section, name, overrides, "environment")
+            settings.given += [f"{name}.{k}" for k in overrides]
     validate(settings)
+    settings.env_kind = env_var("gateway", "kind") in env
     return settings
+
+
+FAKE_KINDS = ("sandbox", "noop")
+
+
+def is_embedded(s: Settings) -> bool:
+    """The first-run default: no configuration file and a SQLite database."""
+    return s.source == "defaults" and s.database.url.startswith("sqlite:")
+
+
+def check_fake_centre(s: Settings) -> None:
+    """Never settle against a fake centre by accident (DESIGN: go-live safety).
+
+    The sandbox and noop gateways answer 0 with made-up settlement ids, so the HIS would
+    record money that never reached the national platform. They start by themselves only for
+    the embedded default; with a configuration file or a server database ``gateway.kind``
+    must be given, a fake kind on a server database also needs
+    ``gateway.allow_fake_centre = true``, and the real centre needs a real database URL
+    (never a silent ./mi_worker.db).
+
+    Checked by the commands that talk to a gateway (``run``, ``doctor``, ``config check``),
+    not by read-only ones: a DBA's ``status`` needs no gateway.kind.
+    """
+    kind_given = "gateway.kind" in s.given
+    if not kind_given and not is_embedded(s):
+        why = (f"a configuration file ({s.source}) is used" if s.source != "defaults"
+               else "the database is not the embedded SQLite one")
+        raise ConfigError(
+            f"config key gateway.kind: has no default once {why}; set gateway.kind = \"nhsa\" "
+            f"for the real 医保中心 (or {env_var('gateway', 'kind')}=nhsa); sandbox / noop are "
+            "fake centres for tests")
+    server_db = not s.database.url.startswith("sqlite:")
+    if s.gateway.kind in FAKE_KINDS and server_db and not s.gateway.allow_fake_centre:
+        raise ConfigError(
+            f"config key gateway.allow_fake_centre: gateway.kind = {s.gateway.kind!r} is a FAKE "
+            f"centre and the database is a server database ({s.database.url.split(':', 1)[0]}); "
+            "settlements would never reach the national platform. Set gateway.kind = \"nhsa\", "
+            "or, for an acceptance test on purpose, gateway.allow_fake_centre = true"
+            + (f" (gateway.kind came from {env_var('gateway', 'kind')})"
+               if s.env_kind else ""))
+    if s.gateway.kind == "nhsa" and "database.url" not in s.given:
+        raise ConfigError(
+            "config key database.url: gateway.kind = \"nhsa\" needs the HIS database URL "
+            f"(database.url or {env_var('database', 'url')}); refusing to fall back to "
+            f"{DEFAULT_SQLITE_URL} in the current directory")
 
 
 def env_var(section: str, key: str) -> str:

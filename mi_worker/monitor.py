@@ -64,7 +64,27 @@ def status(db: Database) -> Dict[str, Any]:
     """Everything `mi-worker status` shows, in one structure (also its --json output)."""
     return {"health": monitor(db, "health"), "workers": monitor(db, "workers"),
             "queue": monitor(db, "queue"), "performance": monitor(db, "performance"),
-            "interfaces": monitor(db, "interfaces", hours=1), "alerts": alerts(db)}
+            "interfaces": monitor(db, "interfaces", hours=1), "alerts": alerts(db),
+            "gateways": rows(db.run("live_gateway_kinds", down_seconds=60))}
+
+
+def gateway_warnings(gateways: List[Dict[str, Any]]) -> List[str]:
+    """Loud lines for `status` about live workers on a FAKE centre or without TLS checks."""
+    out = []
+    fake = [g for g in gateways if g.get("gateway_kind") in ("sandbox", "noop")]
+    if fake:
+        out.append("!! FAKE CENTRE: " + ", ".join(f"{g['worker_id']} ({g['gateway_kind']})"
+                                                  for g in fake)
+                   + " — calls are answered by a fake 医保中心, nothing reaches the national "
+                   "platform")
+    kinds = sorted({g["gateway_kind"] for g in gateways if g.get("gateway_kind")})
+    if len(kinds) > 1:
+        out.append(f"!! MIXED GATEWAY KINDS on one database: {', '.join(kinds)}")
+    off = [g for g in gateways if g.get("gateway_tls_verified") == 0]
+    if off:
+        out.append("!! TLS NOT VERIFIED (gateway.verify_tls = false): "
+                   + ", ".join(g["worker_id"] for g in off))
+    return out
 
 
 def table(data: List[Dict[str, Any]], columns: List[str]) -> str:

@@ -14,7 +14,7 @@ import threading
 from typing import Any, Callable, List, Optional
 
 from mi_worker import __version__, sandbox
-from mi_worker.config import DEFAULT_SQLITE_URL, Settings
+from mi_worker.config import DEFAULT_SQLITE_URL, ConfigError, Settings
 from mi_worker.db import ConnectionLost, ConnectRefused, Database, connect
 from mi_worker.db.migrate import migrations, upgrade
 from mi_worker.gateway import catalog
@@ -27,6 +27,11 @@ log = logging.getLogger("mi_worker.run")
 
 SANDBOX_BANNER = ("SANDBOX GATEWAY — requests go to a fake 医保中心 on this machine, NOT the "
                   "national platform. Configure [gateway] kind = \"nhsa\" for production.")
+
+
+NOOP_BANNER = ("NOOP GATEWAY — every call is answered at once with an empty success; nothing "
+               "reaches any 医保中心. For the benchmark only.")
+FAKE_KINDS = ("sandbox", "noop")
 
 
 class SchemaNotReady(RuntimeError):
@@ -92,6 +97,36 @@ def sync_limits(db: Database, limits: dict) -> None:
             db.run("delete_limit", interface_code=row["interface_code"])
 
 
+def gateway_warnings(settings: Settings, dialect: str) -> None:
+    """Refuse a fake centre on a server database unless allowed; say loudly what is unsafe.
+
+    config.load already refuses this for settings read from a file or the environment; the
+    check is repeated here for Settings built in code.
+    """
+    g = settings.gateway
+    banner = "!" * 100
+    if g.kind in FAKE_KINDS and dialect != "sqlite":
+        if not g.allow_fake_centre:
+            raise ConfigError(f"config key gateway.allow_fake_centre: gateway.kind = {g.kind!r} "
+                              f"is a FAKE centre and the database is {dialect}; set "
+                              "gateway.kind = \"nhsa\" (or allow_fake_centre = true on purpose)")
+        for line in (banner, f"FAKE CENTRE ON A SERVER DATABASE ({dialect}): gateway.kind = "
+                     f"{g.kind} with gateway.allow_fake_centre = true. Every call this worker "
+                     "answers is made up; the FAKE_GATEWAY alert stays open while it runs.",
+                     banner):
+            log.warning("%s", line)
+    elif g.kind == "noop":
+        for line in (banner, NOOP_BANNER, banner):
+            log.warning("%s", line)
+    if g.kind == "nhsa" and not g.verify_tls:
+        for line in (banner, "TLS VERIFICATION IS OFF (gateway.verify_tls = false): the "
+                     "gateway's certificate is not checked, anyone on the network path can "
+                     "pose as the 医保中心. Trust its CA instead (system store or "
+                     "gateway.ca_bundle); the TLS_VERIFY_OFF alert stays open while it runs.",
+                     banner):
+            log.warning("%s", line)
+
+
 def start_sandbox(settings: Settings) -> Any:
     server = sandbox.start_for_settings(settings.gateway)
     banner = "!" * 100
@@ -139,6 +174,11 @@ def run(settings: Settings) -> int:
         log.warning("no configuration file: using the embedded SQLite database %s and the "
                     "built-in SANDBOX gateway", settings.database.url)
     db = open_database(settings)
+    try:
+        gateway_warnings(settings, db.name)
+    except ConfigError:
+        db.close()
+        raise
     db.decide_features()  # once, logged, before anything depends on it
     ensure_schema(db, auto_upgrade=db.supports("self_upgrade"),
                   allow_manual_reversal=settings.jobs.his_manual_reversal)
@@ -148,8 +188,8 @@ def run(settings: Settings) -> int:
     worker = Worker(settings, db, gateway)
     scheduler = Scheduler(worker, db, settings, gateway)
     install_signals(worker.stop)
-    log.info("mi-worker %s starting as %s (python %s)", __version__, worker.worker_id,
-             sys.version.split()[0])
+    log.info("mi-worker %s starting as %s (python %s), gateway.kind = %s", __version__,
+             worker.worker_id, sys.version.split()[0], settings.gateway.kind)
     try:
         scheduler.start()
         worker.run()

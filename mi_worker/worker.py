@@ -83,7 +83,7 @@ class Worker:
         return dict(service_name=self.settings.worker.service_name, worker_id=self.worker_id,
                     host=socket.gethostname()[:255], pid=os.getpid(), version=__version__,
                     status=status, in_flight=self.in_flight,
-                    processed_total=self.processed_total)
+                    processed_total=self.processed_total, **gateway_params(self.settings))
 
     def stop(self) -> None:
         """Ask the loop to stop claiming; run() then drains and returns."""
@@ -273,3 +273,11 @@ def parse_input(text: str):
     if not isinstance(value, dict):
         return "input_data must be a JSON object"
     return value
+
+
+def gateway_params(settings: Settings) -> Dict[str, object]:
+    """What the heartbeat says about the gateway: its kind (sandbox / noop are FAKE centres)
+    and, for the real one, whether TLS is verified; alerts and status read both."""
+    g = settings.gateway
+    return dict(gateway_kind=g.kind,
+                gateway_tls_verified=(1 if g.verify_tls else 0) if g.kind == "nhsa" else None)

@@ -264,7 +264,11 @@ class NHSAClient:
                                       headers=self.transport.headers(infno),
                                       timeout=timeout(s, read))
             except _CONNECT_PHASE as exc:
-                raise NoAnswer(f"not sent: {type(exc).__name__}: {exc}", sent=False) from None
+                from mi_worker.gateway.transports import describe_tls_error
+                tls = describe_tls_error(exc, httpx.URL(self.transport.url(infno)).netloc
+                                         .decode("ascii", "replace"))
+                raise NoAnswer(f"not sent: {tls or f'{type(exc).__name__}: {exc}'}",
+                               sent=False) from None
             except httpx.TransportError as exc:  # read timeout, reset, protocol error
                 raise NoAnswer(f"{type(exc).__name__}: {exc or 'no answer'}", sent=True) \
                     from None

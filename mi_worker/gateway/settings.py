@@ -17,10 +17,21 @@ TRANSPORTS = ("single", "tif", "csb")
 DEFAULT_SIGN_NO_ERROR_PATTERN = r"签到|sign_no|signno|sign no"
 
 
+def is_pkcs12(path: str) -> bool:
+    """A .pfx / .p12 file (CFCA and provincial CAs hand these out on Windows)."""
+    return path.lower().endswith((".pfx", ".p12"))
+
+
 @dataclass
 class GatewaySettings:
-    kind: str = doc("sandbox (built-in fake centre, started in process), nhsa (a real "
-                    "province gateway) or noop (answers at once, for the benchmark)", "sandbox")
+    kind: str = doc("nhsa (a real province gateway), sandbox (built-in FAKE centre, started in "
+                    "process) or noop (answers at once, for the benchmark). The default sandbox "
+                    "holds only for the embedded first run (no config file, SQLite); with a "
+                    "config file or a server database this key is required", "sandbox")
+    allow_fake_centre: bool = doc("Allow kind sandbox / noop on a server (non-SQLite) database, "
+                                  "e.g. for an acceptance test; such workers are flagged in "
+                                  "sdk_heartbeat.gateway_kind, status and the FAKE_GATEWAY "
+                                  "alert", False)
     url: str = doc("Gateway URL (transport single) or base URL (tif, csb)", "")
     transport: str = doc("single: one URL, infno in the body; tif: base URL + infno (or "
                          "gateway.paths) with x-tif-* SHA-256 headers; csb: base URL + / + infno "
@@ -67,12 +78,19 @@ class GatewaySettings:
     sign_no_error_pattern: str = doc("Regular expression on err_msg that means the centre "
                                      "rejected the sign_no: sign in again and retry that call "
                                      "once", DEFAULT_SIGN_NO_ERROR_PATTERN)
-    ca_bundle: str = doc("PEM file of the CA(s) that signed the gateway's certificate "
-                         "(医保专网); empty = system CAs", "")
-    client_cert: str = doc("PEM client certificate for mutual TLS; empty = none", "")
+    ca_bundle: str = doc("PEM file of extra CA(s) trusted for the gateway (the 医保专网 CA), "
+                         "added ON TOP of the operating system's store (Windows certificate "
+                         "store / Linux system bundle, SSL_CERT_FILE honoured); empty = the "
+                         "system store only", "")
+    client_cert: str = doc("Client certificate for mutual TLS: a PEM file (with client_key if "
+                           "the key is separate) or a PKCS#12 .pfx / .p12 file holding both; "
+                           "empty = none", "")
     client_key: str = doc("PEM private key of client_cert (if not inside it)", "")
-    verify_tls: bool = doc("Verify the gateway's TLS certificate (switch off only on a test "
-                           "network)", True)
+    client_key_password: str = doc("Password of the encrypted PEM client_key, or of the .pfx / "
+                                   ".p12 client_cert", "", secret=True)
+    verify_tls: bool = doc("Verify the gateway's TLS certificate (false only on a test "
+                           "network: warned at start, shown in status, alerted on every scan)",
+                           True)
     connect_timeout: float = doc("Seconds to open a connection (nothing sent yet: always "
                                  "retried)", 10.0)
     read_timeout: float = doc("Seconds to wait for the answer once the request is sent", 30.0)
@@ -134,6 +152,9 @@ class GatewaySettings:
                 bad(key, f"file {path} does not exist")
         if self.client_key and not self.client_cert:
             bad("client_key", "is set but gateway.client_cert is empty")
+        if self.client_cert and is_pkcs12(self.client_cert) and self.client_key:
+            bad("client_key", "must be empty when gateway.client_cert is a PKCS#12 (.pfx/.p12) "
+                "file: the key is inside it")
         if self.gm_sm4_key and not re.fullmatch(r"[0-9a-fA-F]{32}", self.gm_sm4_key):
             bad("gm_sm4_key", "must be 32 hex characters (a 128-bit SM4 key)")
         if self.gm_sign not in ("", "sm2"):

@@ -17,11 +17,18 @@ from mi_worker.sandbox.server import TRANSPORTS, SandboxServer
 @click.option("--latency", default=0.0, type=float, show_default=True,
               help="Seconds added to every answer.")
 @click.option("--no-sign-in", is_flag=True, help="Do not require a 9001 sign_no.")
+@click.option("--tls-cert", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="PEM server certificate: serve HTTPS (to rehearse the 专网 TLS set-up).")
+@click.option("--tls-key", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="PEM key of --tls-cert (if not inside it).")
+@click.option("--tls-client-ca", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Require client certificates signed by this CA (mutual TLS).")
 def sandbox(host: str, port: int, transport: str, secret: str, latency: float,
-            no_sign_in: bool) -> None:
+            no_sign_in: bool, tls_cert: str, tls_key: str, tls_client_ca: str) -> None:
     """Run the SANDBOX (a fake 医保中心), never the real national platform."""
     server = SandboxServer(host=host, port=port, transport=transport, secret=secret,
-                           latency=latency, require_sign_in=not no_sign_in)
+                           latency=latency, require_sign_in=not no_sign_in,
+                           tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca)
     server.start()
     line = "=" * 78
     click.secho(line, fg="yellow", err=True)

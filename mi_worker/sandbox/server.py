@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -35,6 +36,26 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 256  # ≥ 64 concurrent clients without refused connections
 
     sandbox: SandboxServer
+    ssl_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """TLS handshake on the connection's own thread, so one slow client blocks nobody."""
+        ctx = self.ssl_context
+        if ctx is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            tls = ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            logger.info("sandbox TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -231,7 +252,10 @@ class SandboxServer:
                  latency: float = 0.0, faults: list[dict[str, Any]] | None = None,
                  fixmedins_code: str | None = None,
                  clock_skew_seconds: int = defaults.CLOCK_SKEW_SECONDS,
-                 accept_unknown: bool = False) -> None:
+                 accept_unknown: bool = False, tls_cert: str | None = None,
+                 tls_key: str | None = None, tls_client_ca: str | None = None) -> None:
+        """``tls_cert``/``tls_key`` (PEM) make it serve HTTPS; ``tls_client_ca`` also demands a
+        client certificate signed by that CA (mutual TLS, as some 专网 front-ends do)."""
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
         self.host, self.port, self.transport = host, port, transport
@@ -249,6 +273,14 @@ class SandboxServer:
         self._nonce_lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.ssl_context: ssl.SSLContext | None = None
+        if tls_cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls_cert, tls_key or None)
+            if tls_client_ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(cafile=tls_client_ca)
+            self.ssl_context = ctx
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -258,7 +290,8 @@ class SandboxServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -272,6 +305,7 @@ class SandboxServer:
         self.stopping.clear()
         httpd = _HTTPServer((self.host, self.port), _Handler)
         httpd.sandbox = self
+        httpd.ssl_context = self.ssl_context
         self.port = httpd.server_address[1]
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},

@@ -457,6 +457,8 @@ DECLARE @version NVARCHAR(40) = :version;
 DECLARE @status NVARCHAR(20) = :status;
 DECLARE @in_flight INT = :in_flight;
 DECLARE @processed_total BIGINT = :processed_total;
+DECLARE @gateway_kind NVARCHAR(16) = :gateway_kind;
+DECLARE @gateway_tls_verified TINYINT = :gateway_tls_verified;
 UPDATE dbo.sdk_heartbeat
 SET
     last_heartbeat = SYSUTCDATETIME(),
@@ -465,16 +467,18 @@ SET
     processed_total = @processed_total,
     host = @host,
     pid = @pid,
-    version = @version
+    version = @version,
+    gateway_kind = @gateway_kind,
+    gateway_tls_verified = @gateway_tls_verified
 WHERE service_name = @service_name AND worker_id = @worker_id;
 IF @@ROWCOUNT = 0
     INSERT INTO dbo.sdk_heartbeat (
         service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
-        in_flight, processed_total
+        in_flight, processed_total, gateway_kind, gateway_tls_verified
     )
     VALUES (
         @service_name, @worker_id, @host, @pid, @version, SYSUTCDATETIME(), SYSUTCDATETIME(),
-        @status, @in_flight, @processed_total
+        @status, @in_flight, @processed_total, @gateway_kind, @gateway_tls_verified
     );
 
 -- name: service_status
@@ -916,6 +920,8 @@ SELECT
     status,
     in_flight,
     processed_total,
+    gateway_kind,
+    gateway_tls_verified,
     CASE
         WHEN last_heartbeat > DATEADD(DAY, -20, @now)
             THEN CAST(DATEDIFF(MILLISECOND, last_heartbeat, @now) AS FLOAT) / 1000.0
@@ -1548,3 +1554,53 @@ DECLARE @interface_code VARCHAR(10) = :interface_code;
 SELECT his_refused
 FROM dbo.medical_insurance_interfaces
 WHERE interface_code = @interface_code;
+
+-- == gateway kind (issue 11: never settle against a fake centre by accident) ==
+
+-- name: live_gateway_kinds
+-- Live workers with their gateway.kind and TLS verification: FAKE_GATEWAY, MIXED_GATEWAY_KINDS
+-- and TLS_VERIFY_OFF alerts, `status` and `doctor` read it.
+SET NOCOUNT ON;
+DECLARE @down_seconds INT = :down_seconds;
+SELECT worker_id, host, gateway_kind, gateway_tls_verified
+FROM dbo.sdk_heartbeat
+WHERE status = N'RUNNING'
+  AND last_heartbeat > DATEADD(SECOND, -@down_seconds, SYSUTCDATETIME())
+ORDER BY worker_id;
+
+-- == doctor (issue 11: the go-live preflight) ==
+
+-- name: doctor_db_time
+-- The database clock as Unix seconds: `mi-worker doctor` compares it with the host's.
+-- (DATEDIFF in seconds from 1970 fits INT until 2038; DATEDIFF_BIG needs 2016.)
+SET NOCOUNT ON;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+SELECT CAST(DATEDIFF(SECOND, '19700101', @now) AS FLOAT)
+       + DATEPART(MILLISECOND, @now) / 1000.0 AS epoch;
+
+-- name: doctor_procedure
+-- Is the HIS procedure there and may the HIS role (:his_role, empty = mi_his_caller_role of
+-- sql/mssql/security.sql) run it (EXECUTE on the procedure or on schema dbo)? The procedure
+-- reaches the tables by ownership chaining, so table_rights is 3 (nothing more needed).
+SET NOCOUNT ON;
+DECLARE @his_role SYSNAME = :his_role;
+IF @his_role IS NULL OR @his_role = N''
+    SET @his_role = N'mi_his_caller_role';
+SELECT
+    CASE WHEN OBJECT_ID(N'dbo.sp_medical_insurance_call_v2', N'P') IS NULL THEN 0 ELSE 1 END
+        AS present,
+    CASE WHEN DATABASE_PRINCIPAL_ID(@his_role) IS NULL THEN 0 ELSE 1 END AS role_exists,
+    (
+        SELECT COUNT(*)
+        FROM sys.database_permissions AS dp
+        WHERE
+            dp.grantee_principal_id = DATABASE_PRINCIPAL_ID(@his_role)
+            AND dp.permission_name = N'EXECUTE'
+            AND dp.state IN ('G', 'W')
+            AND (
+                (dp.class = 1 AND dp.major_id = OBJECT_ID(N'dbo.sp_medical_insurance_call_v2'))
+                OR (dp.class = 3 AND dp.major_id = SCHEMA_ID(N'dbo'))
+            )
+    ) AS executable,
+    3 AS table_rights,
+    @his_role AS role_name;

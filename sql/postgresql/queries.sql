@@ -168,13 +168,15 @@ UPDATE medical_insurance_requests
 -- name: heartbeat
 -- One row per worker process; the HIS procedure's -1002 check and the monitors read it.
 INSERT INTO sdk_heartbeat (service_name, worker_id, host, pid, version, started_at,
-                           last_heartbeat, status, in_flight, processed_total)
+                           last_heartbeat, status, in_flight, processed_total, gateway_kind,
+                           gateway_tls_verified)
 VALUES (:service_name, :worker_id, :host, :pid, :version, now(), now(), :status, :in_flight,
-        :processed_total)
+        :processed_total, :gateway_kind, :gateway_tls_verified)
 ON CONFLICT (service_name, worker_id) DO UPDATE
    SET last_heartbeat = now(), status = EXCLUDED.status, in_flight = EXCLUDED.in_flight,
        processed_total = EXCLUDED.processed_total, host = EXCLUDED.host, pid = EXCLUDED.pid,
-       version = EXCLUDED.version;
+       version = EXCLUDED.version, gateway_kind = EXCLUDED.gateway_kind,
+       gateway_tls_verified = EXCLUDED.gateway_tls_verified;
 
 -- name: service_status
 -- The same answer as sp_check_sdk_service_status, for `mi-worker call` and health checks.
@@ -343,7 +345,7 @@ SELECT status, COUNT(*) AS n FROM medical_insurance_requests GROUP BY status;
 -- name: heartbeat_rows
 -- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
 SELECT service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
-       in_flight, processed_total,
+       in_flight, processed_total, gateway_kind, gateway_tls_verified,
        CAST(EXTRACT(EPOCH FROM (now() - last_heartbeat)) AS double precision) AS age_seconds
 FROM sdk_heartbeat
 ORDER BY service_name, worker_id;
@@ -662,3 +664,48 @@ LIMIT 200;
 -- name: his_refusal
 -- Why the HIS may not call this code (the worker manages it itself), or no row / NULL.
 SELECT his_refused FROM medical_insurance_interfaces WHERE interface_code = :interface_code;
+
+-- == gateway kind (issue 11: never settle against a fake centre by accident) ==
+
+-- name: live_gateway_kinds
+-- Live workers with their gateway.kind and TLS verification: FAKE_GATEWAY, MIXED_GATEWAY_KINDS
+-- and TLS_VERIFY_OFF alerts, `status` and `doctor` read it.
+SELECT worker_id, host, gateway_kind, gateway_tls_verified
+FROM sdk_heartbeat
+WHERE status = 'RUNNING'
+  AND last_heartbeat > now() - make_interval(secs => CAST(:down_seconds AS double precision))
+ORDER BY worker_id;
+
+-- == doctor (issue 11: the go-live preflight) ==
+
+-- name: doctor_db_time
+-- The database clock as Unix seconds: `mi-worker doctor` compares it with the host's.
+SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS double precision) AS epoch;
+
+-- name: doctor_procedure
+-- Is the HIS procedure there and may the HIS role (:his_role, empty = this login) run it?
+-- The procedure runs with the caller's rights and reaches the tables only through the
+-- SECURITY DEFINER functions of migration 005 (sql/postgresql/security.sql grants them), so
+-- table_rights counts EXECUTE on the three it always calls (3 = all), not table rights.
+WITH r AS (
+    SELECT COALESCE(NULLIF(CAST(:his_role AS text), ''), CAST(current_user AS text)) AS role_name
+), p AS (
+    SELECT oid FROM pg_proc
+    WHERE proname = 'sp_medical_insurance_call_v2' AND pg_function_is_visible(oid)
+), f AS (
+    SELECT oid FROM pg_proc
+    WHERE proname IN ('mi_his_enqueue', 'mi_his_poll', 'mi_his_timeout')
+      AND pg_function_is_visible(oid)
+)
+SELECT (SELECT COUNT(*) FROM p) AS present,
+       (SELECT COUNT(*) FROM pg_roles WHERE rolname = r.role_name) AS role_exists,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.role_name)
+            THEN (SELECT COUNT(*) FROM p WHERE has_function_privilege(r.role_name, p.oid,
+                                                                      'EXECUTE'))
+            ELSE 0 END AS executable,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.role_name)
+            THEN (SELECT COUNT(*) FROM f WHERE has_function_privilege(r.role_name, f.oid,
+                                                                      'EXECUTE'))
+            ELSE 0 END AS table_rights,
+       r.role_name
+FROM r;

@@ -168,14 +168,17 @@ UPDATE medical_insurance_requests
 -- name: heartbeat
 -- One row per worker process; the -1002 check and the monitors read it.
 INSERT INTO sdk_heartbeat (service_name, worker_id, host, pid, version, started_at,
-                           last_heartbeat, status, in_flight, processed_total)
+                           last_heartbeat, status, in_flight, processed_total, gateway_kind,
+                           gateway_tls_verified)
 VALUES (:service_name, :worker_id, :host, :pid, :version,
         strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now'), :status,
-        :in_flight, :processed_total)
+        :in_flight, :processed_total, :gateway_kind, :gateway_tls_verified)
 ON CONFLICT (service_name, worker_id) DO UPDATE
    SET last_heartbeat = excluded.last_heartbeat, status = excluded.status,
        in_flight = excluded.in_flight, processed_total = excluded.processed_total,
-       host = excluded.host, pid = excluded.pid, version = excluded.version;
+       host = excluded.host, pid = excluded.pid, version = excluded.version,
+       gateway_kind = excluded.gateway_kind,
+       gateway_tls_verified = excluded.gateway_tls_verified;
 
 -- name: service_status
 -- 1 when any worker beat within :stale_seconds (what sp_check_sdk_service_status answers).
@@ -337,7 +340,7 @@ SELECT status, COUNT(*) AS n FROM medical_insurance_requests GROUP BY status;
 -- name: heartbeat_rows
 -- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
 SELECT service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
-       in_flight, processed_total,
+       in_flight, processed_total, gateway_kind, gateway_tls_verified,
        (julianday('now') - julianday(last_heartbeat)) * 86400.0 AS age_seconds
 FROM sdk_heartbeat
 ORDER BY service_name, worker_id;
@@ -410,7 +413,7 @@ RETURNING request_id;
 -- Per-worker and overall UP / WARNING / DOWN by heartbeat age.
 WITH w AS (
     SELECT h.service_name, h.worker_id, h.host, h.last_heartbeat, h.in_flight,
-           h.processed_total,
+           h.processed_total, h.gateway_kind,
            CAST((julianday('now') - julianday(h.last_heartbeat)) * 86400 AS INTEGER) AS age,
            CASE
                WHEN h.status = 'STOPPED' THEN 'STOPPED'
@@ -429,11 +432,16 @@ SELECT * FROM (
            MAX(last_heartbeat) AS last_heartbeat, MIN(age) AS seconds_since_heartbeat,
            COALESCE(SUM(in_flight), 0) AS in_flight,
            COALESCE(SUM(processed_total), 0) AS processed_total,
-           strftime('%Y-%m-%d %H:%M:%f', 'now') AS check_time
+           strftime('%Y-%m-%d %H:%M:%f', 'now') AS check_time,
+           -- the one gateway.kind of the live workers, MIXED when they differ
+           CASE WHEN COUNT(DISTINCT CASE WHEN state IN ('UP', 'WARNING') THEN gateway_kind END)
+                     > 1 THEN 'MIXED'
+                ELSE MAX(CASE WHEN state IN ('UP', 'WARNING') THEN gateway_kind END)
+           END AS gateway_kind
     FROM w
     UNION ALL
     SELECT service_name, worker_id, host, state, last_heartbeat, age, in_flight,
-           processed_total, strftime('%Y-%m-%d %H:%M:%f', 'now')
+           processed_total, strftime('%Y-%m-%d %H:%M:%f', 'now'), gateway_kind
     FROM w
 )
 ORDER BY worker_id <> '*', service_name, worker_id;
@@ -564,6 +572,33 @@ SELECT 'NEEDS_MANUAL', 'CRITICAL',
        strftime('%Y-%m-%d %H:%M:%f', 'now')
 FROM medical_insurance_requests
 WHERE status = 'NEEDS_MANUAL' AND resolved_at IS NULL
+HAVING COUNT(*) > 0
+UNION ALL
+SELECT 'FAKE_GATEWAY', 'WARNING',
+       '假医保中心: ' || COUNT(*) || ' live worker(s) use gateway.kind sandbox/noop (a FAKE '
+           || 'centre, nothing reaches the national platform), e.g. ' || MIN(worker_id),
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM sdk_heartbeat
+WHERE status = 'RUNNING' AND gateway_kind IN ('sandbox', 'noop')
+  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
+HAVING COUNT(*) > 0
+UNION ALL
+SELECT 'MIXED_GATEWAY_KINDS', 'CRITICAL',
+       '网关类型不一致: live workers on this database use gateway.kind ' || MIN(gateway_kind)
+           || ' and ' || MAX(gateway_kind) || ' at once',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM sdk_heartbeat
+WHERE status = 'RUNNING' AND gateway_kind IS NOT NULL
+  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
+HAVING COUNT(DISTINCT gateway_kind) > 1
+UNION ALL
+SELECT 'TLS_VERIFY_OFF', 'WARNING',
+       'TLS证书未校验: gateway.verify_tls = false on ' || COUNT(*) || ' live worker(s), e.g. '
+           || MIN(worker_id),
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM sdk_heartbeat
+WHERE status = 'RUNNING' AND gateway_tls_verified = 0
+  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
 HAVING COUNT(*) > 0;
 
 -- name: list_open_alerts
@@ -774,3 +809,25 @@ LIMIT 200;
 -- name: his_refusal
 -- Why the HIS may not call this code (the worker manages it itself), or no row / NULL.
 SELECT his_refused FROM medical_insurance_interfaces WHERE interface_code = :interface_code;
+
+-- == gateway kind (issue 11: never settle against a fake centre by accident) ==
+
+-- name: live_gateway_kinds
+-- Live workers with their gateway.kind and TLS verification: FAKE_GATEWAY, MIXED_GATEWAY_KINDS
+-- and TLS_VERIFY_OFF alerts, `status` and `doctor` read it.
+SELECT worker_id, host, gateway_kind, gateway_tls_verified
+FROM sdk_heartbeat
+WHERE status = 'RUNNING'
+  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
+ORDER BY worker_id;
+
+-- == doctor (issue 11: the go-live preflight) ==
+
+-- name: doctor_db_time
+-- The database clock as Unix seconds: `mi-worker doctor` compares it with the host's.
+SELECT (julianday('now') - 2440587.5) * 86400.0 AS epoch;
+
+-- name: doctor_procedure
+-- SQLite has no procedures (the HIS calls `mi-worker call`): same columns, all NULL.
+SELECT NULL AS present, NULL AS role_exists, NULL AS executable, NULL AS table_rights,
+       :his_role AS role_name;

@@ -46,7 +46,8 @@ def seed(db, code: str, status: str, latency_ms, seconds_ago: float, *,
 
 def beat_at(db, worker_id: str, seconds_ago: float, status: str = "RUNNING") -> None:
     db.run("heartbeat", service_name="medical_insurance_sdk", worker_id=worker_id, host="h1",
-           pid=1, version="t", status=status, in_flight=2, processed_total=10)
+           pid=1, version="t", status=status, in_flight=2, processed_total=10,
+           gateway_kind="nhsa", gateway_tls_verified=1)
     conn = db.raw()
     conn.cursor().execute(f"UPDATE sdk_heartbeat SET last_heartbeat = {_sql_time(db, seconds_ago)}"
                           f" WHERE worker_id = '{worker_id}'")

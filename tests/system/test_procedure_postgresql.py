@@ -80,7 +80,8 @@ def test_repeatable_read_is_1006(db_url, db):
 
 def test_block_in_the_same_query_string_is_2d000_with_nothing_enqueued(db_url, db):
     db.run("heartbeat", service_name="medical_insurance_sdk", worker_id="x", host="h", pid=1,
-           version="t", status="RUNNING", in_flight=0, processed_total=0)
+           version="t", status="RUNNING", in_flight=0, processed_total=0,
+           gateway_kind="nhsa", gateway_tls_verified=1)
     conn = raw(db_url)
     cur = conn.cursor()
     with pytest.raises(Exception) as info:
@@ -96,5 +97,6 @@ def test_block_in_the_same_query_string_is_2d000_with_nothing_enqueued(db_url, d
 def test_check_sdk_service_status_function(db):
     assert db.run_one("service_status", stale_seconds=30)["alive"] == 0
     db.run("heartbeat", service_name="medical_insurance_sdk", worker_id="x", host="h", pid=1,
-           version="t", status="RUNNING", in_flight=0, processed_total=0)
+           version="t", status="RUNNING", in_flight=0, processed_total=0,
+           gateway_kind="nhsa", gateway_tls_verified=1)
     assert db.run_one("service_status", stale_seconds=30)["alive"] == 1

@@ -32,7 +32,8 @@ def enqueue(db, code="1101", input_data=INPUT_1101, timeout=60, psn_no=None, **k
 
 def beat(db, worker_id="test-heartbeat"):
     db.run("heartbeat", service_name="medical_insurance_sdk", worker_id=worker_id, host="t",
-           pid=1, version="t", status="RUNNING", in_flight=0, processed_total=0)
+           pid=1, version="t", status="RUNNING", in_flight=0, processed_total=0,
+           gateway_kind="nhsa", gateway_tls_verified=1)
 
 
 def test_every_dialect_defines_the_same_queries():

@@ -114,8 +114,12 @@ def test_url_rules():
 def test_tls_verify_options():
     import certifi
 
-    assert tls_verify(GatewaySettings()) is True
-    assert tls_verify(GatewaySettings(verify_tls=False)) is False
+    # Default trust is the OS store (an SSLContext), never httpx's certifi default.
+    ctx = tls_verify(GatewaySettings())
+    assert isinstance(ctx, ssl.SSLContext) and ctx.verify_mode == ssl.CERT_REQUIRED
+    assert ctx.check_hostname
+    off = tls_verify(GatewaySettings(verify_tls=False))
+    assert off.verify_mode == ssl.CERT_NONE and not off.check_hostname
     ctx = tls_verify(GatewaySettings(ca_bundle=certifi.where()))
     assert isinstance(ctx, ssl.SSLContext) and ctx.verify_mode == ssl.CERT_REQUIRED
 
