@@ -34,6 +34,7 @@ from mi_worker.gateway.settings import GatewaySettings
 from mi_worker.gateway.transports import (
     Transport,
     build_http_client,
+    describe_tls_error,
     make_transport,
     timeout,
 )
@@ -264,7 +265,6 @@ class NHSAClient:
                                       headers=self.transport.headers(infno),
                                       timeout=timeout(s, read))
             except _CONNECT_PHASE as exc:
-                from mi_worker.gateway.transports import describe_tls_error
                 tls = describe_tls_error(exc, httpx.URL(self.transport.url(infno)).netloc
                                          .decode("ascii", "replace"))
                 raise NoAnswer(f"not sent: {tls or f'{type(exc).__name__}: {exc}'}",

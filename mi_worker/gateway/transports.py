@@ -10,10 +10,14 @@ read timeouts — connect failures are always safe to retry, read failures are n
 """
 from __future__ import annotations
 
+import os
+import secrets
 import ssl
+import tempfile
 
 import httpx
 
+from mi_worker.config_fields import ConfigError
 from mi_worker.gateway import signing
 from mi_worker.gateway.settings import GatewaySettings, is_pkcs12
 
@@ -153,10 +157,6 @@ def load_client_cert(ctx: ssl.SSLContext, cert: str, key: str = "", password: st
                              f"({exc.reason or exc}); check gateway.client_key and "
                              "gateway.client_key_password") from None
         return
-    import os
-    import secrets
-    import tempfile
-
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -187,7 +187,6 @@ def load_client_cert(ctx: ssl.SSLContext, cert: str, key: str = "", password: st
 
 def _config_error(message: str) -> Exception:
     """A ConfigError (a ValueError), so `mi-worker run` prints one line, not a traceback."""
-    from mi_worker.config import ConfigError  # lazy: config imports the gateway settings
     return ConfigError(f"config key {message}")
 
 

@@ -17,9 +17,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from mi_worker.gateway import catalog, signing
+from mi_worker.gateway import catalog
 from mi_worker.gateway.envelope import find_psn_no, infcode_str
-from mi_worker.sandbox import defaults
+from mi_worker.sandbox import auth, defaults
 from mi_worker.sandbox.centre import Centre
 from mi_worker.sandbox.faults import Fault, FaultTable
 from mi_worker.sandbox.ledger import CallLog, CallRecord, Ledger
@@ -375,51 +375,4 @@ class SandboxServer:
 
     def check_auth(self, headers: Any) -> str | None:
         """Verify the transport's signature headers; the problem in words, or None."""
-        if self.transport == "tif":
-            return self._check_tif(headers)
-        if self.transport == "csb":
-            return self._check_csb(headers)
-        return None
-
-    def _fresh(self, ts: int) -> bool:
-        return abs(time.time() - ts) <= self.clock_skew_seconds
-
-    def _check_tif(self, h: Any) -> str | None:
-        paasid, ts = h.get("x-tif-paasid"), h.get("x-tif-timestamp") or ""
-        nonce, sig = h.get("x-tif-nonce") or "", h.get("x-tif-signature") or ""
-        if paasid != self.paasid:
-            return f"x-tif-paasid 无效 unknown paasid {paasid!r}"
-        if not ts.isdigit() or not self._fresh(int(ts)):
-            return f"x-tif-timestamp 无效或超时 must be Unix seconds within " \
-                   f"{self.clock_skew_seconds}s of now, got {ts!r}"
-        if not nonce:
-            return "x-tif-nonce 不能为空"
-        expected = signing.tif_signature(ts, self.secret, nonce)
-        if not signing.constant_time_equal(sig, expected):
-            return "x-tif-signature 签名校验失败 signature mismatch (check gateway.secret)"
-        with self._nonce_lock:
-            now = time.time()
-            for old in [n for n, t in self._nonces.items() if now - t > 2 * 300]:
-                del self._nonces[old]
-            if nonce in self._nonces:
-                return "x-tif-nonce 重复 replayed nonce"
-            self._nonces[nonce] = now
-        return None
-
-    def _check_csb(self, h: Any) -> str | None:
-        params = {k: h.get(k) or "" for k in ("_api_access_key", "_api_name",
-                                               "_api_timestamp", "_api_version")}
-        if params["_api_access_key"] != self.access_key:
-            return f"_api_access_key 无效 unknown access key {params['_api_access_key']!r}"
-        ts = params["_api_timestamp"]
-        if not ts.isdigit():
-            return "_api_timestamp 无效 must be epoch milliseconds or seconds"
-        seconds = int(ts) / 1000 if len(ts) >= 13 else int(ts)
-        if not self._fresh(int(seconds)):
-            return f"_api_timestamp 超时 more than {self.clock_skew_seconds}s from now"
-        if not params["_api_name"]:
-            return "_api_name 不能为空"
-        expected = signing.csb_signature(self.secret, params)
-        if not signing.constant_time_equal(h.get("_api_signature") or "", expected):
-            return "_api_signature 签名校验失败 signature mismatch (check gateway.secret)"
-        return None
+        return auth.check_headers(self, headers)

@@ -17,7 +17,7 @@ PKG = ROOT / "mi_worker"
 # graph must still be acyclic). Everything of one package shares its floor unless named.
 FLOORS: List[Tuple[int, Set[str]]] = [
     (9, {"mi_worker.__main__", "mi_worker.cli", "mi_worker.cli_errors"}),
-    (8, {"mi_worker.runner", "mi_worker.sandbox.cli", "mi_worker.dashboard"}),
+    (8, {"mi_worker.runner", "mi_worker.sandbox.cli", "mi_worker.dashboard", "mi_worker.doctor"}),
     (7, {"mi_worker.jobs"}),
     (6, {"mi_worker.reversal", "mi_worker.reconcile"}),
     (5, {"mi_worker.worker", "mi_worker.alerts", "mi_worker.metrics", "mi_worker.docs"}),
