@@ -10,6 +10,12 @@
 -- The worker's connections run in autocommit, READ COMMITTED, with the filtered indexes' SET
 -- options (mi_worker/db/mssql.py). The same names exist in sql/postgresql/queries.sql and
 -- sql/sqlite/queries.sql.
+-- Run outside this file, on purpose: the session SETs of every new connection (isolation
+-- level and the filtered indexes' SET options, mi_worker/db/mssql.py), the transaction
+-- control of migrations, and the migration files themselves.
+
+-- ===== claim and results =====
+-- a worker leases rows, sends them, writes each outcome once (token-guarded)
 
 -- name: claim_batch
 -- Lease up to :batch_size runnable rows: priority then age, only the head of each patient's
@@ -377,6 +383,60 @@ SELECT
     needs_reversal
 FROM @u;
 
+-- name: complete_batch
+-- Group commit: many finished calls written in one statement (the same guard as
+-- complete_request, row by row). :rows is a JSON array of complete_request's parameters,
+-- which only OPENJSON can read: SQL Server 2016+ with database compatibility level 130+
+-- (also Azure SQL). Elsewhere (2012, 2014, or an older compatibility level) this throws
+-- 50020 before touching any row; the worker must then write with complete_request. The
+-- OPENJSON statement is dynamic SQL so that the batch still compiles on 2012 / 2014.
+SET NOCOUNT ON;
+DECLARE @rows NVARCHAR(MAX) = :rows;
+DECLARE @compat INT;
+SELECT @compat = compatibility_level
+FROM sys.databases
+WHERE database_id = DB_ID();
+IF COALESCE(@compat, 0) < 130
+    THROW 50020, N'mi-worker: complete_batch needs OPENJSON (SQL Server 2016+, database compatibility level 130+); write results with complete_request', 1;
+EXEC sp_executesql
+    N'SET NOCOUNT ON;
+    DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+    DECLARE @u TABLE (request_id BIGINT NOT NULL, needs_reversal SMALLINT NOT NULL);
+    UPDATE t
+    SET
+        status = x.status,
+        infcode = x.infcode,
+        response_data = x.response_data,
+        error_code = x.error_code,
+        error_message = x.error_message,
+        msgid = COALESCE(x.msgid, t.msgid),
+        attempt_log = x.attempt_log,
+        response_time = @now,
+        lease_expires_at = NULL,
+        limit_slot = NULL,
+        needs_reversal = CASE
+            WHEN x.status = N''COMPLETED'' AND x.late_reversible = 1 AND @now > t.deadline_at THEN 1
+            ELSE 0
+        END
+    OUTPUT inserted.request_id, inserted.needs_reversal INTO @u (request_id, needs_reversal)
+    FROM dbo.medical_insurance_requests AS t
+    INNER JOIN OPENJSON(@rows) WITH (
+        request_id BIGINT,
+        claim_token VARCHAR(40),
+        status NVARCHAR(20),
+        infcode VARCHAR(10),
+        response_data NVARCHAR(MAX),
+        error_code INT,
+        error_message NVARCHAR(MAX),
+        msgid VARCHAR(30),
+        attempt_log NVARCHAR(MAX),
+        late_reversible INT
+    ) AS x ON t.request_id = x.request_id AND t.claim_token = x.claim_token
+    WHERE t.status = N''PROCESSING'';
+    SELECT request_id, needs_reversal FROM @u;',
+    N'@rows NVARCHAR(MAX)',
+    @rows = @rows;
+
 -- name: requeue_request
 -- A retryable failure goes back to PENDING with its back-off stored in the row (it survives a
 -- restart and any worker may take it); out of attempts or time it ends ERROR or TIMEOUT.
@@ -445,6 +505,9 @@ UPDATE dbo.medical_insurance_requests
 SET lease_expires_at = DATEADD(MILLISECOND, CAST(ROUND(@lease_seconds * 1000, 0) AS INT), SYSUTCDATETIME())
 WHERE claim_token = @claim_token AND status = N'PROCESSING';
 
+-- ===== workers =====
+-- one heartbeat row per worker process; the -1002 check and the monitors read it
+
 -- name: heartbeat
 -- One row per worker process; the HIS procedure's -1002 check and the monitors read it.
 -- Update, else insert (only this worker writes its row, so no race needs MERGE or HOLDLOCK).
@@ -488,6 +551,156 @@ DECLARE @stale_seconds INT = :stale_seconds;
 DECLARE @s INT;
 EXEC @s = dbo.sp_check_sdk_service_status @stale_seconds = @stale_seconds;
 SELECT @s AS alive;
+
+-- name: heartbeat_rows
+-- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
+-- A beat older than 20 days is aged in whole seconds (DATEDIFF in milliseconds would
+-- overflow INT after 24.8 days and fail the whole query).
+SET NOCOUNT ON;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+SELECT
+    service_name,
+    worker_id,
+    host,
+    pid,
+    version,
+    started_at,
+    last_heartbeat,
+    status,
+    in_flight,
+    processed_total,
+    gateway_kind,
+    gateway_tls_verified,
+    CASE
+        WHEN last_heartbeat > DATEADD(DAY, -20, @now)
+            THEN CAST(DATEDIFF(MILLISECOND, last_heartbeat, @now) AS FLOAT) / 1000.0
+        ELSE CAST(DATEDIFF(SECOND, last_heartbeat, @now) AS FLOAT)
+    END AS age_seconds
+FROM dbo.sdk_heartbeat
+ORDER BY service_name, worker_id;
+
+-- ===== the HIS contract =====
+-- sp_medical_insurance_call_v2 (call_procedure) or, on SQLite, its steps run by mi_worker/his_call.py
+
+-- name: call_procedure
+-- `mi-worker call` goes through the HIS procedure itself, exactly as the HIS does; pyodbc
+-- cannot read OUTPUT parameters, so the batch SELECTs them.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @timeout INT = :timeout;
+DECLARE @retry_count INT = :retry_count;
+DECLARE @priority INT = :priority;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @poll_ms INT = :poll_ms;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @rid BIGINT;
+DECLARE @res NVARCHAR(MAX);
+DECLARE @ec INT;
+DECLARE @em NVARCHAR(500);
+EXEC dbo.sp_medical_insurance_call_v2
+    @interface_code = @interface_code,
+    @input_data = @input_data,
+    @timeout = @timeout,
+    @retry_count = @retry_count,
+    @request_id = @rid OUTPUT,
+    @result = @res OUTPUT,
+    @error_code = @ec OUTPUT,
+    @error_message = @em OUTPUT,
+    @priority = @priority,
+    @idempotency_key = @idempotency_key,
+    @his_fee_id = @his_fee_id,
+    @psn_no = @psn_no,
+    @poll_ms = @poll_ms,
+    @insuplc_admdvs = @insuplc_admdvs;
+SELECT
+    @rid AS request_id,
+    @res AS result,
+    @ec AS error_code,
+    @em AS error_message;
+
+-- name: enqueue_request
+-- What the HIS procedure inserts; used directly where there is no procedure (SQLite) and to
+-- seed tests and the benchmark.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @priority INT = :priority;
+DECLARE @timeout_seconds FLOAT = :timeout_seconds;
+DECLARE @max_retry_count INT = :max_retry_count;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @parent_request_id BIGINT = :parent_request_id;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_requests (
+    interface_code, input_data, status, priority, timeout_seconds, max_retry_count, psn_no,
+    insuplc_admdvs, idempotency_key, his_fee_id, parent_request_id, deadline_at
+)
+OUTPUT inserted.request_id INTO @u (request_id)
+VALUES (
+    @interface_code, @input_data, N'PENDING', @priority,
+    CAST(ROUND(@timeout_seconds, 0) AS INT), @max_retry_count,
+    @psn_no, @insuplc_admdvs, @idempotency_key, @his_fee_id, @parent_request_id,
+    DATEADD(MILLISECOND, CAST(ROUND(@timeout_seconds * 1000, 0) AS INT), SYSUTCDATETIME())
+);
+SELECT request_id FROM @u;
+
+-- name: poll_result
+-- What the HIS procedure polls: the caller-facing state of one request.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+SELECT
+    v.request_id,
+    v.status,
+    v.result_status,
+    v.response_data,
+    v.error_code,
+    v.error_message,
+    CASE WHEN SYSUTCDATETIME() >= v.deadline_at THEN 1 ELSE 0 END AS past_deadline
+FROM dbo.v_medical_insurance_result AS v
+WHERE v.request_id = @request_id;
+
+-- name: timeout_if_pending
+-- At the caller's deadline a row nobody claimed ends TIMEOUT; a claimed one stays with its
+-- worker (the caller is told the outcome is in doubt).
+SET NOCOUNT ON;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+UPDATE dbo.medical_insurance_requests
+SET
+    status = N'TIMEOUT',
+    response_time = SYSUTCDATETIME(),
+    error_code = -1005,
+    error_message = @error_message
+OUTPUT inserted.request_id INTO @u (request_id)
+WHERE request_id = @request_id AND status = N'PENDING';
+SELECT request_id FROM @u;
+
+-- name: find_idempotent
+-- The latest call with this idempotency key that did not fail.
+SET NOCOUNT ON;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+SELECT TOP (1)
+    request_id,
+    status,
+    needs_reversal,
+    response_data,
+    error_message
+FROM dbo.medical_insurance_requests
+WHERE
+    idempotency_key = @idempotency_key
+    AND idempotency_key IS NOT NULL
+    AND status <> N'ERROR'
+    AND status <> N'TIMEOUT'
+ORDER BY request_id DESC;
+
+-- ===== sweeps =====
+-- rows whose caller or worker is gone (expire, lease recovery), once per cluster
 
 -- name: expire_pending
 -- PENDING rows whose caller's deadline passed can never be useful: TIMEOUT (never sent).
@@ -570,365 +783,8 @@ OUTPUT inserted.request_id INTO @u (request_id)
 WHERE request_id = @request_id AND claim_token = @claim_token AND status = N'PROCESSING';
 SELECT request_id FROM @u;
 
--- name: list_limits
--- The cluster-wide caps in force (the worker reconciles them with its config at start).
-SET NOCOUNT ON;
-SELECT
-    interface_code,
-    max_in_flight
-FROM dbo.medical_insurance_limits
-ORDER BY interface_code;
-
--- name: upsert_limit
--- Set one cap in place: a cap is never absent while it is being rewritten, so a concurrent
--- claim can never run unlimited. PostgreSQL's ON CONFLICT as UPDATE, else INSERT, in one
--- short transaction; UPDLOCK + SERIALIZABLE on the key make two workers starting at once
--- wait for each other instead of both inserting (2627). Worker start only, never a hot path.
--- TRY/CATCH rather than SET XACT_ABORT ON, which would outlive this batch on the pooled
--- session.
-SET NOCOUNT ON;
-DECLARE @interface_code VARCHAR(10) = :interface_code;
-DECLARE @max_in_flight INT = :max_in_flight;
-BEGIN TRY
-    BEGIN TRANSACTION;
-    UPDATE dbo.medical_insurance_limits WITH (UPDLOCK, SERIALIZABLE)
-    SET max_in_flight = @max_in_flight
-    WHERE interface_code = @interface_code;
-    IF @@ROWCOUNT = 0
-        INSERT INTO dbo.medical_insurance_limits (interface_code, max_in_flight)
-        VALUES (@interface_code, @max_in_flight);
-    COMMIT TRANSACTION;
-END TRY
-BEGIN CATCH
-    IF @@TRANCOUNT > 0
-        ROLLBACK TRANSACTION;
-    THROW;
-END CATCH;
-
--- name: delete_limit
--- Drop a cap the config no longer names.
-SET NOCOUNT ON;
-DECLARE @interface_code VARCHAR(10) = :interface_code;
-DELETE FROM dbo.medical_insurance_limits
-WHERE interface_code = @interface_code;
-
--- name: upsert_interface
--- The catalogue mirrored into SQL so DBA monitors can name interfaces in Chinese.
-SET NOCOUNT ON;
-DECLARE @interface_code VARCHAR(10) = :interface_code;
-DECLARE @interface_name NVARCHAR(100) = :interface_name;
-DECLARE @kind NVARCHAR(20) = :kind;
-DECLARE @reversible SMALLINT = :reversible;
-DECLARE @cancel_code VARCHAR(10) = :cancel_code;
-DECLARE @his_refused NVARCHAR(200) = :his_refused;
--- Two hosts upgrading at once: UPDLOCK + SERIALIZABLE on the key, as upsert_limit, so the
--- second waits instead of both inserting (2627; tsql-review D8).
-BEGIN TRY
-    BEGIN TRANSACTION;
-    UPDATE dbo.medical_insurance_interfaces WITH (UPDLOCK, SERIALIZABLE)
-    SET
-        interface_name = @interface_name,
-        kind = @kind,
-        reversible = @reversible,
-        cancel_code = @cancel_code,
-        his_refused = @his_refused
-    WHERE interface_code = @interface_code;
-    IF @@ROWCOUNT = 0
-        INSERT INTO dbo.medical_insurance_interfaces (
-            interface_code, interface_name, kind, reversible, cancel_code, his_refused
-        )
-        VALUES (@interface_code, @interface_name, @kind, @reversible, @cancel_code, @his_refused);
-    COMMIT TRANSACTION;
-END TRY
-BEGIN CATCH
-    IF @@TRANCOUNT > 0
-        ROLLBACK TRANSACTION;
-    THROW;
-END CATCH;
-
--- name: log_error
--- Errors worth a DBA's eye, next to the request they belong to.
-SET NOCOUNT ON;
-DECLARE @request_id BIGINT = :request_id;
-DECLARE @error_code INT = :error_code;
-DECLARE @error_message NVARCHAR(MAX) = :error_message;
-DECLARE @detail NVARCHAR(MAX) = :detail;
-INSERT INTO dbo.medical_insurance_error_log (request_id, error_code, error_message, detail)
-VALUES (@request_id, @error_code, @error_message, @detail);
-
--- name: try_cluster_lock
--- Once-per-cluster jobs: a session-level application lock, not waited for. Named by
--- :lock_name (readable in sys.dm_tran_locks); :lock_key is PostgreSQL's advisory-lock number.
-SET NOCOUNT ON;
-DECLARE @lock_name NVARCHAR(200) = :lock_name;
-DECLARE @resource NVARCHAR(255);
-DECLARE @rc INT;
-SET @resource = N'mi_worker:' + @lock_name;
-EXEC @rc = sp_getapplock
-    @Resource = @resource,
-    @LockMode = 'Exclusive',
-    @LockOwner = 'Session',
-    @LockTimeout = 0;
-SELECT CASE WHEN @rc >= 0 THEN 1 ELSE 0 END AS granted;
-
--- name: release_cluster_lock
--- Released by the same session right after the job (0, not an error, when it is not held,
--- like pg_advisory_unlock).
-SET NOCOUNT ON;
-DECLARE @lock_name NVARCHAR(200) = :lock_name;
-DECLARE @resource NVARCHAR(255);
-DECLARE @rc INT = -999;
-SET @resource = N'mi_worker:' + @lock_name;
-IF APPLOCK_MODE('public', @resource, 'Session') <> 'NoLock'
-    EXEC @rc = sp_releaseapplock @Resource = @resource, @LockOwner = 'Session';
-SELECT CASE WHEN @rc >= 0 THEN 1 ELSE 0 END AS released;
-
--- name: server_features
--- What the server is, so the worker decides once what it can use (logged at start): the
--- group commit (complete_batch, OPENJSON) needs compatibility level 130 (SQL Server 2016+).
--- NULL when the login may not read sys.databases: results are then written row by row.
-SELECT CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128)) AS server_version,
-       (SELECT d.compatibility_level FROM sys.databases AS d WHERE d.name = DB_NAME())
-           AS compatibility_level;
-
--- name: get_request
--- One row with everything, for `mi-worker call`, `requests show` and tests.
-SET NOCOUNT ON;
-DECLARE @request_id BIGINT = :request_id;
-SELECT
-    r.*,
-    v.result_status,
-    v.latency_ms
-FROM dbo.medical_insurance_requests AS r
-INNER JOIN dbo.v_medical_insurance_result AS v ON r.request_id = v.request_id
-WHERE r.request_id = @request_id;
-
--- name: call_procedure
--- `mi-worker call` goes through the HIS procedure itself, exactly as the HIS does; pyodbc
--- cannot read OUTPUT parameters, so the batch SELECTs them.
-SET NOCOUNT ON;
-DECLARE @interface_code VARCHAR(10) = :interface_code;
-DECLARE @input_data NVARCHAR(MAX) = :input_data;
-DECLARE @timeout INT = :timeout;
-DECLARE @retry_count INT = :retry_count;
-DECLARE @priority INT = :priority;
-DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
-DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
-DECLARE @psn_no NVARCHAR(30) = :psn_no;
-DECLARE @poll_ms INT = :poll_ms;
-DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
-DECLARE @rid BIGINT;
-DECLARE @res NVARCHAR(MAX);
-DECLARE @ec INT;
-DECLARE @em NVARCHAR(500);
-EXEC dbo.sp_medical_insurance_call_v2
-    @interface_code = @interface_code,
-    @input_data = @input_data,
-    @timeout = @timeout,
-    @retry_count = @retry_count,
-    @request_id = @rid OUTPUT,
-    @result = @res OUTPUT,
-    @error_code = @ec OUTPUT,
-    @error_message = @em OUTPUT,
-    @priority = @priority,
-    @idempotency_key = @idempotency_key,
-    @his_fee_id = @his_fee_id,
-    @psn_no = @psn_no,
-    @poll_ms = @poll_ms,
-    @insuplc_admdvs = @insuplc_admdvs;
-SELECT
-    @rid AS request_id,
-    @res AS result,
-    @ec AS error_code,
-    @em AS error_message;
-
--- name: create_migrations_table
--- The version table `mi-worker db upgrade` records applied files in. Created under a
--- transaction-owned applock, so two hosts running the very first upgrade at once cannot both
--- try the CREATE (2714; tsql-review D8): the second waits, then finds the table.
-SET NOCOUNT ON;
-DECLARE @rc INT;
-BEGIN TRY
-    BEGIN TRANSACTION;
-    EXEC @rc = sp_getapplock
-        @Resource = N'mi_worker:schema_version',
-        @LockMode = 'Exclusive',
-        @LockOwner = 'Transaction',
-        @LockTimeout = 600000;
-    IF @rc < 0
-        THROW 50001, N'mi-worker: migration lock not granted (another upgrade is running)', 1;
-    IF OBJECT_ID(N'dbo.mi_schema_version', N'U') IS NULL
-        CREATE TABLE dbo.mi_schema_version (
-            version INT NOT NULL,
-            name NVARCHAR(200) NOT NULL,
-            checksum VARCHAR(64) NOT NULL,
-            applied_at DATETIME2(3) NOT NULL CONSTRAINT df_mi_schema_version_applied
-            DEFAULT (SYSUTCDATETIME()),
-            CONSTRAINT pk_mi_schema_version PRIMARY KEY CLUSTERED (version)
-        );
-    COMMIT TRANSACTION;
-END TRY
-BEGIN CATCH
-    IF @@TRANCOUNT > 0
-        ROLLBACK TRANSACTION;
-    THROW;
-END CATCH;
-
--- name: migration_lock
--- Two hosts upgrading at once: the second waits here, then sees the first one's versions.
--- Owned by the migration's transaction (released at its COMMIT or ROLLBACK); waits up to 10
--- minutes, then fails the upgrade rather than hang.
-SET NOCOUNT ON;
-DECLARE @lock_key BIGINT = :lock_key;
-DECLARE @resource NVARCHAR(255);
-DECLARE @rc INT;
-DECLARE @applied INT;
-SET @resource = N'mi_worker:' + CAST(@lock_key AS NVARCHAR(20));
--- The migration connection is in manual-commit mode (the ODBC driver's implicit
--- transactions), where a SELECT from a table opens the transaction and an EXEC does not; a
--- transaction-owned applock needs one open.
-SELECT @applied = COUNT(*) FROM dbo.mi_schema_version;
-IF @@TRANCOUNT = 0
-    THROW 50002, N'mi-worker: migration_lock must run inside the migration transaction', 1;
-EXEC @rc = sp_getapplock
-    @Resource = @resource,
-    @LockMode = 'Exclusive',
-    @LockOwner = 'Transaction',
-    @LockTimeout = 600000;
-IF @rc < 0
-    THROW 50001, N'mi-worker: migration lock not granted (another upgrade is running)', 1;
-
--- name: applied_migrations
--- Versions already applied, with the checksum of the file as it was.
-SET NOCOUNT ON;
-SELECT
-    version,
-    checksum
-FROM dbo.mi_schema_version
-ORDER BY version;
-
--- name: record_migration
--- Written in the same transaction as the migration itself.
-SET NOCOUNT ON;
-DECLARE @version INT = :version;
-DECLARE @name NVARCHAR(200) = :name;
-DECLARE @checksum VARCHAR(64) = :checksum;
-INSERT INTO dbo.mi_schema_version (version, name, checksum)
-VALUES (@version, @name, @checksum);
-
--- name: enqueue_request
--- What the HIS procedure inserts; used directly where there is no procedure (SQLite) and to
--- seed tests and the benchmark.
-SET NOCOUNT ON;
-DECLARE @interface_code VARCHAR(10) = :interface_code;
-DECLARE @input_data NVARCHAR(MAX) = :input_data;
-DECLARE @priority INT = :priority;
-DECLARE @timeout_seconds FLOAT = :timeout_seconds;
-DECLARE @max_retry_count INT = :max_retry_count;
-DECLARE @psn_no NVARCHAR(30) = :psn_no;
-DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
-DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
-DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
-DECLARE @parent_request_id BIGINT = :parent_request_id;
-DECLARE @u TABLE (request_id BIGINT NOT NULL);
-INSERT INTO dbo.medical_insurance_requests (
-    interface_code, input_data, status, priority, timeout_seconds, max_retry_count, psn_no,
-    insuplc_admdvs, idempotency_key, his_fee_id, parent_request_id, deadline_at
-)
-OUTPUT inserted.request_id INTO @u (request_id)
-VALUES (
-    @interface_code, @input_data, N'PENDING', @priority,
-    CAST(ROUND(@timeout_seconds, 0) AS INT), @max_retry_count,
-    @psn_no, @insuplc_admdvs, @idempotency_key, @his_fee_id, @parent_request_id,
-    DATEADD(MILLISECOND, CAST(ROUND(@timeout_seconds * 1000, 0) AS INT), SYSUTCDATETIME())
-);
-SELECT request_id FROM @u;
-
--- name: poll_result
--- What the HIS procedure polls: the caller-facing state of one request.
-SET NOCOUNT ON;
-DECLARE @request_id BIGINT = :request_id;
-SELECT
-    v.request_id,
-    v.status,
-    v.result_status,
-    v.response_data,
-    v.error_code,
-    v.error_message,
-    CASE WHEN SYSUTCDATETIME() >= v.deadline_at THEN 1 ELSE 0 END AS past_deadline
-FROM dbo.v_medical_insurance_result AS v
-WHERE v.request_id = @request_id;
-
--- name: timeout_if_pending
--- At the caller's deadline a row nobody claimed ends TIMEOUT; a claimed one stays with its
--- worker (the caller is told the outcome is in doubt).
-SET NOCOUNT ON;
-DECLARE @error_message NVARCHAR(MAX) = :error_message;
-DECLARE @request_id BIGINT = :request_id;
-DECLARE @u TABLE (request_id BIGINT NOT NULL);
-UPDATE dbo.medical_insurance_requests
-SET
-    status = N'TIMEOUT',
-    response_time = SYSUTCDATETIME(),
-    error_code = -1005,
-    error_message = @error_message
-OUTPUT inserted.request_id INTO @u (request_id)
-WHERE request_id = @request_id AND status = N'PENDING';
-SELECT request_id FROM @u;
-
--- name: find_idempotent
--- The latest call with this idempotency key that did not fail.
-SET NOCOUNT ON;
-DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
-SELECT TOP (1)
-    request_id,
-    status,
-    needs_reversal,
-    response_data,
-    error_message
-FROM dbo.medical_insurance_requests
-WHERE
-    idempotency_key = @idempotency_key
-    AND idempotency_key IS NOT NULL
-    AND status <> N'ERROR'
-    AND status <> N'TIMEOUT'
-ORDER BY request_id DESC;
-
--- name: count_by_status
--- Queue depth by status: `mi-worker status`, the monitors and the tests read it.
-SET NOCOUNT ON;
-SELECT
-    status,
-    COUNT(*) AS n
-FROM dbo.medical_insurance_requests
-GROUP BY status;
-
--- name: heartbeat_rows
--- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
--- A beat older than 20 days is aged in whole seconds (DATEDIFF in milliseconds would
--- overflow INT after 24.8 days and fail the whole query).
-SET NOCOUNT ON;
-DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
-SELECT
-    service_name,
-    worker_id,
-    host,
-    pid,
-    version,
-    started_at,
-    last_heartbeat,
-    status,
-    in_flight,
-    processed_total,
-    gateway_kind,
-    gateway_tls_verified,
-    CASE
-        WHEN last_heartbeat > DATEADD(DAY, -20, @now)
-            THEN CAST(DATEDIFF(MILLISECOND, last_heartbeat, @now) AS FLOAT) / 1000.0
-        ELSE CAST(DATEDIFF(SECOND, last_heartbeat, @now) AS FLOAT)
-    END AS age_seconds
-FROM dbo.sdk_heartbeat
-ORDER BY service_name, worker_id;
+-- ===== reversal (冲正) =====
+-- rows in doubt and their 2601 rows
 
 -- name: find_doubtful
 -- Rows whose outcome is in doubt (UNCERTAIN, or COMPLETED after the caller gave up), with
@@ -988,6 +844,65 @@ WHERE request_id = @request_id AND status = @expected_status
     AND ((status = N'UNCERTAIN' AND @status IN (N'REVERSED', N'NEEDS_MANUAL', N'ERROR'))
         OR (status = N'COMPLETED' AND @status IN (N'REVERSED', N'NEEDS_MANUAL')));
 
+-- name: enqueue_reversal
+-- A 2601 冲正 row linked to the original, at top priority, not runnable before :delay_seconds.
+SET NOCOUNT ON;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @timeout_seconds FLOAT = :timeout_seconds;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @parent_request_id BIGINT = :parent_request_id;
+DECLARE @delay_seconds FLOAT = :delay_seconds;
+DECLARE @runnable_at DATETIME2(3);
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+SET @runnable_at = DATEADD(MILLISECOND, CAST(ROUND(@delay_seconds * 1000, 0) AS INT), SYSUTCDATETIME());
+INSERT INTO dbo.medical_insurance_requests (
+    interface_code, input_data, status, priority, timeout_seconds, max_retry_count, psn_no,
+    insuplc_admdvs, parent_request_id, next_attempt_at, deadline_at
+)
+OUTPUT inserted.request_id INTO @u (request_id)
+VALUES (
+    '2601', @input_data, N'PENDING', 0, CAST(ROUND(@timeout_seconds, 0) AS INT), 3, @psn_no,
+    @insuplc_admdvs, @parent_request_id, @runnable_at,
+    DATEADD(MILLISECOND, CAST(ROUND(@timeout_seconds * 1000, 0) AS INT), @runnable_at)
+);
+SELECT request_id FROM @u;
+
+-- name: find_children
+-- The 2601 reversal rows queued for one original request (audit trail, `requests show`).
+SET NOCOUNT ON;
+DECLARE @parent_request_id BIGINT = :parent_request_id;
+SELECT
+    request_id,
+    interface_code,
+    status,
+    input_data,
+    error_message,
+    request_time
+FROM dbo.medical_insurance_requests
+WHERE parent_request_id = @parent_request_id
+ORDER BY request_id;
+
+-- ===== alerts =====
+-- raised, refreshed, resolved and notified by the alert scan
+
+-- name: check_alerts
+-- Conditions that are alert-worthy right now (the alert scan stores and de-duplicates them).
+SET NOCOUNT ON;
+DECLARE @error_rate_percent DECIMAL(9, 2) = :error_rate_percent;
+DECLARE @min_calls INT = :min_calls;
+DECLARE @slow_avg_ms INT = :slow_avg_ms;
+DECLARE @backlog_pending INT = :backlog_pending;
+DECLARE @backlog_age_seconds INT = :backlog_age_seconds;
+DECLARE @down_seconds INT = :down_seconds;
+EXEC dbo.sp_check_medical_insurance_alerts
+    @error_rate_percent = @error_rate_percent,
+    @min_calls = @min_calls,
+    @slow_avg_ms = @slow_avg_ms,
+    @backlog_pending = @backlog_pending,
+    @backlog_age_seconds = @backlog_age_seconds,
+    @down_seconds = @down_seconds;
+
 -- name: open_alert
 -- The open alert of a type, if any: alerts are de-duplicated per type while open.
 SET NOCOUNT ON;
@@ -1026,44 +941,66 @@ SET
     detail = @detail
 WHERE alert_id = @alert_id;
 
--- name: find_children
--- The 2601 reversal rows queued for one original request (audit trail, `requests show`).
+-- name: reopen_alert
+-- A condition that cleared and came back within the de-duplication window reopens its alert
+-- instead of raising (and notifying) a new one.
 SET NOCOUNT ON;
-DECLARE @parent_request_id BIGINT = :parent_request_id;
-SELECT
-    request_id,
-    interface_code,
-    status,
-    input_data,
-    error_message,
-    request_time
-FROM dbo.medical_insurance_requests
-WHERE parent_request_id = @parent_request_id
-ORDER BY request_id;
-
--- name: enqueue_reversal
--- A 2601 冲正 row linked to the original, at top priority, not runnable before :delay_seconds.
-SET NOCOUNT ON;
-DECLARE @input_data NVARCHAR(MAX) = :input_data;
-DECLARE @timeout_seconds FLOAT = :timeout_seconds;
-DECLARE @psn_no NVARCHAR(30) = :psn_no;
-DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
-DECLARE @parent_request_id BIGINT = :parent_request_id;
-DECLARE @delay_seconds FLOAT = :delay_seconds;
-DECLARE @runnable_at DATETIME2(3);
-DECLARE @u TABLE (request_id BIGINT NOT NULL);
-SET @runnable_at = DATEADD(MILLISECOND, CAST(ROUND(@delay_seconds * 1000, 0) AS INT), SYSUTCDATETIME());
-INSERT INTO dbo.medical_insurance_requests (
-    interface_code, input_data, status, priority, timeout_seconds, max_retry_count, psn_no,
-    insuplc_admdvs, parent_request_id, next_attempt_at, deadline_at
-)
-OUTPUT inserted.request_id INTO @u (request_id)
-VALUES (
-    '2601', @input_data, N'PENDING', 0, CAST(ROUND(@timeout_seconds, 0) AS INT), 3, @psn_no,
-    @insuplc_admdvs, @parent_request_id, @runnable_at,
-    DATEADD(MILLISECOND, CAST(ROUND(@timeout_seconds * 1000, 0) AS INT), @runnable_at)
+DECLARE @alert_message NVARCHAR(MAX) = :alert_message;
+DECLARE @alert_type NVARCHAR(40) = :alert_type;
+DECLARE @dedup_minutes INT = :dedup_minutes;
+DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+DECLARE @u TABLE (alert_id BIGINT NOT NULL);
+UPDATE dbo.medical_insurance_alerts
+SET
+    resolved_at = NULL,
+    last_seen_at = @now,
+    alert_message = @alert_message
+OUTPUT inserted.alert_id INTO @u (alert_id)
+WHERE alert_id = (
+    SELECT MAX(a.alert_id)
+    FROM dbo.medical_insurance_alerts AS a
+    WHERE
+        a.alert_type = @alert_type
+        AND a.resolved_at IS NOT NULL
+        AND a.resolved_at > DATEADD(MINUTE, -@dedup_minutes, @now)
 );
-SELECT request_id FROM @u;
+SELECT alert_id FROM @u;
+
+-- name: resolve_alert
+-- The condition cleared: close the open alert.
+SET NOCOUNT ON;
+DECLARE @alert_id BIGINT = :alert_id;
+UPDATE dbo.medical_insurance_alerts
+SET resolved_at = SYSUTCDATETIME()
+WHERE alert_id = @alert_id AND resolved_at IS NULL;
+
+-- name: list_open_alerts
+-- Alerts not yet resolved (or all recent ones with :include_resolved = 1).
+SET NOCOUNT ON;
+DECLARE @include_resolved INT = :include_resolved;
+SELECT TOP (200)
+    alert_id,
+    alert_type,
+    alert_level,
+    alert_message,
+    raised_at,
+    last_seen_at,
+    resolved_at,
+    notified_at
+FROM dbo.medical_insurance_alerts
+WHERE resolved_at IS NULL OR @include_resolved = 1
+ORDER BY alert_id DESC;
+
+-- name: mark_alert_notified
+-- The webhook accepted the notification.
+SET NOCOUNT ON;
+DECLARE @alert_id BIGINT = :alert_id;
+UPDATE dbo.medical_insurance_alerts
+SET notified_at = SYSUTCDATETIME()
+WHERE alert_id = @alert_id;
+
+-- ===== monitoring and the CLI =====
+-- the figures of `mi-worker status`, `monitor`, `metrics`, `requests`
 
 -- name: monitor_health
 -- Per-worker and overall UP / WARNING / DOWN by heartbeat age (the DBA procedure's rows;
@@ -1097,81 +1034,6 @@ EXEC dbo.sp_get_medical_insurance_monitor_data @data_type = 'queue';
 -- Every worker process with uptime and counters.
 SET NOCOUNT ON;
 EXEC dbo.sp_get_medical_insurance_monitor_data @data_type = 'workers';
-
--- name: check_alerts
--- Conditions that are alert-worthy right now (the alert scan stores and de-duplicates them).
-SET NOCOUNT ON;
-DECLARE @error_rate_percent DECIMAL(9, 2) = :error_rate_percent;
-DECLARE @min_calls INT = :min_calls;
-DECLARE @slow_avg_ms INT = :slow_avg_ms;
-DECLARE @backlog_pending INT = :backlog_pending;
-DECLARE @backlog_age_seconds INT = :backlog_age_seconds;
-DECLARE @down_seconds INT = :down_seconds;
-EXEC dbo.sp_check_medical_insurance_alerts
-    @error_rate_percent = @error_rate_percent,
-    @min_calls = @min_calls,
-    @slow_avg_ms = @slow_avg_ms,
-    @backlog_pending = @backlog_pending,
-    @backlog_age_seconds = @backlog_age_seconds,
-    @down_seconds = @down_seconds;
-
--- name: list_open_alerts
--- Alerts not yet resolved (or all recent ones with :include_resolved = 1).
-SET NOCOUNT ON;
-DECLARE @include_resolved INT = :include_resolved;
-SELECT TOP (200)
-    alert_id,
-    alert_type,
-    alert_level,
-    alert_message,
-    raised_at,
-    last_seen_at,
-    resolved_at,
-    notified_at
-FROM dbo.medical_insurance_alerts
-WHERE resolved_at IS NULL OR @include_resolved = 1
-ORDER BY alert_id DESC;
-
--- name: resolve_alert
--- The condition cleared: close the open alert.
-SET NOCOUNT ON;
-DECLARE @alert_id BIGINT = :alert_id;
-UPDATE dbo.medical_insurance_alerts
-SET resolved_at = SYSUTCDATETIME()
-WHERE alert_id = @alert_id AND resolved_at IS NULL;
-
--- name: reopen_alert
--- A condition that cleared and came back within the de-duplication window reopens its alert
--- instead of raising (and notifying) a new one.
-SET NOCOUNT ON;
-DECLARE @alert_message NVARCHAR(MAX) = :alert_message;
-DECLARE @alert_type NVARCHAR(40) = :alert_type;
-DECLARE @dedup_minutes INT = :dedup_minutes;
-DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
-DECLARE @u TABLE (alert_id BIGINT NOT NULL);
-UPDATE dbo.medical_insurance_alerts
-SET
-    resolved_at = NULL,
-    last_seen_at = @now,
-    alert_message = @alert_message
-OUTPUT inserted.alert_id INTO @u (alert_id)
-WHERE alert_id = (
-    SELECT MAX(a.alert_id)
-    FROM dbo.medical_insurance_alerts AS a
-    WHERE
-        a.alert_type = @alert_type
-        AND a.resolved_at IS NOT NULL
-        AND a.resolved_at > DATEADD(MINUTE, -@dedup_minutes, @now)
-);
-SELECT alert_id FROM @u;
-
--- name: mark_alert_notified
--- The webhook accepted the notification.
-SET NOCOUNT ON;
-DECLARE @alert_id BIGINT = :alert_id;
-UPDATE dbo.medical_insurance_alerts
-SET notified_at = SYSUTCDATETIME()
-WHERE alert_id = @alert_id;
 
 -- name: metrics_by_interface
 -- Prometheus counters and latency histogram per interface and outcome (whole table, so the
@@ -1225,6 +1087,18 @@ WHERE
 ORDER BY r.request_id DESC
 OPTION (RECOMPILE);
 
+-- name: get_request
+-- One row with everything, for `mi-worker call`, `requests show` and tests.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+SELECT
+    r.*,
+    v.result_status,
+    v.latency_ms
+FROM dbo.medical_insurance_requests AS r
+INNER JOIN dbo.v_medical_insurance_result AS v ON r.request_id = v.request_id
+WHERE r.request_id = @request_id;
+
 -- name: resolve_request
 -- An operator settled a NEEDS_MANUAL (or UNCERTAIN) row by hand: record who, when and how.
 SET NOCOUNT ON;
@@ -1244,6 +1118,9 @@ WHERE
     AND status IN (N'NEEDS_MANUAL', N'UNCERTAIN')
     AND resolved_at IS NULL;
 SELECT request_id FROM @u;
+
+-- ===== reconciliation (对账) =====
+-- the day's settlements against the centre's 3201 totals
 
 -- name: settlements_between
 -- The reconciliation's local side: settlements that COMPLETED in a (China) day, not flagged
@@ -1333,59 +1210,215 @@ FROM dbo.medical_insurance_reconciliation
 WHERE stmt_date = @stmt_date
 ORDER BY recon_id;
 
--- name: complete_batch
--- Group commit: many finished calls written in one statement (the same guard as
--- complete_request, row by row). :rows is a JSON array of complete_request's parameters,
--- which only OPENJSON can read: SQL Server 2016+ with database compatibility level 130+
--- (also Azure SQL). Elsewhere (2012, 2014, or an older compatibility level) this throws
--- 50020 before touching any row; the worker must then write with complete_request. The
--- OPENJSON statement is dynamic SQL so that the batch still compiles on 2012 / 2014.
+-- ===== schema, catalogue and locks =====
+-- migrations, the tables that mirror the code, cluster-wide locks
+
+-- name: server_features
+-- What the server is, so the worker decides once what it can use (logged at start): the
+-- group commit (complete_batch, OPENJSON) needs compatibility level 130 (SQL Server 2016+).
+-- NULL when the login may not read sys.databases: results are then written row by row.
+SELECT CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128)) AS server_version,
+       (SELECT d.compatibility_level FROM sys.databases AS d WHERE d.name = DB_NAME())
+           AS compatibility_level;
+
+-- name: create_migrations_table
+-- The version table `mi-worker db upgrade` records applied files in. Created under a
+-- transaction-owned applock, so two hosts running the very first upgrade at once cannot both
+-- try the CREATE (2714; tsql-review D8): the second waits, then finds the table.
 SET NOCOUNT ON;
-DECLARE @rows NVARCHAR(MAX) = :rows;
-DECLARE @compat INT;
-SELECT @compat = compatibility_level
-FROM sys.databases
-WHERE database_id = DB_ID();
-IF COALESCE(@compat, 0) < 130
-    THROW 50020, N'mi-worker: complete_batch needs OPENJSON (SQL Server 2016+, database compatibility level 130+); write results with complete_request', 1;
-EXEC sp_executesql
-    N'SET NOCOUNT ON;
-    DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
-    DECLARE @u TABLE (request_id BIGINT NOT NULL, needs_reversal SMALLINT NOT NULL);
-    UPDATE t
+DECLARE @rc INT;
+BEGIN TRY
+    BEGIN TRANSACTION;
+    EXEC @rc = sp_getapplock
+        @Resource = N'mi_worker:schema_version',
+        @LockMode = 'Exclusive',
+        @LockOwner = 'Transaction',
+        @LockTimeout = 600000;
+    IF @rc < 0
+        THROW 50001, N'mi-worker: migration lock not granted (another upgrade is running)', 1;
+    IF OBJECT_ID(N'dbo.mi_schema_version', N'U') IS NULL
+        CREATE TABLE dbo.mi_schema_version (
+            version INT NOT NULL,
+            name NVARCHAR(200) NOT NULL,
+            checksum VARCHAR(64) NOT NULL,
+            applied_at DATETIME2(3) NOT NULL CONSTRAINT df_mi_schema_version_applied
+            DEFAULT (SYSUTCDATETIME()),
+            CONSTRAINT pk_mi_schema_version PRIMARY KEY CLUSTERED (version)
+        );
+    COMMIT TRANSACTION;
+END TRY
+BEGIN CATCH
+    IF @@TRANCOUNT > 0
+        ROLLBACK TRANSACTION;
+    THROW;
+END CATCH;
+
+-- name: migration_lock
+-- Two hosts upgrading at once: the second waits here, then sees the first one's versions.
+-- Owned by the migration's transaction (released at its COMMIT or ROLLBACK); waits up to 10
+-- minutes, then fails the upgrade rather than hang.
+SET NOCOUNT ON;
+DECLARE @lock_key BIGINT = :lock_key;
+DECLARE @resource NVARCHAR(255);
+DECLARE @rc INT;
+DECLARE @applied INT;
+SET @resource = N'mi_worker:' + CAST(@lock_key AS NVARCHAR(20));
+-- The migration connection is in manual-commit mode (the ODBC driver's implicit
+-- transactions), where a SELECT from a table opens the transaction and an EXEC does not; a
+-- transaction-owned applock needs one open.
+SELECT @applied = COUNT(*) FROM dbo.mi_schema_version;
+IF @@TRANCOUNT = 0
+    THROW 50002, N'mi-worker: migration_lock must run inside the migration transaction', 1;
+EXEC @rc = sp_getapplock
+    @Resource = @resource,
+    @LockMode = 'Exclusive',
+    @LockOwner = 'Transaction',
+    @LockTimeout = 600000;
+IF @rc < 0
+    THROW 50001, N'mi-worker: migration lock not granted (another upgrade is running)', 1;
+
+-- name: applied_migrations
+-- Versions already applied, with the checksum of the file as it was.
+SET NOCOUNT ON;
+SELECT
+    version,
+    checksum
+FROM dbo.mi_schema_version
+ORDER BY version;
+
+-- name: record_migration
+-- Written in the same transaction as the migration itself.
+SET NOCOUNT ON;
+DECLARE @version INT = :version;
+DECLARE @name NVARCHAR(200) = :name;
+DECLARE @checksum VARCHAR(64) = :checksum;
+INSERT INTO dbo.mi_schema_version (version, name, checksum)
+VALUES (@version, @name, @checksum);
+
+-- name: upsert_interface
+-- The catalogue mirrored into SQL so DBA monitors can name interfaces in Chinese.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @interface_name NVARCHAR(100) = :interface_name;
+DECLARE @kind NVARCHAR(20) = :kind;
+DECLARE @reversible SMALLINT = :reversible;
+DECLARE @cancel_code VARCHAR(10) = :cancel_code;
+DECLARE @his_refused NVARCHAR(200) = :his_refused;
+-- Two hosts upgrading at once: UPDLOCK + SERIALIZABLE on the key, as upsert_limit, so the
+-- second waits instead of both inserting (2627; tsql-review D8).
+BEGIN TRY
+    BEGIN TRANSACTION;
+    UPDATE dbo.medical_insurance_interfaces WITH (UPDLOCK, SERIALIZABLE)
     SET
-        status = x.status,
-        infcode = x.infcode,
-        response_data = x.response_data,
-        error_code = x.error_code,
-        error_message = x.error_message,
-        msgid = COALESCE(x.msgid, t.msgid),
-        attempt_log = x.attempt_log,
-        response_time = @now,
-        lease_expires_at = NULL,
-        limit_slot = NULL,
-        needs_reversal = CASE
-            WHEN x.status = N''COMPLETED'' AND x.late_reversible = 1 AND @now > t.deadline_at THEN 1
-            ELSE 0
-        END
-    OUTPUT inserted.request_id, inserted.needs_reversal INTO @u (request_id, needs_reversal)
-    FROM dbo.medical_insurance_requests AS t
-    INNER JOIN OPENJSON(@rows) WITH (
-        request_id BIGINT,
-        claim_token VARCHAR(40),
-        status NVARCHAR(20),
-        infcode VARCHAR(10),
-        response_data NVARCHAR(MAX),
-        error_code INT,
-        error_message NVARCHAR(MAX),
-        msgid VARCHAR(30),
-        attempt_log NVARCHAR(MAX),
-        late_reversible INT
-    ) AS x ON t.request_id = x.request_id AND t.claim_token = x.claim_token
-    WHERE t.status = N''PROCESSING'';
-    SELECT request_id, needs_reversal FROM @u;',
-    N'@rows NVARCHAR(MAX)',
-    @rows = @rows;
+        interface_name = @interface_name,
+        kind = @kind,
+        reversible = @reversible,
+        cancel_code = @cancel_code,
+        his_refused = @his_refused
+    WHERE interface_code = @interface_code;
+    IF @@ROWCOUNT = 0
+        INSERT INTO dbo.medical_insurance_interfaces (
+            interface_code, interface_name, kind, reversible, cancel_code, his_refused
+        )
+        VALUES (@interface_code, @interface_name, @kind, @reversible, @cancel_code, @his_refused);
+    COMMIT TRANSACTION;
+END TRY
+BEGIN CATCH
+    IF @@TRANCOUNT > 0
+        ROLLBACK TRANSACTION;
+    THROW;
+END CATCH;
+
+-- name: list_limits
+-- The cluster-wide caps in force (the worker reconciles them with its config at start).
+SET NOCOUNT ON;
+SELECT
+    interface_code,
+    max_in_flight
+FROM dbo.medical_insurance_limits
+ORDER BY interface_code;
+
+-- name: upsert_limit
+-- Set one cap in place: a cap is never absent while it is being rewritten, so a concurrent
+-- claim can never run unlimited. PostgreSQL's ON CONFLICT as UPDATE, else INSERT, in one
+-- short transaction; UPDLOCK + SERIALIZABLE on the key make two workers starting at once
+-- wait for each other instead of both inserting (2627). Worker start only, never a hot path.
+-- TRY/CATCH rather than SET XACT_ABORT ON, which would outlive this batch on the pooled
+-- session.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @max_in_flight INT = :max_in_flight;
+BEGIN TRY
+    BEGIN TRANSACTION;
+    UPDATE dbo.medical_insurance_limits WITH (UPDLOCK, SERIALIZABLE)
+    SET max_in_flight = @max_in_flight
+    WHERE interface_code = @interface_code;
+    IF @@ROWCOUNT = 0
+        INSERT INTO dbo.medical_insurance_limits (interface_code, max_in_flight)
+        VALUES (@interface_code, @max_in_flight);
+    COMMIT TRANSACTION;
+END TRY
+BEGIN CATCH
+    IF @@TRANCOUNT > 0
+        ROLLBACK TRANSACTION;
+    THROW;
+END CATCH;
+
+-- name: delete_limit
+-- Drop a cap the config no longer names.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DELETE FROM dbo.medical_insurance_limits
+WHERE interface_code = @interface_code;
+
+-- name: try_cluster_lock
+-- Once-per-cluster jobs: a session-level application lock, not waited for. Named by
+-- :lock_name (readable in sys.dm_tran_locks); :lock_key is PostgreSQL's advisory-lock number.
+SET NOCOUNT ON;
+DECLARE @lock_name NVARCHAR(200) = :lock_name;
+DECLARE @resource NVARCHAR(255);
+DECLARE @rc INT;
+SET @resource = N'mi_worker:' + @lock_name;
+EXEC @rc = sp_getapplock
+    @Resource = @resource,
+    @LockMode = 'Exclusive',
+    @LockOwner = 'Session',
+    @LockTimeout = 0;
+SELECT CASE WHEN @rc >= 0 THEN 1 ELSE 0 END AS granted;
+
+-- name: release_cluster_lock
+-- Released by the same session right after the job (0, not an error, when it is not held,
+-- like pg_advisory_unlock).
+SET NOCOUNT ON;
+DECLARE @lock_name NVARCHAR(200) = :lock_name;
+DECLARE @resource NVARCHAR(255);
+DECLARE @rc INT = -999;
+SET @resource = N'mi_worker:' + @lock_name;
+IF APPLOCK_MODE('public', @resource, 'Session') <> 'NoLock'
+    EXEC @rc = sp_releaseapplock @Resource = @resource, @LockOwner = 'Session';
+SELECT CASE WHEN @rc >= 0 THEN 1 ELSE 0 END AS released;
+
+-- name: log_error
+-- Errors worth a DBA's eye, next to the request they belong to.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @error_code INT = :error_code;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+DECLARE @detail NVARCHAR(MAX) = :detail;
+INSERT INTO dbo.medical_insurance_error_log (request_id, error_code, error_message, detail)
+VALUES (@request_id, @error_code, @error_message, @detail);
+
+-- ===== for tests and the benchmark only =====
+-- not run by the worker
+
+-- name: count_by_status
+-- Queue depth by status: `mi-worker status`, the monitors and the tests read it.
+SET NOCOUNT ON;
+SELECT
+    status,
+    COUNT(*) AS n
+FROM dbo.medical_insurance_requests
+GROUP BY status;
 
 -- == dashboard ==
 -- The read-only web dashboard (mi_worker/dashboard, issue 16). SELECTs only; run it with a

@@ -1,6 +1,12 @@
 -- Every statement mi-worker runs on PostgreSQL. `-- name:` starts a query, the next comment
 -- line says why it exists. Parameters are :named and always bound, never formatted in.
 -- The same names exist in sql/sqlite/queries.sql and sql/mssql/queries.sql.
+-- Run outside this file, on purpose: SET TIME ZONE 'UTC' on every new connection
+-- (mi_worker/db/postgresql.py: psqlODBC returns timestamptz in the session zone), the
+-- transaction control of migrations, and the migration files themselves.
+
+-- ===== claim and results =====
+-- a worker leases rows, sends them, writes each outcome once (token-guarded)
 
 -- name: claim_batch
 -- Lease up to :batch_size runnable rows in one autocommit statement: priority then age,
@@ -122,6 +128,35 @@ WITH u AS (
 )
 SELECT request_id, needs_reversal FROM u;
 
+-- name: complete_batch
+-- Group commit: many finished calls written in one statement (the same guard as
+-- complete_request, row by row), so the write path is one round trip per batch, not per row.
+WITH x AS (
+    SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(
+        request_id bigint, claim_token text, status text, infcode text, response_data text,
+        error_code integer, error_message text, msgid text, attempt_log text,
+        late_reversible integer)
+), u AS (
+    UPDATE medical_insurance_requests t
+       SET status = x.status,
+           infcode = x.infcode,
+           response_data = x.response_data,
+           error_code = x.error_code,
+           error_message = x.error_message,
+           msgid = COALESCE(x.msgid, t.msgid),
+           attempt_log = x.attempt_log,
+           response_time = now(),
+           lease_expires_at = NULL,
+           limit_slot = NULL,
+           needs_reversal = CASE WHEN x.status = 'COMPLETED' AND x.late_reversible = 1
+                                      AND now() > t.deadline_at THEN 1 ELSE 0 END
+      FROM x
+     WHERE t.request_id = x.request_id AND t.claim_token = x.claim_token
+       AND t.status = 'PROCESSING'
+    RETURNING t.request_id, t.needs_reversal
+)
+SELECT request_id, needs_reversal FROM u;
+
 -- name: requeue_request
 -- A retryable failure goes back to PENDING with its back-off stored in the row (it survives a
 -- restart and any worker may take it); out of attempts or time it ends ERROR or TIMEOUT.
@@ -165,6 +200,9 @@ UPDATE medical_insurance_requests
    SET lease_expires_at = now() + make_interval(secs => CAST(:lease_seconds AS double precision))
  WHERE claim_token = :claim_token AND status = 'PROCESSING';
 
+-- ===== workers =====
+-- one heartbeat row per worker process; the -1002 check and the monitors read it
+
 -- name: heartbeat
 -- One row per worker process; the HIS procedure's -1002 check and the monitors read it.
 INSERT INTO sdk_heartbeat (service_name, worker_id, host, pid, version, started_at,
@@ -181,6 +219,65 @@ ON CONFLICT (service_name, worker_id) DO UPDATE
 -- name: service_status
 -- The same answer as sp_check_sdk_service_status, for `mi-worker call` and health checks.
 SELECT sp_check_sdk_service_status(:stale_seconds) AS alive;
+
+-- name: heartbeat_rows
+-- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
+SELECT service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
+       in_flight, processed_total, gateway_kind, gateway_tls_verified,
+       CAST(EXTRACT(EPOCH FROM (now() - last_heartbeat)) AS double precision) AS age_seconds
+FROM sdk_heartbeat
+ORDER BY service_name, worker_id;
+
+-- ===== the HIS contract =====
+-- sp_medical_insurance_call_v2 (call_procedure) or, on SQLite, its steps run by mi_worker/his_call.py
+
+-- name: call_procedure
+-- `mi-worker call` goes through the HIS procedure itself, exactly as the HIS does.
+CALL sp_medical_insurance_call_v2(:interface_code, :input_data, :timeout, :retry_count,
+                                  NULL, NULL, NULL, NULL, :priority, :idempotency_key,
+                                  :his_fee_id, :psn_no, :poll_ms, :insuplc_admdvs);
+
+-- name: enqueue_request
+-- What the HIS procedure inserts; used directly where there is no procedure (SQLite) and to
+-- seed tests and the benchmark.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, idempotency_key, his_fee_id,
+    parent_request_id, deadline_at)
+VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
+    :psn_no, :insuplc_admdvs, :idempotency_key, :his_fee_id, :parent_request_id,
+    clock_timestamp() + make_interval(secs => CAST(:timeout_seconds AS double precision)))
+RETURNING request_id;
+
+-- name: poll_result
+-- What the HIS procedure polls: the caller-facing state of one request.
+SELECT v.request_id, v.status, v.result_status, v.response_data, v.error_code,
+       v.error_message, CASE WHEN clock_timestamp() >= v.deadline_at THEN 1 ELSE 0 END
+       AS past_deadline
+FROM v_medical_insurance_result v
+WHERE v.request_id = :request_id;
+
+-- name: timeout_if_pending
+-- At the caller's deadline a row nobody claimed ends TIMEOUT; a claimed one stays with its
+-- worker (the caller is told the outcome is in doubt).
+WITH u AS (
+    UPDATE medical_insurance_requests
+       SET status = 'TIMEOUT', response_time = clock_timestamp(), error_code = -1005,
+           error_message = :error_message
+     WHERE request_id = :request_id AND status = 'PENDING'
+    RETURNING request_id
+)
+SELECT request_id FROM u;
+
+-- name: find_idempotent
+-- The latest call with this idempotency key that did not fail.
+SELECT request_id, status, needs_reversal, response_data, error_message
+FROM medical_insurance_requests
+WHERE idempotency_key = :idempotency_key AND status NOT IN ('ERROR', 'TIMEOUT')
+ORDER BY request_id DESC
+LIMIT 1;
+
+-- ===== sweeps =====
+-- rows whose caller or worker is gone (expire, lease recovery), once per cluster
 
 -- name: expire_pending
 -- PENDING rows whose caller's deadline passed can never be useful: TIMEOUT (never sent).
@@ -222,133 +319,8 @@ WITH u AS (
 )
 SELECT request_id FROM u;
 
--- name: list_limits
--- The cluster-wide caps in force (the worker reconciles them with its config at start).
-SELECT interface_code, max_in_flight FROM medical_insurance_limits ORDER BY interface_code;
-
--- name: upsert_limit
--- Set one cap in place: a cap is never absent while it is being rewritten, so a concurrent
--- claim can never run unlimited.
-INSERT INTO medical_insurance_limits (interface_code, max_in_flight)
-VALUES (:interface_code, :max_in_flight)
-ON CONFLICT (interface_code) DO UPDATE SET max_in_flight = EXCLUDED.max_in_flight;
-
--- name: delete_limit
--- Drop a cap the config no longer names.
-DELETE FROM medical_insurance_limits WHERE interface_code = :interface_code;
-
--- name: upsert_interface
--- The catalogue mirrored into SQL so DBA monitors can name interfaces in Chinese.
--- his_refused: why the HIS may not call the code (issue 12), NULL when it may.
-INSERT INTO medical_insurance_interfaces (interface_code, interface_name, kind, reversible,
-                                          cancel_code, his_refused)
-VALUES (:interface_code, :interface_name, :kind, :reversible, :cancel_code, :his_refused)
-ON CONFLICT (interface_code) DO UPDATE
-   SET interface_name = EXCLUDED.interface_name, kind = EXCLUDED.kind,
-       reversible = EXCLUDED.reversible, cancel_code = EXCLUDED.cancel_code,
-       his_refused = EXCLUDED.his_refused;
-
--- name: log_error
--- Errors worth a DBA's eye, next to the request they belong to.
-INSERT INTO medical_insurance_error_log (request_id, error_code, error_message, detail)
-VALUES (:request_id, :error_code, :error_message, :detail);
-
--- name: try_cluster_lock
--- Once-per-cluster jobs: a session-level advisory lock, not waited for.
-SELECT CASE WHEN pg_try_advisory_lock(:lock_key) THEN 1 ELSE 0 END AS granted;
-
--- name: release_cluster_lock
--- Released by the same session right after the job.
-SELECT CASE WHEN pg_advisory_unlock(:lock_key) THEN 1 ELSE 0 END AS released;
-
--- name: server_features
--- What the server is, so the worker decides once what it can use (logged at start).
-SELECT current_setting('server_version') AS server_version, NULL AS compatibility_level;
-
--- name: get_request
--- One row with everything, for `mi-worker call`, `requests show` and tests.
-SELECT r.*, v.result_status, v.latency_ms
-FROM medical_insurance_requests r
-JOIN v_medical_insurance_result v ON v.request_id = r.request_id
-WHERE r.request_id = :request_id;
-
--- name: call_procedure
--- `mi-worker call` goes through the HIS procedure itself, exactly as the HIS does.
-CALL sp_medical_insurance_call_v2(:interface_code, :input_data, :timeout, :retry_count,
-                                  NULL, NULL, NULL, NULL, :priority, :idempotency_key,
-                                  :his_fee_id, :psn_no, :poll_ms, :insuplc_admdvs);
-
--- name: create_migrations_table
--- The version table `mi-worker db upgrade` records applied files in.
-CREATE TABLE IF NOT EXISTS mi_schema_version (
-    version    integer PRIMARY KEY,
-    name       varchar(200) NOT NULL,
-    checksum   varchar(64)  NOT NULL,
-    applied_at timestamptz  NOT NULL DEFAULT now()
-);
-
--- name: migration_lock
--- Two hosts upgrading at once: the second waits here, then sees the first one's versions.
-SELECT pg_advisory_xact_lock(:lock_key);
-
--- name: applied_migrations
--- Versions already applied, with the checksum of the file as it was.
-SELECT version, checksum FROM mi_schema_version ORDER BY version;
-
--- name: record_migration
--- Written in the same transaction as the migration itself.
-INSERT INTO mi_schema_version (version, name, checksum) VALUES (:version, :name, :checksum);
-
--- name: enqueue_request
--- What the HIS procedure inserts; used directly where there is no procedure (SQLite) and to
--- seed tests and the benchmark.
-INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
-    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, idempotency_key, his_fee_id,
-    parent_request_id, deadline_at)
-VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
-    :psn_no, :insuplc_admdvs, :idempotency_key, :his_fee_id, :parent_request_id,
-    clock_timestamp() + make_interval(secs => CAST(:timeout_seconds AS double precision)))
-RETURNING request_id;
-
--- name: poll_result
--- What the HIS procedure polls: the caller-facing state of one request.
-SELECT v.request_id, v.status, v.result_status, v.response_data, v.error_code,
-       v.error_message, CASE WHEN clock_timestamp() >= v.deadline_at THEN 1 ELSE 0 END
-       AS past_deadline
-FROM v_medical_insurance_result v
-WHERE v.request_id = :request_id;
-
--- name: timeout_if_pending
--- At the caller's deadline a row nobody claimed ends TIMEOUT; a claimed one stays with its
--- worker (the caller is told the outcome is in doubt).
-WITH u AS (
-    UPDATE medical_insurance_requests
-       SET status = 'TIMEOUT', response_time = clock_timestamp(), error_code = -1005,
-           error_message = :error_message
-     WHERE request_id = :request_id AND status = 'PENDING'
-    RETURNING request_id
-)
-SELECT request_id FROM u;
-
--- name: find_idempotent
--- The latest call with this idempotency key that did not fail.
-SELECT request_id, status, needs_reversal, response_data, error_message
-FROM medical_insurance_requests
-WHERE idempotency_key = :idempotency_key AND status NOT IN ('ERROR', 'TIMEOUT')
-ORDER BY request_id DESC
-LIMIT 1;
-
--- name: count_by_status
--- Queue depth by status: `mi-worker status`, the monitors and the tests read it.
-SELECT status, COUNT(*) AS n FROM medical_insurance_requests GROUP BY status;
-
--- name: heartbeat_rows
--- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
-SELECT service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
-       in_flight, processed_total, gateway_kind, gateway_tls_verified,
-       CAST(EXTRACT(EPOCH FROM (now() - last_heartbeat)) AS double precision) AS age_seconds
-FROM sdk_heartbeat
-ORDER BY service_name, worker_id;
+-- ===== reversal (冲正) =====
+-- rows in doubt and their 2601 rows
 
 -- name: find_doubtful
 -- Rows whose outcome is in doubt (UNCERTAIN, or COMPLETED after the caller gave up), with
@@ -376,6 +348,34 @@ UPDATE medical_insurance_requests
    AND ((status = 'UNCERTAIN' AND :status IN ('REVERSED', 'NEEDS_MANUAL', 'ERROR'))
         OR (status = 'COMPLETED' AND :status IN ('REVERSED', 'NEEDS_MANUAL')));
 
+-- name: enqueue_reversal
+-- A 2601 冲正 row linked to the original, at top priority, not runnable before :delay_seconds.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, parent_request_id,
+    next_attempt_at, deadline_at)
+VALUES ('2601', :input_data, 'PENDING', 0, :timeout_seconds, 3, :psn_no, :insuplc_admdvs,
+    :parent_request_id,
+    clock_timestamp() + make_interval(secs => CAST(:delay_seconds AS double precision)),
+    clock_timestamp() + make_interval(secs => CAST(:delay_seconds AS double precision))
+                      + make_interval(secs => CAST(:timeout_seconds AS double precision)))
+RETURNING request_id;
+
+-- name: find_children
+-- The 2601 reversal rows queued for one original request (audit trail, `requests show`).
+SELECT request_id, interface_code, status, input_data, error_message, request_time
+FROM medical_insurance_requests
+WHERE parent_request_id = :parent_request_id
+ORDER BY request_id;
+
+-- ===== alerts =====
+-- raised, refreshed, resolved and notified by the alert scan
+
+-- name: check_alerts
+-- Conditions that are alert-worthy right now (the alert scan stores and de-duplicates them).
+SELECT * FROM sp_check_medical_insurance_alerts(:error_rate_percent, :min_calls, :slow_avg_ms,
+                                                :backlog_pending, :backlog_age_seconds,
+                                                :down_seconds);
+
 -- name: open_alert
 -- The open alert of a type, if any: alerts are de-duplicated per type while open.
 SELECT alert_id, alert_type, alert_level, alert_message, raised_at, last_seen_at
@@ -395,24 +395,40 @@ UPDATE medical_insurance_alerts
    SET last_seen_at = CURRENT_TIMESTAMP, alert_message = :alert_message, detail = :detail
  WHERE alert_id = :alert_id;
 
--- name: find_children
--- The 2601 reversal rows queued for one original request (audit trail, `requests show`).
-SELECT request_id, interface_code, status, input_data, error_message, request_time
-FROM medical_insurance_requests
-WHERE parent_request_id = :parent_request_id
-ORDER BY request_id;
+-- name: reopen_alert
+-- A condition that cleared and came back within the de-duplication window reopens its alert
+-- instead of raising (and notifying) a new one.
+WITH u AS (
+    UPDATE medical_insurance_alerts
+       SET resolved_at = NULL, last_seen_at = now(), alert_message = :alert_message
+     WHERE alert_id = (SELECT max(alert_id) FROM medical_insurance_alerts
+                       WHERE alert_type = :alert_type AND resolved_at IS NOT NULL
+                         AND resolved_at > now()
+                             - make_interval(mins => CAST(:dedup_minutes AS integer)))
+    RETURNING alert_id
+)
+SELECT alert_id FROM u;
 
--- name: enqueue_reversal
--- A 2601 冲正 row linked to the original, at top priority, not runnable before :delay_seconds.
-INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
-    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, parent_request_id,
-    next_attempt_at, deadline_at)
-VALUES ('2601', :input_data, 'PENDING', 0, :timeout_seconds, 3, :psn_no, :insuplc_admdvs,
-    :parent_request_id,
-    clock_timestamp() + make_interval(secs => CAST(:delay_seconds AS double precision)),
-    clock_timestamp() + make_interval(secs => CAST(:delay_seconds AS double precision))
-                      + make_interval(secs => CAST(:timeout_seconds AS double precision)))
-RETURNING request_id;
+-- name: resolve_alert
+-- The condition cleared: close the open alert.
+UPDATE medical_insurance_alerts SET resolved_at = now()
+ WHERE alert_id = :alert_id AND resolved_at IS NULL;
+
+-- name: list_open_alerts
+-- Alerts not yet resolved (or all recent ones with :include_resolved = 1).
+SELECT alert_id, alert_type, alert_level, alert_message, raised_at, last_seen_at, resolved_at,
+       notified_at
+FROM medical_insurance_alerts
+WHERE resolved_at IS NULL OR :include_resolved = 1
+ORDER BY alert_id DESC
+LIMIT 200;
+
+-- name: mark_alert_notified
+-- The webhook accepted the notification.
+UPDATE medical_insurance_alerts SET notified_at = now() WHERE alert_id = :alert_id;
+
+-- ===== monitoring and the CLI =====
+-- the figures of `mi-worker status`, `monitor`, `metrics`, `requests`
 
 -- name: monitor_health
 -- Per-worker and overall UP / WARNING / DOWN by heartbeat age (the DBA function's rows).
@@ -433,44 +449,6 @@ SELECT * FROM mi_monitor_queue();
 -- name: monitor_workers
 -- Every worker process with uptime and counters.
 SELECT * FROM mi_monitor_workers();
-
--- name: check_alerts
--- Conditions that are alert-worthy right now (the alert scan stores and de-duplicates them).
-SELECT * FROM sp_check_medical_insurance_alerts(:error_rate_percent, :min_calls, :slow_avg_ms,
-                                                :backlog_pending, :backlog_age_seconds,
-                                                :down_seconds);
-
--- name: list_open_alerts
--- Alerts not yet resolved (or all recent ones with :include_resolved = 1).
-SELECT alert_id, alert_type, alert_level, alert_message, raised_at, last_seen_at, resolved_at,
-       notified_at
-FROM medical_insurance_alerts
-WHERE resolved_at IS NULL OR :include_resolved = 1
-ORDER BY alert_id DESC
-LIMIT 200;
-
--- name: resolve_alert
--- The condition cleared: close the open alert.
-UPDATE medical_insurance_alerts SET resolved_at = now()
- WHERE alert_id = :alert_id AND resolved_at IS NULL;
-
--- name: reopen_alert
--- A condition that cleared and came back within the de-duplication window reopens its alert
--- instead of raising (and notifying) a new one.
-WITH u AS (
-    UPDATE medical_insurance_alerts
-       SET resolved_at = NULL, last_seen_at = now(), alert_message = :alert_message
-     WHERE alert_id = (SELECT max(alert_id) FROM medical_insurance_alerts
-                       WHERE alert_type = :alert_type AND resolved_at IS NOT NULL
-                         AND resolved_at > now()
-                             - make_interval(mins => CAST(:dedup_minutes AS integer)))
-    RETURNING alert_id
-)
-SELECT alert_id FROM u;
-
--- name: mark_alert_notified
--- The webhook accepted the notification.
-UPDATE medical_insurance_alerts SET notified_at = now() WHERE alert_id = :alert_id;
 
 -- name: metrics_by_interface
 -- Prometheus counters and latency histogram per interface and outcome (whole table, so the
@@ -502,6 +480,13 @@ WHERE (CAST(:status AS varchar) IS NULL OR r.status = :status)
 ORDER BY r.request_id DESC
 LIMIT :limit_rows;
 
+-- name: get_request
+-- One row with everything, for `mi-worker call`, `requests show` and tests.
+SELECT r.*, v.result_status, v.latency_ms
+FROM medical_insurance_requests r
+JOIN v_medical_insurance_result v ON v.request_id = r.request_id
+WHERE r.request_id = :request_id;
+
 -- name: resolve_request
 -- An operator settled a NEEDS_MANUAL (or UNCERTAIN) row by hand: record who, when and how.
 WITH u AS (
@@ -513,6 +498,9 @@ WITH u AS (
     RETURNING request_id
 )
 SELECT request_id FROM u;
+
+-- ===== reconciliation (对账) =====
+-- the day's settlements against the centre's 3201 totals
 
 -- name: settlements_between
 -- The reconciliation's local side: settlements that COMPLETED in a (China) day, not flagged
@@ -550,34 +538,79 @@ FROM medical_insurance_reconciliation
 WHERE stmt_date = CAST(:stmt_date AS date)
 ORDER BY recon_id;
 
--- name: complete_batch
--- Group commit: many finished calls written in one statement (the same guard as
--- complete_request, row by row), so the write path is one round trip per batch, not per row.
-WITH x AS (
-    SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(
-        request_id bigint, claim_token text, status text, infcode text, response_data text,
-        error_code integer, error_message text, msgid text, attempt_log text,
-        late_reversible integer)
-), u AS (
-    UPDATE medical_insurance_requests t
-       SET status = x.status,
-           infcode = x.infcode,
-           response_data = x.response_data,
-           error_code = x.error_code,
-           error_message = x.error_message,
-           msgid = COALESCE(x.msgid, t.msgid),
-           attempt_log = x.attempt_log,
-           response_time = now(),
-           lease_expires_at = NULL,
-           limit_slot = NULL,
-           needs_reversal = CASE WHEN x.status = 'COMPLETED' AND x.late_reversible = 1
-                                      AND now() > t.deadline_at THEN 1 ELSE 0 END
-      FROM x
-     WHERE t.request_id = x.request_id AND t.claim_token = x.claim_token
-       AND t.status = 'PROCESSING'
-    RETURNING t.request_id, t.needs_reversal
-)
-SELECT request_id, needs_reversal FROM u;
+-- ===== schema, catalogue and locks =====
+-- migrations, the tables that mirror the code, cluster-wide locks
+
+-- name: server_features
+-- What the server is, so the worker decides once what it can use (logged at start).
+SELECT current_setting('server_version') AS server_version, NULL AS compatibility_level;
+
+-- name: create_migrations_table
+-- The version table `mi-worker db upgrade` records applied files in.
+CREATE TABLE IF NOT EXISTS mi_schema_version (
+    version    integer PRIMARY KEY,
+    name       varchar(200) NOT NULL,
+    checksum   varchar(64)  NOT NULL,
+    applied_at timestamptz  NOT NULL DEFAULT now()
+);
+
+-- name: migration_lock
+-- Two hosts upgrading at once: the second waits here, then sees the first one's versions.
+SELECT pg_advisory_xact_lock(:lock_key);
+
+-- name: applied_migrations
+-- Versions already applied, with the checksum of the file as it was.
+SELECT version, checksum FROM mi_schema_version ORDER BY version;
+
+-- name: record_migration
+-- Written in the same transaction as the migration itself.
+INSERT INTO mi_schema_version (version, name, checksum) VALUES (:version, :name, :checksum);
+
+-- name: upsert_interface
+-- The catalogue mirrored into SQL so DBA monitors can name interfaces in Chinese.
+-- his_refused: why the HIS may not call the code (issue 12), NULL when it may.
+INSERT INTO medical_insurance_interfaces (interface_code, interface_name, kind, reversible,
+                                          cancel_code, his_refused)
+VALUES (:interface_code, :interface_name, :kind, :reversible, :cancel_code, :his_refused)
+ON CONFLICT (interface_code) DO UPDATE
+   SET interface_name = EXCLUDED.interface_name, kind = EXCLUDED.kind,
+       reversible = EXCLUDED.reversible, cancel_code = EXCLUDED.cancel_code,
+       his_refused = EXCLUDED.his_refused;
+
+-- name: list_limits
+-- The cluster-wide caps in force (the worker reconciles them with its config at start).
+SELECT interface_code, max_in_flight FROM medical_insurance_limits ORDER BY interface_code;
+
+-- name: upsert_limit
+-- Set one cap in place: a cap is never absent while it is being rewritten, so a concurrent
+-- claim can never run unlimited.
+INSERT INTO medical_insurance_limits (interface_code, max_in_flight)
+VALUES (:interface_code, :max_in_flight)
+ON CONFLICT (interface_code) DO UPDATE SET max_in_flight = EXCLUDED.max_in_flight;
+
+-- name: delete_limit
+-- Drop a cap the config no longer names.
+DELETE FROM medical_insurance_limits WHERE interface_code = :interface_code;
+
+-- name: try_cluster_lock
+-- Once-per-cluster jobs: a session-level advisory lock, not waited for.
+SELECT CASE WHEN pg_try_advisory_lock(:lock_key) THEN 1 ELSE 0 END AS granted;
+
+-- name: release_cluster_lock
+-- Released by the same session right after the job.
+SELECT CASE WHEN pg_advisory_unlock(:lock_key) THEN 1 ELSE 0 END AS released;
+
+-- name: log_error
+-- Errors worth a DBA's eye, next to the request they belong to.
+INSERT INTO medical_insurance_error_log (request_id, error_code, error_message, detail)
+VALUES (:request_id, :error_code, :error_message, :detail);
+
+-- ===== for tests and the benchmark only =====
+-- not run by the worker
+
+-- name: count_by_status
+-- Queue depth by status: `mi-worker status`, the monitors and the tests read it.
+SELECT status, COUNT(*) AS n FROM medical_insurance_requests GROUP BY status;
 
 -- == dashboard ==
 -- The read-only web dashboard (mi_worker/dashboard, issue 16). SELECTs only; run under a

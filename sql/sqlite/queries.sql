@@ -2,6 +2,12 @@
 -- says why. Parameters are :named and bound by sqlite3. Writes run inside BEGIN IMMEDIATE
 -- (mi_worker/db/sqlite.py), so each statement below is atomic across processes.
 -- The same names exist for PostgreSQL and SQL Server.
+-- Run outside this file, on purpose: the PRAGMAs of every new connection (journal_mode=WAL,
+-- synchronous=NORMAL, busy_timeout, foreign_keys; mi_worker/db/sqlite.py), BEGIN IMMEDIATE /
+-- COMMIT around writes and migrations, and the migration files themselves.
+
+-- ===== claim and results =====
+-- a worker leases rows, sends them, writes each outcome once (token-guarded)
 
 -- name: claim_batch
 -- Lease up to :batch_size runnable rows in one statement: priority then age, only the head of
@@ -124,6 +130,30 @@ UPDATE medical_insurance_requests
  WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
 RETURNING request_id, needs_reversal;
 
+-- name: complete_batch
+-- Group commit: many finished calls written in one statement (the same guard as
+-- complete_request, row by row).
+UPDATE medical_insurance_requests
+   SET status = json_extract(x.value, '$.status'),
+       infcode = json_extract(x.value, '$.infcode'),
+       response_data = json_extract(x.value, '$.response_data'),
+       error_code = json_extract(x.value, '$.error_code'),
+       error_message = json_extract(x.value, '$.error_message'),
+       msgid = COALESCE(json_extract(x.value, '$.msgid'), msgid),
+       attempt_log = json_extract(x.value, '$.attempt_log'),
+       response_time = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+       lease_expires_at = NULL,
+       limit_slot = NULL,
+       needs_reversal = CASE WHEN json_extract(x.value, '$.status') = 'COMPLETED'
+                                  AND json_extract(x.value, '$.late_reversible') = 1
+                                  AND strftime('%Y-%m-%d %H:%M:%f', 'now') > deadline_at
+                             THEN 1 ELSE 0 END
+  FROM json_each(:rows) AS x
+ WHERE medical_insurance_requests.request_id = json_extract(x.value, '$.request_id')
+   AND medical_insurance_requests.claim_token = json_extract(x.value, '$.claim_token')
+   AND medical_insurance_requests.status = 'PROCESSING'
+RETURNING request_id, needs_reversal;
+
 -- name: requeue_request
 -- A retryable failure goes back to PENDING with its back-off stored in the row (it survives a
 -- restart and any worker may take it); out of attempts or time it ends ERROR or TIMEOUT.
@@ -165,6 +195,9 @@ UPDATE medical_insurance_requests
                                    printf('%+.3f seconds', :lease_seconds))
  WHERE claim_token = :claim_token AND status = 'PROCESSING';
 
+-- ===== workers =====
+-- one heartbeat row per worker process; the -1002 check and the monitors read it
+
 -- name: heartbeat
 -- One row per worker process; the -1002 check and the monitors read it.
 INSERT INTO sdk_heartbeat (service_name, worker_id, host, pid, version, started_at,
@@ -188,6 +221,56 @@ SELECT CASE WHEN EXISTS (
       AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now',
                                     printf('-%d seconds', :stale_seconds))
 ) THEN 1 ELSE 0 END AS alive;
+
+-- name: heartbeat_rows
+-- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
+SELECT service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
+       in_flight, processed_total, gateway_kind, gateway_tls_verified,
+       (julianday('now') - julianday(last_heartbeat)) * 86400.0 AS age_seconds
+FROM sdk_heartbeat
+ORDER BY service_name, worker_id;
+
+-- ===== the HIS contract =====
+-- sp_medical_insurance_call_v2 (call_procedure) or, on SQLite, its steps run by mi_worker/his_call.py
+
+-- name: enqueue_request
+-- What the HIS procedure inserts on server databases; on SQLite `mi-worker call` runs it.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, idempotency_key, his_fee_id,
+    parent_request_id, deadline_at)
+VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
+    :psn_no, :insuplc_admdvs, :idempotency_key, :his_fee_id, :parent_request_id,
+    strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :timeout_seconds)))
+RETURNING request_id;
+
+-- name: poll_result
+-- What the caller polls: the caller-facing state of one request.
+SELECT v.request_id, v.status, v.result_status, v.response_data, v.error_code,
+       v.error_message,
+       CASE WHEN strftime('%Y-%m-%d %H:%M:%f', 'now') >= v.deadline_at THEN 1 ELSE 0 END
+           AS past_deadline
+FROM v_medical_insurance_result v
+WHERE v.request_id = :request_id;
+
+-- name: timeout_if_pending
+-- At the caller's deadline a row nobody claimed ends TIMEOUT; a claimed one stays with its
+-- worker (the caller is told the outcome is in doubt).
+UPDATE medical_insurance_requests
+   SET status = 'TIMEOUT', response_time = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+       error_code = -1005, error_message = :error_message
+ WHERE request_id = :request_id AND status = 'PENDING'
+RETURNING request_id;
+
+-- name: find_idempotent
+-- The latest call with this idempotency key that did not fail.
+SELECT request_id, status, needs_reversal, response_data, error_message
+FROM medical_insurance_requests
+WHERE idempotency_key = :idempotency_key AND status NOT IN ('ERROR', 'TIMEOUT')
+ORDER BY request_id DESC
+LIMIT 1;
+
+-- ===== sweeps =====
+-- rows whose caller or worker is gone (expire, lease recovery), once per cluster
 
 -- name: expire_pending
 -- PENDING rows whose caller's deadline passed can never be useful: TIMEOUT (never sent).
@@ -226,124 +309,8 @@ UPDATE medical_insurance_requests
  WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
 RETURNING request_id;
 
--- name: list_limits
--- The cluster-wide caps in force (the worker reconciles them with its config at start).
-SELECT interface_code, max_in_flight FROM medical_insurance_limits ORDER BY interface_code;
-
--- name: upsert_limit
--- Set one cap in place: a cap is never absent while it is being rewritten, so a concurrent
--- claim can never run unlimited.
-INSERT INTO medical_insurance_limits (interface_code, max_in_flight)
-VALUES (:interface_code, :max_in_flight)
-ON CONFLICT (interface_code) DO UPDATE SET max_in_flight = excluded.max_in_flight;
-
--- name: delete_limit
--- Drop a cap the config no longer names.
-DELETE FROM medical_insurance_limits WHERE interface_code = :interface_code;
-
--- name: upsert_interface
--- The catalogue mirrored into SQL so monitors can name interfaces in Chinese.
--- his_refused: why the HIS may not call the code (issue 12), NULL when it may.
-INSERT INTO medical_insurance_interfaces (interface_code, interface_name, kind, reversible,
-                                          cancel_code, his_refused)
-VALUES (:interface_code, :interface_name, :kind, :reversible, :cancel_code, :his_refused)
-ON CONFLICT (interface_code) DO UPDATE
-   SET interface_name = excluded.interface_name, kind = excluded.kind,
-       reversible = excluded.reversible, cancel_code = excluded.cancel_code,
-       his_refused = excluded.his_refused;
-
--- name: log_error
--- Errors worth a DBA's eye, next to the request they belong to.
-INSERT INTO medical_insurance_error_log (request_id, error_code, error_message, detail)
-VALUES (:request_id, :error_code, :error_message, :detail);
-
--- name: try_cluster_lock
--- SQLite is single-host: BEGIN IMMEDIATE already serialises every write, so always granted.
-SELECT 1 AS granted, :lock_key AS lock_key;
-
--- name: release_cluster_lock
--- Nothing to release (see try_cluster_lock).
-SELECT 1 AS released, :lock_key AS lock_key;
-
--- name: server_features
--- What the server is, so the worker decides once what it can use (logged at start).
-SELECT sqlite_version() AS server_version, NULL AS compatibility_level;
-
--- name: get_request
--- One row with everything, for `mi-worker call`, `requests show` and tests.
-SELECT r.*, v.result_status, v.latency_ms
-FROM medical_insurance_requests r
-JOIN v_medical_insurance_result v ON v.request_id = r.request_id
-WHERE r.request_id = :request_id;
-
--- name: create_migrations_table
--- The version table `mi-worker db upgrade` records applied files in.
-CREATE TABLE IF NOT EXISTS mi_schema_version (
-    version    INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL,
-    checksum   TEXT NOT NULL,
-    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
-);
-
--- name: migration_lock
--- BEGIN IMMEDIATE (taken by the migrator) is the lock on SQLite.
-SELECT :lock_key AS lock_key;
-
--- name: applied_migrations
--- Versions already applied, with the checksum of the file as it was.
-SELECT version, checksum FROM mi_schema_version ORDER BY version;
-
--- name: record_migration
--- Written in the same transaction as the migration itself.
-INSERT INTO mi_schema_version (version, name, checksum) VALUES (:version, :name, :checksum);
-
--- name: enqueue_request
--- What the HIS procedure inserts on server databases; on SQLite `mi-worker call` runs it.
-INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
-    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, idempotency_key, his_fee_id,
-    parent_request_id, deadline_at)
-VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
-    :psn_no, :insuplc_admdvs, :idempotency_key, :his_fee_id, :parent_request_id,
-    strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :timeout_seconds)))
-RETURNING request_id;
-
--- name: poll_result
--- What the caller polls: the caller-facing state of one request.
-SELECT v.request_id, v.status, v.result_status, v.response_data, v.error_code,
-       v.error_message,
-       CASE WHEN strftime('%Y-%m-%d %H:%M:%f', 'now') >= v.deadline_at THEN 1 ELSE 0 END
-           AS past_deadline
-FROM v_medical_insurance_result v
-WHERE v.request_id = :request_id;
-
--- name: timeout_if_pending
--- At the caller's deadline a row nobody claimed ends TIMEOUT; a claimed one stays with its
--- worker (the caller is told the outcome is in doubt).
-UPDATE medical_insurance_requests
-   SET status = 'TIMEOUT', response_time = strftime('%Y-%m-%d %H:%M:%f', 'now'),
-       error_code = -1005, error_message = :error_message
- WHERE request_id = :request_id AND status = 'PENDING'
-RETURNING request_id;
-
--- name: find_idempotent
--- The latest call with this idempotency key that did not fail.
-SELECT request_id, status, needs_reversal, response_data, error_message
-FROM medical_insurance_requests
-WHERE idempotency_key = :idempotency_key AND status NOT IN ('ERROR', 'TIMEOUT')
-ORDER BY request_id DESC
-LIMIT 1;
-
--- name: count_by_status
--- Queue depth by status: `mi-worker status`, the monitors and the tests read it.
-SELECT status, COUNT(*) AS n FROM medical_insurance_requests GROUP BY status;
-
--- name: heartbeat_rows
--- Every worker's heartbeat with its age in seconds (database clock): health, status, tests.
-SELECT service_name, worker_id, host, pid, version, started_at, last_heartbeat, status,
-       in_flight, processed_total, gateway_kind, gateway_tls_verified,
-       (julianday('now') - julianday(last_heartbeat)) * 86400.0 AS age_seconds
-FROM sdk_heartbeat
-ORDER BY service_name, worker_id;
+-- ===== reversal (冲正) =====
+-- rows in doubt and their 2601 rows
 
 -- name: find_doubtful
 -- Rows whose outcome is in doubt (UNCERTAIN, or COMPLETED after the caller gave up), with
@@ -371,6 +338,110 @@ UPDATE medical_insurance_requests
    AND ((status = 'UNCERTAIN' AND :status IN ('REVERSED', 'NEEDS_MANUAL', 'ERROR'))
         OR (status = 'COMPLETED' AND :status IN ('REVERSED', 'NEEDS_MANUAL')));
 
+-- name: enqueue_reversal
+-- A 2601 冲正 row linked to the original, at top priority, not runnable before :delay_seconds.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, parent_request_id,
+    next_attempt_at, deadline_at)
+VALUES ('2601', :input_data, 'PENDING', 0, :timeout_seconds, 3, :psn_no, :insuplc_admdvs,
+    :parent_request_id,
+    strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :delay_seconds)),
+    strftime('%Y-%m-%d %H:%M:%f', 'now',
+             printf('%+.3f seconds', :delay_seconds + :timeout_seconds)))
+RETURNING request_id;
+
+-- name: find_children
+-- The 2601 reversal rows queued for one original request (audit trail, `requests show`).
+SELECT request_id, interface_code, status, input_data, error_message, request_time
+FROM medical_insurance_requests
+WHERE parent_request_id = :parent_request_id
+ORDER BY request_id;
+
+-- ===== alerts =====
+-- raised, refreshed, resolved and notified by the alert scan
+
+-- name: check_alerts
+-- Conditions that are alert-worthy right now (the error-rate rule needs :min_calls calls).
+SELECT 'SERVICE_DOWN' AS alert_type, 'CRITICAL' AS alert_level,
+       '医保SDK服务已停止响应: no mi-worker heartbeat in the last ' || :down_seconds || ' s'
+           AS alert_message,
+       strftime('%Y-%m-%d %H:%M:%f', 'now') AS alert_time
+WHERE NOT EXISTS (SELECT 1 FROM sdk_heartbeat
+                  WHERE status = 'RUNNING'
+                    AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                                  printf('-%d seconds', :down_seconds)))
+UNION ALL
+SELECT 'HIGH_ERROR_RATE', 'WARNING',
+       '医保接口错误率过高: ' || ROUND(100.0 * SUM(result_status = 'ERROR') / COUNT(*), 2)
+           || '% of ' || COUNT(*) || ' calls in the last hour',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM v_medical_insurance_result
+WHERE request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 hours')
+  AND result_status <> 'IN_PROGRESS'
+HAVING COUNT(*) >= :min_calls
+   AND 100.0 * SUM(result_status = 'ERROR') / COUNT(*) > :error_rate_percent
+UNION ALL
+SELECT 'SLOW_RESPONSE', 'WARNING',
+       '医保接口响应时间过慢: average ' || CAST(ROUND(AVG(latency_ms)) AS INTEGER)
+           || ' ms in the last hour',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM v_medical_insurance_result
+WHERE request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 hours')
+  AND latency_ms IS NOT NULL
+HAVING AVG(latency_ms) > :slow_avg_ms
+UNION ALL
+SELECT 'QUEUE_BACKLOG', 'WARNING',
+       '队列积压: ' || COUNT(*) || ' PENDING, oldest '
+           || CAST((julianday('now') - julianday(MIN(request_time))) * 86400 AS INTEGER) || ' s',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM medical_insurance_requests
+WHERE status = 'PENDING'
+HAVING COUNT(*) > :backlog_pending
+    OR MIN(request_time) < strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                    printf('-%d seconds', :backlog_age_seconds))
+UNION ALL
+SELECT 'UNCERTAIN_REQUESTS', 'WARNING',
+       '结果不确定: ' || COUNT(*) || ' request(s) UNCERTAIN, reversal (冲正) under way',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM medical_insurance_requests
+WHERE status = 'UNCERTAIN' OR needs_reversal = 1
+HAVING COUNT(*) > 0
+UNION ALL
+SELECT 'NEEDS_MANUAL', 'CRITICAL',
+       '需人工处理: ' || COUNT(*)
+           || ' request(s) NEEDS_MANUAL (mi-worker requests list --status NEEDS_MANUAL)',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM medical_insurance_requests
+WHERE status = 'NEEDS_MANUAL' AND resolved_at IS NULL
+HAVING COUNT(*) > 0
+UNION ALL
+SELECT 'FAKE_GATEWAY', 'WARNING',
+       '假医保中心: ' || COUNT(*) || ' live worker(s) use gateway.kind sandbox/noop (a FAKE '
+           || 'centre, nothing reaches the national platform), e.g. ' || MIN(worker_id),
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM sdk_heartbeat
+WHERE status = 'RUNNING' AND gateway_kind IN ('sandbox', 'noop')
+  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
+HAVING COUNT(*) > 0
+UNION ALL
+SELECT 'MIXED_GATEWAY_KINDS', 'CRITICAL',
+       '网关类型不一致: live workers on this database use gateway.kind ' || MIN(gateway_kind)
+           || ' and ' || MAX(gateway_kind) || ' at once',
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM sdk_heartbeat
+WHERE status = 'RUNNING' AND gateway_kind IS NOT NULL
+  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
+HAVING COUNT(DISTINCT gateway_kind) > 1
+UNION ALL
+SELECT 'TLS_VERIFY_OFF', 'WARNING',
+       'TLS证书未校验: gateway.verify_tls = false on ' || COUNT(*) || ' live worker(s), e.g. '
+           || MIN(worker_id),
+       strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM sdk_heartbeat
+WHERE status = 'RUNNING' AND gateway_tls_verified = 0
+  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
+HAVING COUNT(*) > 0;
+
 -- name: open_alert
 -- The open alert of a type, if any: alerts are de-duplicated per type while open.
 SELECT alert_id, alert_type, alert_level, alert_message, raised_at, last_seen_at
@@ -390,24 +461,38 @@ UPDATE medical_insurance_alerts
    SET last_seen_at = strftime('%Y-%m-%d %H:%M:%f', 'now'), alert_message = :alert_message, detail = :detail
  WHERE alert_id = :alert_id;
 
--- name: find_children
--- The 2601 reversal rows queued for one original request (audit trail, `requests show`).
-SELECT request_id, interface_code, status, input_data, error_message, request_time
-FROM medical_insurance_requests
-WHERE parent_request_id = :parent_request_id
-ORDER BY request_id;
+-- name: reopen_alert
+-- A condition that cleared and came back within the de-duplication window reopens its alert.
+UPDATE medical_insurance_alerts
+   SET resolved_at = NULL, last_seen_at = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+       alert_message = :alert_message
+ WHERE alert_id = (SELECT MAX(alert_id) FROM medical_insurance_alerts
+                   WHERE alert_type = :alert_type AND resolved_at IS NOT NULL
+                     AND resolved_at > strftime('%Y-%m-%d %H:%M:%f', 'now',
+                                                printf('-%d minutes', :dedup_minutes)))
+RETURNING alert_id;
 
--- name: enqueue_reversal
--- A 2601 冲正 row linked to the original, at top priority, not runnable before :delay_seconds.
-INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
-    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, parent_request_id,
-    next_attempt_at, deadline_at)
-VALUES ('2601', :input_data, 'PENDING', 0, :timeout_seconds, 3, :psn_no, :insuplc_admdvs,
-    :parent_request_id,
-    strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :delay_seconds)),
-    strftime('%Y-%m-%d %H:%M:%f', 'now',
-             printf('%+.3f seconds', :delay_seconds + :timeout_seconds)))
-RETURNING request_id;
+-- name: resolve_alert
+-- The condition cleared: close the open alert.
+UPDATE medical_insurance_alerts SET resolved_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+ WHERE alert_id = :alert_id AND resolved_at IS NULL;
+
+-- name: list_open_alerts
+-- Alerts not yet resolved (or all recent ones with :include_resolved = 1).
+SELECT alert_id, alert_type, alert_level, alert_message, raised_at, last_seen_at, resolved_at,
+       notified_at
+FROM medical_insurance_alerts
+WHERE resolved_at IS NULL OR :include_resolved = 1
+ORDER BY alert_id DESC
+LIMIT 200;
+
+-- name: mark_alert_notified
+-- The webhook accepted the notification.
+UPDATE medical_insurance_alerts SET notified_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+ WHERE alert_id = :alert_id;
+
+-- ===== monitoring and the CLI =====
+-- the figures of `mi-worker status`, `monitor`, `metrics`, `requests`
 
 -- name: monitor_health
 -- Per-worker and overall UP / WARNING / DOWN by heartbeat age.
@@ -519,118 +604,6 @@ SELECT service_name, worker_id, host, pid, version, status, started_at, last_hea
 FROM sdk_heartbeat
 ORDER BY service_name, worker_id;
 
--- name: check_alerts
--- Conditions that are alert-worthy right now (the error-rate rule needs :min_calls calls).
-SELECT 'SERVICE_DOWN' AS alert_type, 'CRITICAL' AS alert_level,
-       '医保SDK服务已停止响应: no mi-worker heartbeat in the last ' || :down_seconds || ' s'
-           AS alert_message,
-       strftime('%Y-%m-%d %H:%M:%f', 'now') AS alert_time
-WHERE NOT EXISTS (SELECT 1 FROM sdk_heartbeat
-                  WHERE status = 'RUNNING'
-                    AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now',
-                                                  printf('-%d seconds', :down_seconds)))
-UNION ALL
-SELECT 'HIGH_ERROR_RATE', 'WARNING',
-       '医保接口错误率过高: ' || ROUND(100.0 * SUM(result_status = 'ERROR') / COUNT(*), 2)
-           || '% of ' || COUNT(*) || ' calls in the last hour',
-       strftime('%Y-%m-%d %H:%M:%f', 'now')
-FROM v_medical_insurance_result
-WHERE request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 hours')
-  AND result_status <> 'IN_PROGRESS'
-HAVING COUNT(*) >= :min_calls
-   AND 100.0 * SUM(result_status = 'ERROR') / COUNT(*) > :error_rate_percent
-UNION ALL
-SELECT 'SLOW_RESPONSE', 'WARNING',
-       '医保接口响应时间过慢: average ' || CAST(ROUND(AVG(latency_ms)) AS INTEGER)
-           || ' ms in the last hour',
-       strftime('%Y-%m-%d %H:%M:%f', 'now')
-FROM v_medical_insurance_result
-WHERE request_time >= strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 hours')
-  AND latency_ms IS NOT NULL
-HAVING AVG(latency_ms) > :slow_avg_ms
-UNION ALL
-SELECT 'QUEUE_BACKLOG', 'WARNING',
-       '队列积压: ' || COUNT(*) || ' PENDING, oldest '
-           || CAST((julianday('now') - julianday(MIN(request_time))) * 86400 AS INTEGER) || ' s',
-       strftime('%Y-%m-%d %H:%M:%f', 'now')
-FROM medical_insurance_requests
-WHERE status = 'PENDING'
-HAVING COUNT(*) > :backlog_pending
-    OR MIN(request_time) < strftime('%Y-%m-%d %H:%M:%f', 'now',
-                                    printf('-%d seconds', :backlog_age_seconds))
-UNION ALL
-SELECT 'UNCERTAIN_REQUESTS', 'WARNING',
-       '结果不确定: ' || COUNT(*) || ' request(s) UNCERTAIN, reversal (冲正) under way',
-       strftime('%Y-%m-%d %H:%M:%f', 'now')
-FROM medical_insurance_requests
-WHERE status = 'UNCERTAIN' OR needs_reversal = 1
-HAVING COUNT(*) > 0
-UNION ALL
-SELECT 'NEEDS_MANUAL', 'CRITICAL',
-       '需人工处理: ' || COUNT(*)
-           || ' request(s) NEEDS_MANUAL (mi-worker requests list --status NEEDS_MANUAL)',
-       strftime('%Y-%m-%d %H:%M:%f', 'now')
-FROM medical_insurance_requests
-WHERE status = 'NEEDS_MANUAL' AND resolved_at IS NULL
-HAVING COUNT(*) > 0
-UNION ALL
-SELECT 'FAKE_GATEWAY', 'WARNING',
-       '假医保中心: ' || COUNT(*) || ' live worker(s) use gateway.kind sandbox/noop (a FAKE '
-           || 'centre, nothing reaches the national platform), e.g. ' || MIN(worker_id),
-       strftime('%Y-%m-%d %H:%M:%f', 'now')
-FROM sdk_heartbeat
-WHERE status = 'RUNNING' AND gateway_kind IN ('sandbox', 'noop')
-  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
-HAVING COUNT(*) > 0
-UNION ALL
-SELECT 'MIXED_GATEWAY_KINDS', 'CRITICAL',
-       '网关类型不一致: live workers on this database use gateway.kind ' || MIN(gateway_kind)
-           || ' and ' || MAX(gateway_kind) || ' at once',
-       strftime('%Y-%m-%d %H:%M:%f', 'now')
-FROM sdk_heartbeat
-WHERE status = 'RUNNING' AND gateway_kind IS NOT NULL
-  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
-HAVING COUNT(DISTINCT gateway_kind) > 1
-UNION ALL
-SELECT 'TLS_VERIFY_OFF', 'WARNING',
-       'TLS证书未校验: gateway.verify_tls = false on ' || COUNT(*) || ' live worker(s), e.g. '
-           || MIN(worker_id),
-       strftime('%Y-%m-%d %H:%M:%f', 'now')
-FROM sdk_heartbeat
-WHERE status = 'RUNNING' AND gateway_tls_verified = 0
-  AND last_heartbeat > strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', :down_seconds))
-HAVING COUNT(*) > 0;
-
--- name: list_open_alerts
--- Alerts not yet resolved (or all recent ones with :include_resolved = 1).
-SELECT alert_id, alert_type, alert_level, alert_message, raised_at, last_seen_at, resolved_at,
-       notified_at
-FROM medical_insurance_alerts
-WHERE resolved_at IS NULL OR :include_resolved = 1
-ORDER BY alert_id DESC
-LIMIT 200;
-
--- name: resolve_alert
--- The condition cleared: close the open alert.
-UPDATE medical_insurance_alerts SET resolved_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
- WHERE alert_id = :alert_id AND resolved_at IS NULL;
-
--- name: reopen_alert
--- A condition that cleared and came back within the de-duplication window reopens its alert.
-UPDATE medical_insurance_alerts
-   SET resolved_at = NULL, last_seen_at = strftime('%Y-%m-%d %H:%M:%f', 'now'),
-       alert_message = :alert_message
- WHERE alert_id = (SELECT MAX(alert_id) FROM medical_insurance_alerts
-                   WHERE alert_type = :alert_type AND resolved_at IS NOT NULL
-                     AND resolved_at > strftime('%Y-%m-%d %H:%M:%f', 'now',
-                                                printf('-%d minutes', :dedup_minutes)))
-RETURNING alert_id;
-
--- name: mark_alert_notified
--- The webhook accepted the notification.
-UPDATE medical_insurance_alerts SET notified_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
- WHERE alert_id = :alert_id;
-
 -- name: metrics_by_interface
 -- Prometheus counters and latency histogram per interface and outcome.
 SELECT interface_code, result_status, COUNT(*) AS n,
@@ -655,6 +628,13 @@ WHERE (:status IS NULL OR status = :status)
 ORDER BY request_id DESC
 LIMIT :limit_rows;
 
+-- name: get_request
+-- One row with everything, for `mi-worker call`, `requests show` and tests.
+SELECT r.*, v.result_status, v.latency_ms
+FROM medical_insurance_requests r
+JOIN v_medical_insurance_result v ON v.request_id = r.request_id
+WHERE r.request_id = :request_id;
+
 -- name: resolve_request
 -- An operator settled a NEEDS_MANUAL (or UNCERTAIN) row by hand: record who, when and how.
 UPDATE medical_insurance_requests
@@ -663,6 +643,9 @@ UPDATE medical_insurance_requests
  WHERE request_id = :request_id AND status IN ('NEEDS_MANUAL', 'UNCERTAIN')
    AND resolved_at IS NULL
 RETURNING request_id;
+
+-- ===== reconciliation (对账) =====
+-- the day's settlements against the centre's 3201 totals
 
 -- name: settlements_between
 -- The reconciliation's local side: settlements that COMPLETED in a (China) day.
@@ -696,29 +679,79 @@ FROM medical_insurance_reconciliation
 WHERE stmt_date = :stmt_date
 ORDER BY recon_id;
 
--- name: complete_batch
--- Group commit: many finished calls written in one statement (the same guard as
--- complete_request, row by row).
-UPDATE medical_insurance_requests
-   SET status = json_extract(x.value, '$.status'),
-       infcode = json_extract(x.value, '$.infcode'),
-       response_data = json_extract(x.value, '$.response_data'),
-       error_code = json_extract(x.value, '$.error_code'),
-       error_message = json_extract(x.value, '$.error_message'),
-       msgid = COALESCE(json_extract(x.value, '$.msgid'), msgid),
-       attempt_log = json_extract(x.value, '$.attempt_log'),
-       response_time = strftime('%Y-%m-%d %H:%M:%f', 'now'),
-       lease_expires_at = NULL,
-       limit_slot = NULL,
-       needs_reversal = CASE WHEN json_extract(x.value, '$.status') = 'COMPLETED'
-                                  AND json_extract(x.value, '$.late_reversible') = 1
-                                  AND strftime('%Y-%m-%d %H:%M:%f', 'now') > deadline_at
-                             THEN 1 ELSE 0 END
-  FROM json_each(:rows) AS x
- WHERE medical_insurance_requests.request_id = json_extract(x.value, '$.request_id')
-   AND medical_insurance_requests.claim_token = json_extract(x.value, '$.claim_token')
-   AND medical_insurance_requests.status = 'PROCESSING'
-RETURNING request_id, needs_reversal;
+-- ===== schema, catalogue and locks =====
+-- migrations, the tables that mirror the code, cluster-wide locks
+
+-- name: server_features
+-- What the server is, so the worker decides once what it can use (logged at start).
+SELECT sqlite_version() AS server_version, NULL AS compatibility_level;
+
+-- name: create_migrations_table
+-- The version table `mi-worker db upgrade` records applied files in.
+CREATE TABLE IF NOT EXISTS mi_schema_version (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
+);
+
+-- name: migration_lock
+-- BEGIN IMMEDIATE (taken by the migrator) is the lock on SQLite.
+SELECT :lock_key AS lock_key;
+
+-- name: applied_migrations
+-- Versions already applied, with the checksum of the file as it was.
+SELECT version, checksum FROM mi_schema_version ORDER BY version;
+
+-- name: record_migration
+-- Written in the same transaction as the migration itself.
+INSERT INTO mi_schema_version (version, name, checksum) VALUES (:version, :name, :checksum);
+
+-- name: upsert_interface
+-- The catalogue mirrored into SQL so monitors can name interfaces in Chinese.
+-- his_refused: why the HIS may not call the code (issue 12), NULL when it may.
+INSERT INTO medical_insurance_interfaces (interface_code, interface_name, kind, reversible,
+                                          cancel_code, his_refused)
+VALUES (:interface_code, :interface_name, :kind, :reversible, :cancel_code, :his_refused)
+ON CONFLICT (interface_code) DO UPDATE
+   SET interface_name = excluded.interface_name, kind = excluded.kind,
+       reversible = excluded.reversible, cancel_code = excluded.cancel_code,
+       his_refused = excluded.his_refused;
+
+-- name: list_limits
+-- The cluster-wide caps in force (the worker reconciles them with its config at start).
+SELECT interface_code, max_in_flight FROM medical_insurance_limits ORDER BY interface_code;
+
+-- name: upsert_limit
+-- Set one cap in place: a cap is never absent while it is being rewritten, so a concurrent
+-- claim can never run unlimited.
+INSERT INTO medical_insurance_limits (interface_code, max_in_flight)
+VALUES (:interface_code, :max_in_flight)
+ON CONFLICT (interface_code) DO UPDATE SET max_in_flight = excluded.max_in_flight;
+
+-- name: delete_limit
+-- Drop a cap the config no longer names.
+DELETE FROM medical_insurance_limits WHERE interface_code = :interface_code;
+
+-- name: try_cluster_lock
+-- SQLite is single-host: BEGIN IMMEDIATE already serialises every write, so always granted.
+SELECT 1 AS granted, :lock_key AS lock_key;
+
+-- name: release_cluster_lock
+-- Nothing to release (see try_cluster_lock).
+SELECT 1 AS released, :lock_key AS lock_key;
+
+-- name: log_error
+-- Errors worth a DBA's eye, next to the request they belong to.
+INSERT INTO medical_insurance_error_log (request_id, error_code, error_message, detail)
+VALUES (:request_id, :error_code, :error_message, :detail);
+
+-- ===== for tests and the benchmark only =====
+-- not run by the worker
+
+-- name: count_by_status
+-- Queue depth by status: `mi-worker status`, the monitors and the tests read it.
+SELECT status, COUNT(*) AS n FROM medical_insurance_requests GROUP BY status;
 
 -- == dashboard ==
 -- The read-only web dashboard (mi_worker/dashboard, issue 16). SELECTs only. Times are UTC

@@ -42,7 +42,8 @@ MIGRATIONS = sorted((MSSQL / "migrations").glob("*.sql"))
 SYSTEM_PROCEDURES = {"sp_getapplock", "sp_releaseapplock", "sp_sequence_get_range",
                      "sp_executesql"}
 SYSTEM_TABLES = {"sys.databases", "sys.indexes", "sys.columns", "sys.index_columns",
-                 "sys.objects", "sys.dm_tran_locks"}
+                 "sys.objects", "sys.dm_tran_locks", "sys.database_permissions",
+                 "sys.database_principals", "sys.database_role_members"}
 # Names that look like columns to the parser but are not (OUTPUT's pseudo-tables, hints,
 # datepart and type keywords parsed as identifiers in some positions).
 NOT_COLUMNS = {"inserted", "deleted", "second", "millisecond", "minute", "hour", "day", "month",
