@@ -28,7 +28,7 @@ class Context:
 
     def setup_logging(self, level: Optional[str] = None) -> None:
         s = self.settings
-        logs.setup(level or s.logging.level, s.logging.file, s.secrets())
+        logs.setup(level or s.logging.level, s.logging.file, s.secrets(), s.logging.format)
 
     def db(self):
         from mi_worker.runner import open_database
@@ -54,14 +54,26 @@ def main(ctx: click.Context, config_path: Optional[str]) -> None:
 # -- run ---------------------------------------------------------------------------------
 @main.command()
 @click.option("--threads", type=int, default=None, help="Override worker.threads.")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+                                               case_sensitive=False), default=None,
+              help="Override logging.level.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus /metrics on this port (overrides metrics.port; 0 = off).")
+@click.option("--metrics-host", default=None,
+              help="Address for --metrics-port (overrides metrics.host, default 127.0.0.1).")
 @pass_ctx
-def run(c: Context, threads: Optional[int]) -> None:
+def run(c: Context, threads: Optional[int], log_level: Optional[str],
+        metrics_port: Optional[int], metrics_host: Optional[str]) -> None:
     """Run a worker until SIGTERM / Ctrl-C (graceful stop)."""
     from mi_worker.runner import SchemaNotReady
     from mi_worker.runner import run as run_worker
     if threads:
         c.settings.worker.threads = threads
-    c.setup_logging()
+    if metrics_port is not None:
+        c.settings.metrics.port = metrics_port
+    if metrics_host:
+        c.settings.metrics.host = metrics_host
+    c.setup_logging(log_level)
     try:
         sys.exit(run_worker(c.settings))
     except SchemaNotReady as exc:
@@ -244,11 +256,14 @@ def metrics(c: Context, textfile: Optional[str]) -> None:
     c.setup_logging("ERROR")
     database = c.db()
     try:
-        text = m.render(database)
+        text = m.render(database, c.settings.jobs.heartbeat_stale_seconds)
     finally:
         database.close()
     if textfile:
-        m.write_textfile(text, textfile)
+        try:
+            m.write_textfile(text, textfile)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write --textfile {textfile}: {exc}") from None
     else:
         click.echo(text, nl=False)
 

@@ -14,6 +14,7 @@ from typing import Callable, List, Optional
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from mi_worker import stats
 from mi_worker.db import Database
 from mi_worker.gateway import catalog
 from mi_worker.gateway.base import E_TIMEOUT, E_UNCERTAIN
@@ -175,6 +176,7 @@ class Scheduler:
     def heartbeat(self, status: str = "RUNNING") -> None:
         from mi_worker.worker import heartbeat_params
         self.db.run("heartbeat", **heartbeat_params(self.worker, status))
+        self.db.run("heartbeat_counters", **stats.heartbeat_counter_params(self.worker))
         if status == "RUNNING":
             self.worker.queue.extend_leases(self.worker.active_tokens())
 

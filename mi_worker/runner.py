@@ -117,6 +117,11 @@ def run(settings: Settings) -> int:
     worker = Worker(settings, db, gateway)
     scheduler = Scheduler(worker, db, settings, gateway)
     install_signals(worker.stop)
+    metrics_server = None
+    if settings.metrics.port:
+        from mi_worker.metrics import serve
+        metrics_server = serve(db, settings.metrics.port, settings.metrics.host,
+                               settings.jobs.heartbeat_stale_seconds)
     log.info("mi-worker %s starting as %s (python %s)", __version__, worker.worker_id,
              sys.version.split()[0])
     try:
@@ -124,6 +129,8 @@ def run(settings: Settings) -> int:
         worker.run()
     finally:
         scheduler.shutdown()
+        if metrics_server is not None:
+            metrics_server.shutdown()
         try:
             gateway.close()
         except Exception as exc:

@@ -18,7 +18,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Optional
 
-from mi_worker import __version__
+from mi_worker import __version__, observe
 from mi_worker.config import Settings
 from mi_worker.db import ConnectionLost, Database, DatabaseError
 from mi_worker.gateway import catalog
@@ -255,6 +255,7 @@ class Worker:
         return self._write(req, result)
 
     def _write(self, req: ClaimedRequest, result: GatewayResult) -> bool:
+        observe.finished(self, req, result)  # metrics counters + the per-call INFO line
         q = self.queue
         code = req.interface_code
         common = dict(msgid=result.msgid, attempt_log=result.attempt_log)
