@@ -127,8 +127,12 @@ class Scheduler:
             db, js.reversal_max_attempts, js.reversal_done_pattern, js.reversal_not_found_pattern,
             js.reversal_delay_seconds, js.reversal_timeout_seconds))
         scan = self.once("alerts", lambda db: alerts.scan(db, self.settings, self.notifier))
+        from mi_worker.retention import run_retention
+        retention = self.once("retention", lambda db: run_retention(
+            db, self.settings, stopping=lambda: self.worker.stopping))
         return [("reversal", guarded("reversal")(reversal), js.reversal_seconds),
-                ("alerts", guarded("alerts")(scan), js.alerts_seconds)]
+                ("alerts", guarded("alerts")(scan), js.alerts_seconds),
+                ("retention", guarded("retention")(retention), js.retention_seconds)]
 
     def add_sign_in_job(self) -> None:
         """9001 at start and just after midnight China time (the client also re-signs when
