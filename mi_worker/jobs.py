@@ -93,7 +93,9 @@ class Scheduler:
             from mi_worker.notify import WebhookNotifier
             self.notifier = WebhookNotifier(
                 settings.alerts.webhook_url, settings.alerts.webhook_kind,
-                source=getattr(worker, "worker_id", ""),
+                source=getattr(worker, "worker_id", ""), secret=settings.alerts.webhook_secret,
+                keyword=settings.alerts.webhook_keyword,
+                attempts=settings.alerts.webhook_attempts, stats=stats.stats_of(worker),
                 on_delivered=lambda alert_id: db.run("mark_alert_notified", alert_id=alert_id))
         self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC",
                                              job_defaults={"coalesce": True,
@@ -166,6 +168,22 @@ class Scheduler:
                                         extra_groups=js.reconcile_groups)
         self.scheduler.add_job(guarded("reconcile")(job), "cron", hour=hour, minute=minute,
                                timezone=dt.timezone(dt.timedelta(hours=8)), id="reconcile")
+
+        def check() -> None:
+            # A missed day (no worker at reconcile_time, centre away) is run when a worker
+            # returns and an hour after each scheduled run; still missing raises an alert.
+            with self.db.cluster_lock("reconcile") as granted:
+                if granted:
+                    reconcile.catch_up(self.db, optins, js.reconcile_time,
+                                       js.reconcile_catch_up_days,
+                                       extra_groups=js.reconcile_groups,
+                                       notifier=self.notifier)
+        china = dt.timezone(dt.timedelta(hours=8))
+        self.scheduler.add_job(guarded("reconcile_catch_up")(check), "date",
+                               run_date=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5),
+                               id="reconcile_catch_up")
+        self.scheduler.add_job(guarded("reconcile_check")(check), "cron", hour=(hour + 1) % 24,
+                               minute=minute, timezone=china, id="reconcile_check")
 
     def once(self, name: str, fn: Callable[[Database], object]) -> Callable[[], object]:
         """Run ``fn`` only if this process wins the cluster lock for ``name``."""

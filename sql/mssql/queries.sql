@@ -1442,3 +1442,12 @@ WHERE request_id IN (
                  AND r.response_time < DATEADD(hour, 16, CAST(m.stmt_date AS DATETIME2(3))))))
   AND (@archived = 0 OR EXISTS (SELECT 1 FROM dbo.medical_insurance_requests_archive AS a
                                 WHERE a.request_id = r.request_id)));
+
+-- name: reconciliation_days
+-- China days from :since_date on with at least one 3201 the centre answered ('ERROR' rows are
+-- calls that failed): the catch-up of a missed daily reconciliation runs the other days.
+SET NOCOUNT ON;
+DECLARE @since_date DATE = :since_date;
+SELECT DISTINCT stmt_date FROM dbo.medical_insurance_reconciliation
+WHERE stmt_date >= @since_date AND stmt_rslt <> N'ERROR'
+ORDER BY stmt_date;

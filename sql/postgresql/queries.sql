@@ -667,3 +667,10 @@ WHERE request_id IN (
       AND (:archived = 0 OR EXISTS (SELECT 1 FROM medical_insurance_requests_archive a
                                     WHERE a.request_id = r.request_id)))
 RETURNING request_id;
+
+-- name: reconciliation_days
+-- China days from :since_date on with at least one 3201 the centre answered ('ERROR' rows are
+-- calls that failed): the catch-up of a missed daily reconciliation runs the other days.
+SELECT DISTINCT stmt_date FROM medical_insurance_reconciliation
+WHERE stmt_date >= CAST(:since_date AS date) AND stmt_rslt <> 'ERROR'
+ORDER BY stmt_date;
