@@ -29,13 +29,11 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 try:
-    from packaging.markers import Marker
     from packaging.requirements import Requirement
     from packaging.tags import Tag, compatible_tags, cpython_tags
     from packaging.utils import canonicalize_name, parse_wheel_filename
     from packaging.version import Version
 except ImportError:  # the venv has pip, and pip vendors packaging
-    from pip._vendor.packaging.markers import Marker  # type: ignore[no-redef]
     from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
     from pip._vendor.packaging.tags import (  # type: ignore[no-redef]
         Tag,
