@@ -154,3 +154,39 @@ def test_http_endpoint_and_textfile(db_url, sandbox, tmp_path):
     bad = CliRunner().invoke(main, ["metrics", "--textfile", "/proc/nope/x.prom"],
                              env={"MI_WORKER_DATABASE_URL": db_url})
     assert bad.exit_code == 1 and "cannot write --textfile" in bad.output
+
+
+def test_run_metrics_port_serves_from_a_real_worker_process(db, db_url, sandbox, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, settings_toml
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "w.toml"
+    cfg.write_text(settings_toml(make_settings(db_url, sandbox)), encoding="utf-8")
+    env = dict(os.environ)
+    env.pop("MI_WORKER_CONFIG", None)
+    out = open(tmp_path / "w.out", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "mi_worker", "--config", str(cfg), "run",
+                             "--metrics-port", str(port)], cwd=str(ROOT), env=env,
+                            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: any(r["status"] == "RUNNING" for r in db.run("heartbeat_rows")), 30)
+        r = call(db, "1101", json.dumps({"data": {"psn_no": "M1"}}), timeout=20)
+        assert r.error_code == 0, r
+
+        def scraped() -> dict:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                return families(resp.read().decode("utf-8"))
+
+        # The heartbeat (1 s in tests) carries the count to the database.
+        wait_until(lambda: sum(s.value for s in scraped()["mi_requests"].samples
+                               if s.name == "mi_requests_total") == 1, 15)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        out.close()
+    assert proc.returncode == 0, (tmp_path / "w.out").read_text()

@@ -5,7 +5,7 @@ Why the logging check: psqlODBC decides at driver load, from its section in odbc
 (``CommLog`` / ``Debug``), whether every process writes a ``psqlodbc_<prog>_<user><pid>.log``
 into /tmp; the connection string's ``CommLog=0`` comes too late to stop the file being
 created. Debian's odbc-postgresql package ships ``CommLog=1``. The fix belongs in
-odbcinst.ini (deploy/scripts/odbc-deps.sh sets it); the worker warns once when it finds it on.
+odbcinst.ini (deploy/scripts/psqlodbc-nolog.sh sets it); the worker warns once when it finds it on.
 """
 from __future__ import annotations
 
@@ -94,5 +94,5 @@ def warn_driver_logging(driver: str) -> None:
         path = odbcinst_path()
         log.warning("psqlODBC logging is on in %s [%s] (%s): every process writes "
                     "/tmp/psqlodbc_*.log; set CommLog=0 and Debug=0 there "
-                    "(deploy/scripts/odbc-deps.sh does)", path, driver,
+                    "(sudo sh deploy/scripts/psqlodbc-nolog.sh does)", path, driver,
                     ", ".join(f"{k}={v}" for k, v in on.items()))
