@@ -38,3 +38,16 @@ def test_driver_logging_read_from_odbcinst_ini(tmp_path):
     assert odbcinst.driver_logging("PostgreSQL Unicode", ini) == {"CommLog": "1"}
     assert odbcinst.driver_logging("Missing", ini) == {}
     assert odbcinst.odbcinst_path({"ODBCSYSINI": str(tmp_path)}) == ini
+
+
+def test_missing_driver_error_names_what_to_install():
+    import pytest
+
+    from mi_worker.db.postgresql import PostgreSQLDialect
+    dialect = PostgreSQLDialect("postgresql://postgres@127.0.0.1:5432/postgres"
+                                "?driver=No+Such+Driver")
+    with pytest.raises(pyodbc.Error) as info:
+        dialect.connect()
+    text = str(info.value)
+    assert "'No Such Driver' is not installed here" in text and "?driver=" in text
+    assert "installed: " in text and "PostgreSQL Unicode" in text

@@ -52,6 +52,28 @@ def odbc_string(url: str, driver: Optional[str] = None) -> str:
     return ";".join(f"{k}={odbc_value(v)}" for k, v in items) + ";"
 
 
+def with_driver_hint(exc: BaseException, conn_str: str) -> BaseException:
+    """The same driver error (same class and SQLSTATE, so retries classify it alike), with
+    what to install when the driver manager cannot find the driver."""
+    state, message = sqlstate(exc)
+    if not (state.startswith("IM002") or "can't open lib" in message.lower()
+            or "data source name not found" in message.lower()):
+        return exc
+    m = re.search(r"DRIVER=\{([^}]*)\}", conn_str, re.IGNORECASE)
+    try:
+        import pyodbc
+        installed = ", ".join(pyodbc.drivers()) or "none"
+    except Exception:
+        installed = "unknown"
+    hint = (f"; the ODBC driver {m.group(1) if m else '?'!r} is not installed here (installed: "
+            f"{installed}). Install psqlODBC (Windows: the x64 MSI registers 'PostgreSQL "
+            "Unicode(x64)'; Debian/Ubuntu: apt-get install odbc-postgresql; RHEL: dnf install "
+            "postgresql-odbc) or name an installed one with ?driver= in database.url")
+    try:
+        return type(exc)(state, message + hint)
+    except Exception:
+        return exc
+
 
 class PostgreSQLDialect(ODBCDialect):
     name = "postgresql"
@@ -62,7 +84,10 @@ class PostgreSQLDialect(ODBCDialect):
         else:
             warn_driver_logging(driver_of(self.url))
             conn_str = odbc_string(self.url)
-        conn = self.connect_odbc(conn_str, ("SET TIME ZONE 'UTC'",))
+        try:
+            conn = self.connect_odbc(conn_str, ("SET TIME ZONE 'UTC'",))
+        except Exception as exc:
+            raise with_driver_hint(exc, conn_str) from exc
         # psqlODBC returns text as str already; make sure bytes never sneak in for Chinese.
         return conn
 
