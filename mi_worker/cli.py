@@ -102,6 +102,28 @@ def db_upgrade(c: Context) -> None:
                f"{n} interface names synced")
 
 
+@db.command("retention")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def db_retention(c: Context, as_json: bool) -> None:
+    """Run the retention job once now (jobs.retention_days; the workers run it hourly)."""
+    from mi_worker.retention import run_retention
+    c.setup_logging()
+    database = c.db()
+    try:
+        with database.cluster_lock("retention") as granted:
+            if not granted:
+                raise click.ClickException("a worker is running retention right now; "
+                                           "try again later")
+            result = run_retention(database, c.settings)
+    finally:
+        database.close()
+    _emit(result, as_json, lambda r: (
+        f"{r['moved']} row(s) older than {r['retention_days']} days "
+        f"{'archived' if r['mode'] == 'archive' else 'deleted'} in {r['batches']} batch(es), "
+        f"{r['seconds']}s" + ("" if r["done"] else "; more left (run again)")))
+
+
 # -- call --------------------------------------------------------------------------------
 @main.command()
 @click.argument("interface_code")

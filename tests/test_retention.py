@@ -156,3 +156,15 @@ def test_calls_keep_flowing_while_retention_runs(db_url, sandbox):
         job.join(60)
         assert out["moved"] == 600 and out["batches"] == 12, out
         assert max(latencies) < 5.0, latencies
+
+
+def test_cli_runs_retention_once(db, db_url):
+    from click.testing import CliRunner
+
+    from mi_worker.cli import main
+    rows = {insert(db, "1101", "COMPLETED", 500 + i) for i in range(3)}
+    r = CliRunner().invoke(main, ["db", "retention", "--json"],
+                           env={"MI_WORKER_DATABASE_URL": db_url})
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output[r.output.index("{"):])["moved"] == 3
+    assert ids(db, "medical_insurance_requests_archive") == rows
