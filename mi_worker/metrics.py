@@ -35,6 +35,11 @@ from mi_worker.db import Database
 
 log = logging.getLogger("mi_worker.metrics")
 
+# A worker process silent for longer leaves the exposition: every restart is a new worker
+# label, and years of restarts must not pile up series (Prometheus treats a series that
+# stops as ended; rate()/increase() are unaffected).
+RETIRED_SECONDS = 86400.0
+
 
 class DatabaseCollector:
     """A custom collector: every scrape reads the heartbeat rows and the open rows."""
@@ -48,7 +53,8 @@ class DatabaseCollector:
         return []
 
     def collect(self) -> Iterator[Any]:
-        workers = self.db.run("metrics_workers")
+        workers = [w for w in self.db.run("metrics_workers")
+                   if float(w["age_seconds"] or 0) <= RETIRED_SECONDS]
         yield from self._counters(workers)
         yield from self._worker_gauges(workers)
         yield from self._queue_gauges()

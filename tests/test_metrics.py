@@ -190,3 +190,26 @@ def test_run_metrics_port_serves_from_a_real_worker_process(db, db_url, sandbox,
         proc.wait(30)
         out.close()
     assert proc.returncode == 0, (tmp_path / "w.out").read_text()
+
+
+def test_workers_silent_for_a_day_leave_the_exposition(db):
+    from mi_worker import stats
+    for wid, days in (("old:1", 2), ("recent:1", 0)):
+        s = stats.CallStats()
+        s.record("1101", "COMPLETED", 0.1)
+        db.run("heartbeat", service_name="medical_insurance_sdk", worker_id=wid, host="h",
+               pid=1, version="t", status="STOPPED", in_flight=0, processed_total=1)
+        db.run("heartbeat_counters", service_name="medical_insurance_sdk", worker_id=wid,
+               counters_json=s.to_json(), **s.totals())
+        if days:
+            ago = ("now() - interval '2 days'" if db.name == "postgresql"
+                   else "strftime('%Y-%m-%d %H:%M:%f', 'now', '-2 days')")
+            conn = db.raw()
+            conn.cursor().execute(f"UPDATE sdk_heartbeat SET last_heartbeat = {ago} "
+                                  f"WHERE worker_id = '{wid}'")
+            if not getattr(conn, "autocommit", True):
+                conn.commit()
+            conn.close()
+    fams = families(metrics.render(db))
+    workers = {s.labels["worker"] for s in fams["mi_requests"].samples}
+    assert workers == {"recent:1"}
