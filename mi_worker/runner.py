@@ -120,8 +120,12 @@ def run(settings: Settings) -> int:
     metrics_server = None
     if settings.metrics.port:
         from mi_worker.metrics import serve
-        metrics_server = serve(db, settings.metrics.port, settings.metrics.host,
-                               settings.jobs.heartbeat_stale_seconds)
+        try:
+            metrics_server = serve(db, settings.metrics.port, settings.metrics.host,
+                                   settings.jobs.heartbeat_stale_seconds)
+        except OSError as exc:  # metrics are not worth refusing to settle calls
+            log.error("metrics endpoint not started: cannot listen on %s:%d (%s)",
+                      settings.metrics.host, settings.metrics.port, exc)
     log.info("mi-worker %s starting as %s (python %s)", __version__, worker.worker_id,
              sys.version.split()[0])
     try:
