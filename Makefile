@@ -46,9 +46,13 @@ bench: install-test system-deps   ## throughput/latency benchmark, writes bench/
 bench-quick: install-test system-deps
 	$(PY) -m bench --quick
 
-wheelhouse: install               ## wheels for an offline hospital server
-	$(PY) -m pip wheel --quiet -w wheelhouse '.[odbc]'
-	@echo "wheelhouse/ ready: pip install --no-index --find-links wheelhouse mi-worker[odbc]"
+# make wheelhouse [TARGET=win_amd64-py39|…py313|manylinux_x86_64-py3XX|manylinux_aarch64-py3XX]
+# [EXTRAS=odbc,gm]: the complete wheel set for that server, markers evaluated for it, verified.
+TARGET ?= host
+EXTRAS ?= odbc
+WHEELHOUSE ?= $(if $(filter host,$(TARGET)),wheelhouse,wheelhouse/$(TARGET))
+wheelhouse: install               ## wheels for an offline hospital server (TARGET=…, EXTRAS=…)
+	$(PY) deploy/wheelhouse.py build --target $(TARGET) --extras $(EXTRAS) --out $(WHEELHOUSE)
 
 clean:
 	rm -rf $(VENV) build dist wheelhouse *.egg-info .pytest_cache .ruff_cache

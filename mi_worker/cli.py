@@ -44,7 +44,8 @@ class Context:
 
     def setup_logging(self, level: Optional[str] = None) -> None:
         s = self.settings
-        logs.setup(level or s.logging.level, s.logging.file, s.secrets(), s.display.timezone)
+        logs.setup(level or s.logging.level, s.logging.file, s.secrets(), s.display.timezone,
+                   s.logging.format)
 
     def db(self, create: bool = False):
         """The configured database for a one-shot command.
@@ -105,20 +106,32 @@ def main(ctx: click.Context, config_path: Optional[str], debug: bool = False) ->
 # -- run ---------------------------------------------------------------------------------
 @main.command()
 @click.option("--threads", type=int, default=None, help="Override worker.threads.")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+                                               case_sensitive=False), default=None,
+              help="Override logging.level.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus /metrics on this port (overrides metrics.port; 0 = off).")
+@click.option("--metrics-host", default=None,
+              help="Address for --metrics-port (overrides metrics.host, default 127.0.0.1).")
 @click.option("--dashboard-port", type=int, default=None,
               help="Also serve the read-only dashboard on this port (see `dashboard`).")
 @click.option("--dashboard-host", default="127.0.0.1", show_default=True,
               help="Address for --dashboard-port (non-loopback needs credentials).")
 @pass_ctx
-def run(c: Context, threads: Optional[int], dashboard_port: Optional[int],
-        dashboard_host: str) -> None:
+def run(c: Context, threads: Optional[int], log_level: Optional[str],
+        metrics_port: Optional[int], metrics_host: Optional[str],
+        dashboard_port: Optional[int], dashboard_host: str) -> None:
     """Run a worker until SIGTERM / Ctrl-C (graceful stop)."""
     from mi_worker.runner import SchemaNotReady
     from mi_worker.runner import run as run_worker
     if threads:
         c.settings.worker.threads = threads
+    if metrics_port is not None:
+        c.settings.metrics.port = metrics_port
+    if metrics_host:
+        c.settings.metrics.host = metrics_host
     c.check_gateway()
-    c.setup_logging()
+    c.setup_logging(log_level)
     board = None
     if dashboard_port is not None:
         board = _start_dashboard(c, dashboard_host, dashboard_port)
@@ -167,6 +180,28 @@ def db_upgrade(c: Context) -> None:
         database.close()
     click.echo(f"{database.name}: applied {applied or 'nothing (up to date)'}; "
                f"{len(catalog.all_interfaces())} interface names synced")
+
+
+@db.command("retention")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def db_retention(c: Context, as_json: bool) -> None:
+    """Run the retention job once now (jobs.retention_days; the workers run it hourly)."""
+    from mi_worker.retention import run_retention
+    c.setup_logging()
+    database = c.db()
+    try:
+        with database.cluster_lock("retention") as granted:
+            if not granted:
+                raise click.ClickException("a worker is running retention right now; "
+                                           "try again later")
+            result = run_retention(database, c.settings)
+    finally:
+        database.close()
+    _emit(result, as_json, lambda r: (
+        f"{r['moved']} row(s) older than {r['retention_days']} days "
+        f"{'archived' if r['mode'] == 'archive' else 'deleted'} in {r['batches']} batch(es), "
+        f"{r['seconds']}s" + ("" if r["done"] else "; more left (run again)")))
 
 
 # -- call --------------------------------------------------------------------------------
@@ -342,7 +377,7 @@ def metrics(c: Context, textfile: Optional[str]) -> None:
     c.setup_logging("ERROR")
     database = c.db()
     try:
-        text = m.render(database)
+        text = m.render(database, c.settings.jobs.heartbeat_stale_seconds)
     finally:
         database.close()
     if textfile:

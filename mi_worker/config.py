@@ -105,6 +105,21 @@ class JobSettings:
     reconcile_groups: List[str] = doc('insutype:clr_type groups always reconciled, even with no '
                                       'local settlement that day (so a settlement only the centre '
                                       'has is found), e.g. ["310:11", "390:11"]', [])
+    reconcile_catch_up_days: int = doc("A worker starting after a missed daily 3201 runs it for "
+                                       "each of this many past China days still without a "
+                                       "reconciliation; a day left without one raises "
+                                       "RECONCILIATION_MISSING (0 = off)", 3)
+    retention_days: int = doc("Terminal rows older than this many days leave the live table "
+                              "(moved to medical_insurance_requests_archive, or deleted); "
+                              "open, UNCERTAIN, NEEDS_MANUAL, to-be-reversed and unbalanced-"
+                              "对账 rows always stay; 0 = keep everything", 400)
+    retention_archive: bool = doc("Move old rows into medical_insurance_requests_archive "
+                                  "(true) or delete them (false)", True)
+    retention_batch_rows: int = doc("Rows moved per statement (small batches keep locks short "
+                                    "while workers claim)", 500)
+    retention_max_rows: int = doc("Most rows one retention run moves (the rest wait for the "
+                                  "next run)", 200000)
+    retention_seconds: float = doc("Interval of the retention job", 3600.0)
 
 
 @dataclass
@@ -117,12 +132,27 @@ class AlertSettings:
     dedup_minutes: int = doc("An open alert of one type is not raised again within this", 30)
     webhook_url: str = doc("企业微信 or 钉钉 robot URL; empty = no webhook", "", secret=True)
     webhook_kind: str = doc("wecom or dingtalk", "wecom")
+    webhook_secret: str = doc("钉钉 robot 加签 secret (SEC…): each post carries timestamp and "
+                              "HMAC-SHA256 sign; empty = no signature", "", secret=True)
+    webhook_keyword: str = doc("钉钉 robot 自定义关键词: put at the start of every message so a "
+                               "keyword robot accepts it; empty = none", "")
+    webhook_attempts: int = doc("Tries per notification (exponential back-off between them); "
+                                "failures are counted in mi_webhook_notifications", 4)
 
 
 @dataclass
 class LoggingSettings:
     level: str = doc("DEBUG, INFO, WARNING or ERROR", "INFO")
-    file: str = doc("Log file path (rotated daily, 14 kept); empty = stderr only", "")
+    file: str = doc("Log file path (rotated at midnight, 14 kept; safe with other readers "
+                    "and writers on Windows); empty = stderr only", "")
+    format: str = doc("text, or json (one JSON object per line, for ELK / Loki)", "text")
+
+
+@dataclass
+class MetricsSettings:
+    port: int = doc("`mi-worker run` serves Prometheus /metrics on this port (0 = off; "
+                    "`--metrics-port` overrides)", 0)
+    host: str = doc("Address the metrics endpoint binds", "127.0.0.1")
 
 
 @dataclass
@@ -141,6 +171,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     display: DisplaySettings = field(default_factory=DisplaySettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source: str = field(default="defaults", metadata={"internal": True})
     # "section.key" of every value given by the file or the environment (not defaulted): some
     # keys have a default only for the embedded first run (gateway.kind, database.url).
@@ -355,6 +386,16 @@ def validate(s: Settings) -> None:
          "must be DEBUG, INFO, WARNING or ERROR"),
         ("alerts.webhook_kind", s.alerts.webhook_kind in ("wecom", "dingtalk"),
          "must be wecom or dingtalk"),
+        ("alerts.webhook_attempts", s.alerts.webhook_attempts >= 1, "must be at least 1"),
+        ("logging.format", s.logging.format in ("text", "json"), "must be text or json"),
+        ("metrics.port", 0 <= s.metrics.port <= 65535, "must be 0..65535"),
+        ("jobs.retention_days", s.jobs.retention_days == 0 or s.jobs.retention_days >= 30,
+         "must be 0 (keep everything) or at least 30"),
+        ("jobs.retention_batch_rows", 1 <= s.jobs.retention_batch_rows <= 10000,
+         "must be 1..10000"),
+        ("jobs.retention_seconds", s.jobs.retention_seconds > 0, "must be positive"),
+        ("jobs.reconcile_catch_up_days", 0 <= s.jobs.reconcile_catch_up_days <= 31,
+         "must be 0..31"),
     ]
     for code, limit in s.worker.limits.items():
         checks.append((f"worker.limits.{code}", limit >= 1, "must be at least 1"))

@@ -10,6 +10,7 @@ APScheduler doing the timing).
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import time
@@ -18,13 +19,14 @@ from typing import Any, Callable, Dict, List, Optional
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from mi_worker import alerts, reconcile
+from mi_worker import alerts, reconcile, stats
 from mi_worker.config import Settings
 from mi_worker.db import Database
 from mi_worker.gateway.base import Gateway
 from mi_worker.gateway.client import NHSAClient
 from mi_worker.gateway.envelope import CHINA_TZ
 from mi_worker.notify import WebhookNotifier
+from mi_worker.retention import run_retention
 from mi_worker.reversal import run_reversals
 from mi_worker.states import Status, recover_abandoned
 from mi_worker.worker import Worker
@@ -86,6 +88,7 @@ class JobSpec:
     trigger_args: Dict[str, Any]
     fn: Callable[[], Any]
     cluster_once: bool = False
+    lock: str = ""  # the cluster lock's name when it is not the job's id
 
 
 class Scheduler:
@@ -101,7 +104,9 @@ class Scheduler:
         if settings.alerts.webhook_url:
             self.notifier = WebhookNotifier(
                 settings.alerts.webhook_url, settings.alerts.webhook_kind,
-                source=worker.worker_id,
+                source=worker.worker_id, secret=settings.alerts.webhook_secret,
+                keyword=settings.alerts.webhook_keyword,
+                attempts=settings.alerts.webhook_attempts, stats=stats.stats_of(worker),
                 on_delivered=lambda alert_id: db.run("mark_alert_notified", alert_id=alert_id))
         self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC",
                                              job_defaults={"coalesce": True,
@@ -124,6 +129,10 @@ class Scheduler:
             JobSpec("alerts", "interval", every(js.alerts_seconds),
                     lambda: alerts.scan(self.db, s, self.notifier), cluster_once=True),
         ]
+        table.append(JobSpec("retention", "interval", every(js.retention_seconds),
+                             lambda: run_retention(self.db, s,
+                                                   stopping=lambda: self.worker.stopping),
+                             cluster_once=True))
         if js.reconcile_time:
             hour, minute = (int(x) for x in js.reconcile_time.split(":"))
             table.append(JobSpec(
@@ -132,6 +141,21 @@ class Scheduler:
                                             reconcile.setl_optins(s),
                                             extra_groups=js.reconcile_groups),
                 cluster_once=True))
+
+            def catch_up() -> None:
+                # A missed day (no worker at reconcile_time, centre away) is run when a worker
+                # returns and an hour after each scheduled run; still missing raises an alert.
+                reconcile.catch_up(self.db, reconcile.setl_optins(s), js.reconcile_time,
+                                   js.reconcile_catch_up_days,
+                                   extra_groups=js.reconcile_groups, notifier=self.notifier)
+            soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
+            # the same lock name as the daily run: never two 3201 rounds at once
+            table.append(JobSpec("reconcile_catch_up", "date", {"run_date": soon},
+                                 catch_up, cluster_once=True, lock="reconcile"))
+            table.append(JobSpec("reconcile_check", "cron",
+                                 {"hour": (hour + 1) % 24, "minute": minute,
+                                  "timezone": CHINA_TZ}, catch_up, cluster_once=True,
+                                 lock="reconcile"))
         if isinstance(self.gateway, NHSAClient) and s.gateway.sign_in:
             sign_in = self.gateway.sign_in  # only the NHSA client signs in
             # 9001 at start and just after midnight China time (the client also re-signs
@@ -147,7 +171,7 @@ class Scheduler:
         # The first beat at once: the HIS procedure's -1002 check must pass from the start.
         guarded("heartbeat")(self.heartbeat)()
         for spec in self.jobs():
-            fn = self.once(spec.id, spec.fn) if spec.cluster_once else spec.fn
+            fn = self.once(spec.lock or spec.id, spec.fn) if spec.cluster_once else spec.fn
             self.scheduler.add_job(guarded(spec.id)(fn), spec.trigger, id=spec.id,
                                    **spec.trigger_args)
         self.scheduler.start()
@@ -164,6 +188,7 @@ class Scheduler:
 
     def heartbeat(self, status: str = "RUNNING") -> None:
         self.db.run("heartbeat", **self.worker.heartbeat_row(status))
+        self.db.run("heartbeat_counters", **stats.heartbeat_counter_params(self.worker))
         if status == "RUNNING":
             self.worker.extend_leases()
 

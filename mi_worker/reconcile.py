@@ -128,3 +128,81 @@ def setl_optins(settings: Any) -> str:
 
 def yesterday_china() -> dt.date:
     return (dt.datetime.now(CHINA) - dt.timedelta(days=1)).date()
+
+
+def _day(value: Any) -> dt.date:
+    """A stmt_date as the driver returns it (date, datetime or 'YYYY-MM-DD' text)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def due_days(now_china: dt.datetime, reconcile_time: str, days: int) -> List[dt.date]:
+    """The past China days whose daily 3201 should have run by ``now_china``, oldest first.
+
+    Yesterday counts only once today's reconcile_time has passed (the job reconciles the
+    previous day at that time); ``days`` bounds how far back a returning worker looks.
+    """
+    hour, minute = (int(x) for x in reconcile_time.split(":"))
+    today = now_china.date()
+    latest = today - dt.timedelta(days=1)
+    if (now_china.hour, now_china.minute) < (hour, minute):
+        latest -= dt.timedelta(days=1)
+    return [latest - dt.timedelta(days=i) for i in range(days - 1, -1, -1)]
+
+
+def catch_up(db: Database, setl_optins: str, reconcile_time: str, days: int, *,
+             extra_groups: List[str] = (), now_china: Optional[dt.datetime] = None,
+             timeout: int = 60, notifier: Any = None) -> Dict[str, Any]:
+    """Run the 3201 of every due day that has no answered one stored (worker down at the
+    scheduled time, or the centre unreachable then), and raise RECONCILIATION_MISSING for a
+    due day still without one.
+
+    A day with no local settlement and no ``extra_groups`` has nothing to reconcile and is
+    not missing. Call under the "reconcile" cluster lock (jobs.py), with workers running:
+    the 3201 rows go through the ordinary queue.
+    """
+    out: Dict[str, Any] = {"caught_up": [], "missing": [], "nothing_to_do": []}
+    if not reconcile_time or days <= 0:
+        return out
+    now_china = now_china or dt.datetime.now(CHINA)
+    wanted = due_days(now_china, reconcile_time, days)
+    done = {_day(r["stmt_date"]) for r in db.run("reconciliation_days",
+                                                 since_date=wanted[0].isoformat())}
+    problems = []
+    for day in wanted:
+        if day in done:
+            continue
+        try:
+            results = reconcile(db, day, setl_optins, extra_groups=extra_groups,
+                                timeout=timeout)
+        except Exception as exc:  # the day stays missing; say why in the alert
+            log.error("reconciliation catch-up of %s failed: %s", day, exc)
+            problems.append(f"{day.isoformat()} ({exc})")
+            out["missing"].append(day.isoformat())
+            continue
+        failed = [r for r in results if r["stmt_rslt"] == "ERROR"]
+        if failed:
+            problems.append(f"{day.isoformat()} ({failed[0]['stmt_rslt_dscr'][:200]})")
+            out["missing"].append(day.isoformat())
+        elif results:
+            log.warning("reconciliation of %s had not run (no worker at the scheduled time, "
+                        "or the centre did not answer): caught up, %d group(s)", day,
+                        len(results))
+            out["caught_up"].append(day.isoformat())
+        else:
+            out["nothing_to_do"].append(day.isoformat())
+    if problems:
+        message = "对账未完成: no 3201 reconciliation answered for " + ", ".join(problems)
+        new_id = raise_alert(db, "RECONCILIATION_MISSING", "CRITICAL", message,
+                             detail=json.dumps(out, ensure_ascii=False))
+        if new_id is not None and notifier is not None:
+            notifier.send(new_id, "RECONCILIATION_MISSING", "CRITICAL", message)
+    else:
+        current = db.run_one("open_alert", alert_type="RECONCILIATION_MISSING")
+        if current:
+            db.run("resolve_alert", alert_id=current["alert_id"])
+            log.info("alert RECONCILIATION_MISSING resolved: every due day is reconciled")
+    return out

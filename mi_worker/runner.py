@@ -188,6 +188,15 @@ def run(settings: Settings) -> int:
     worker = Worker(settings, db, gateway)
     scheduler = Scheduler(worker, db, settings, gateway)
     install_signals(worker.stop)
+    metrics_server = None
+    if settings.metrics.port:
+        from mi_worker.metrics import serve
+        try:
+            metrics_server = serve(db, settings.metrics.port, settings.metrics.host,
+                                   settings.jobs.heartbeat_stale_seconds)
+        except OSError as exc:  # metrics are not worth refusing to settle calls
+            log.error("metrics endpoint not started: cannot listen on %s:%d (%s)",
+                      settings.metrics.host, settings.metrics.port, exc)
     log.info("mi-worker %s starting as %s (python %s), gateway.kind = %s", __version__,
              worker.worker_id, sys.version.split()[0], settings.gateway.kind)
     try:
@@ -195,6 +204,8 @@ def run(settings: Settings) -> int:
         worker.run()
     finally:
         scheduler.shutdown()
+        if metrics_server is not None:
+            metrics_server.shutdown()
         try:
             gateway.close()
         except Exception as exc:

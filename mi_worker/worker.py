@@ -18,7 +18,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
-from mi_worker import __version__
+from mi_worker import __version__, observe
 from mi_worker.config import Settings
 from mi_worker.db import ConnectionLost, Database, DatabaseError
 from mi_worker.gateway.base import CallContext, Gateway, GatewayResult
@@ -215,6 +215,8 @@ class Worker:
                                        msgid=req.msgid)
                 self._log_error(req, exc)
             self._stage(req, Stage.WRITING)
+            if result.outcome not in (Outcome.RELEASE, Outcome.LEASE_LOST):
+                observe.finished(self, req, result)  # metrics counters + the per-call INFO line
             late = flag_late_completion(req.interface_code,
                                         self.settings.jobs.reverse_late_completions)
             self.queue.finish(req, result, lambda ok: self._written(req, ok),

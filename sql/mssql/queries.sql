@@ -1637,3 +1637,130 @@ SELECT
     ) AS executable,
     3 AS table_rights,
     @his_role AS role_name;
+
+-- == day-two operations: metrics counters, retention ==
+-- (retention: a row is moved only when it is terminal (COMPLETED, ERROR, TIMEOUT, REVERSED),
+-- not flagged for reversal, older than jobs.retention_days, has no open child (a reversal in
+-- progress) and is not evidence of a reconciliation day still unbalanced. UNCERTAIN and
+-- NEEDS_MANUAL rows stay, resolved or not.)
+-- name: heartbeat_counters
+-- This worker's monotonic totals by outcome (metrics read them here, never from the history).
+SET NOCOUNT ON;
+UPDATE dbo.sdk_heartbeat
+SET
+    completed_total = :completed_total,
+    error_total = :error_total,
+    uncertain_total = :uncertain_total,
+    requeued_total = :requeued_total,
+    counters_json = :counters_json
+WHERE service_name = :service_name AND worker_id = :worker_id;
+
+-- name: metrics_workers
+-- Every worker's heartbeat row with its counters: the scrape reads one row per process.
+SET NOCOUNT ON;
+SELECT
+    service_name, worker_id, host, status, in_flight, processed_total, completed_total,
+    error_total, uncertain_total, requeued_total, counters_json,
+    CAST(DATEDIFF(MILLISECOND, last_heartbeat, SYSUTCDATETIME()) AS FLOAT) / 1000.0
+        AS age_seconds
+FROM dbo.sdk_heartbeat
+ORDER BY service_name, worker_id;
+
+-- name: retention_batch
+-- The next batch of rows past the retention window, oldest first (ix_mir_request_time keeps
+-- this a range read of old rows, however long the history): its request_id bounds.
+SET NOCOUNT ON;
+DECLARE @retention_days INT = :retention_days;
+DECLARE @batch_rows INT = :batch_rows;
+SELECT MIN(t.request_id) AS lo, MAX(t.request_id) AS hi, COUNT(*) AS n
+FROM (SELECT TOP (@batch_rows) r.request_id FROM dbo.medical_insurance_requests AS r
+      WHERE r.status IN (N'COMPLETED', N'ERROR', N'TIMEOUT', N'REVERSED')
+  AND r.needs_reversal = 0
+  AND r.request_time < DATEADD(day, -@retention_days, SYSUTCDATETIME())
+  AND (r.response_time IS NULL OR r.response_time < DATEADD(day, -@retention_days, SYSUTCDATETIME()))
+  AND NOT EXISTS (SELECT 1 FROM dbo.medical_insurance_requests c
+                  WHERE c.parent_request_id = r.request_id AND c.status IN (N'PENDING', N'PROCESSING', N'UNCERTAIN', N'NEEDS_MANUAL'))
+  AND NOT EXISTS (
+      SELECT 1 FROM dbo.medical_insurance_reconciliation m
+      WHERE (m.stmt_rslt IS NULL OR m.stmt_rslt <> '0')
+        AND NOT EXISTS (SELECT 1 FROM dbo.medical_insurance_reconciliation ok
+                        WHERE ok.stmt_date = m.stmt_date AND ok.insutype = m.insutype
+                          AND ok.clr_type = m.clr_type AND ok.stmt_rslt = '0'
+                          AND ok.recon_id > m.recon_id)
+        AND (m.request_id = r.request_id
+             OR (r.interface_code IN ('2102', '2207', '2207A', '2304', '2103', '2208', '2305')
+                 AND r.response_time >= DATEADD(hour, -8, CAST(m.stmt_date AS DATETIME2(3)))
+                 AND r.response_time < DATEADD(hour, 16, CAST(m.stmt_date AS DATETIME2(3))))))
+      ORDER BY r.request_time, r.request_id) AS t;
+
+-- name: retention_archive
+-- Copy a batch into the archive (rows already there are skipped, so a batch interrupted
+-- between copy and delete is simply finished by the next run).
+SET NOCOUNT ON;
+DECLARE @retention_days INT = :retention_days;
+DECLARE @lo BIGINT = :lo;
+DECLARE @hi BIGINT = :hi;
+INSERT INTO dbo.medical_insurance_requests_archive (request_id, interface_code, input_data, status, priority, timeout_seconds, max_retry_count, attempts, psn_no, insuplc_admdvs, idempotency_key, his_fee_id, msgid, worker_id, claim_token, limit_slot, request_time, deadline_at, next_attempt_at, claimed_at, lease_expires_at, response_time, infcode, response_data, error_code, error_message, attempt_log, needs_reversal, parent_request_id, resolved_at, resolved_by, resolution_note, archived_at)
+SELECT r.request_id, r.interface_code, r.input_data, r.status, r.priority, r.timeout_seconds, r.max_retry_count, r.attempts, r.psn_no, r.insuplc_admdvs, r.idempotency_key, r.his_fee_id, r.msgid, r.worker_id, r.claim_token, r.limit_slot, r.request_time, r.deadline_at, r.next_attempt_at, r.claimed_at, r.lease_expires_at, r.response_time, r.infcode, r.response_data, r.error_code, r.error_message, r.attempt_log, r.needs_reversal, r.parent_request_id, r.resolved_at, r.resolved_by, r.resolution_note, SYSUTCDATETIME()
+FROM dbo.medical_insurance_requests AS r
+WHERE r.request_id BETWEEN @lo AND @hi
+  AND r.status IN (N'COMPLETED', N'ERROR', N'TIMEOUT', N'REVERSED')
+  AND r.needs_reversal = 0
+  AND r.request_time < DATEADD(day, -@retention_days, SYSUTCDATETIME())
+  AND (r.response_time IS NULL OR r.response_time < DATEADD(day, -@retention_days, SYSUTCDATETIME()))
+  AND NOT EXISTS (SELECT 1 FROM dbo.medical_insurance_requests c
+                  WHERE c.parent_request_id = r.request_id AND c.status IN (N'PENDING', N'PROCESSING', N'UNCERTAIN', N'NEEDS_MANUAL'))
+  AND NOT EXISTS (
+      SELECT 1 FROM dbo.medical_insurance_reconciliation m
+      WHERE (m.stmt_rslt IS NULL OR m.stmt_rslt <> '0')
+        AND NOT EXISTS (SELECT 1 FROM dbo.medical_insurance_reconciliation ok
+                        WHERE ok.stmt_date = m.stmt_date AND ok.insutype = m.insutype
+                          AND ok.clr_type = m.clr_type AND ok.stmt_rslt = '0'
+                          AND ok.recon_id > m.recon_id)
+        AND (m.request_id = r.request_id
+             OR (r.interface_code IN ('2102', '2207', '2207A', '2304', '2103', '2208', '2305')
+                 AND r.response_time >= DATEADD(hour, -8, CAST(m.stmt_date AS DATETIME2(3)))
+                 AND r.response_time < DATEADD(hour, 16, CAST(m.stmt_date AS DATETIME2(3))))))
+  AND NOT EXISTS (SELECT 1 FROM dbo.medical_insurance_requests_archive AS a
+                  WHERE a.request_id = r.request_id);
+
+-- name: retention_delete
+-- Remove a batch from the live table: with :archived = 1 only rows whose archive copy exists.
+SET NOCOUNT ON;
+DECLARE @retention_days INT = :retention_days;
+DECLARE @lo BIGINT = :lo;
+DECLARE @hi BIGINT = :hi;
+DECLARE @archived INT = :archived;
+DELETE FROM dbo.medical_insurance_requests
+OUTPUT deleted.request_id
+WHERE request_id IN (
+    SELECT r.request_id FROM dbo.medical_insurance_requests AS r
+    WHERE r.request_id BETWEEN @lo AND @hi
+  AND r.status IN (N'COMPLETED', N'ERROR', N'TIMEOUT', N'REVERSED')
+  AND r.needs_reversal = 0
+  AND r.request_time < DATEADD(day, -@retention_days, SYSUTCDATETIME())
+  AND (r.response_time IS NULL OR r.response_time < DATEADD(day, -@retention_days, SYSUTCDATETIME()))
+  AND NOT EXISTS (SELECT 1 FROM dbo.medical_insurance_requests c
+                  WHERE c.parent_request_id = r.request_id AND c.status IN (N'PENDING', N'PROCESSING', N'UNCERTAIN', N'NEEDS_MANUAL'))
+  AND NOT EXISTS (
+      SELECT 1 FROM dbo.medical_insurance_reconciliation m
+      WHERE (m.stmt_rslt IS NULL OR m.stmt_rslt <> '0')
+        AND NOT EXISTS (SELECT 1 FROM dbo.medical_insurance_reconciliation ok
+                        WHERE ok.stmt_date = m.stmt_date AND ok.insutype = m.insutype
+                          AND ok.clr_type = m.clr_type AND ok.stmt_rslt = '0'
+                          AND ok.recon_id > m.recon_id)
+        AND (m.request_id = r.request_id
+             OR (r.interface_code IN ('2102', '2207', '2207A', '2304', '2103', '2208', '2305')
+                 AND r.response_time >= DATEADD(hour, -8, CAST(m.stmt_date AS DATETIME2(3)))
+                 AND r.response_time < DATEADD(hour, 16, CAST(m.stmt_date AS DATETIME2(3))))))
+  AND (@archived = 0 OR EXISTS (SELECT 1 FROM dbo.medical_insurance_requests_archive AS a
+                                WHERE a.request_id = r.request_id)));
+
+-- name: reconciliation_days
+-- China days from :since_date on with at least one 3201 the centre answered ('ERROR' rows are
+-- calls that failed): the catch-up of a missed daily reconciliation runs the other days.
+SET NOCOUNT ON;
+DECLARE @since_date DATE = :since_date;
+SELECT DISTINCT stmt_date FROM dbo.medical_insurance_reconciliation
+WHERE stmt_date >= @since_date AND stmt_rslt <> N'ERROR'
+ORDER BY stmt_date;

@@ -128,6 +128,9 @@ IF DATABASE_PRINCIPAL_ID(N'mi_monitor_role') IS NULL
 -- The worker.
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_requests TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.v_medical_insurance_result TO mi_worker_role;
+-- Retention (jobs.retention_days): old terminal rows move to the archive and leave the table.
+GRANT DELETE ON OBJECT::dbo.medical_insurance_requests TO mi_worker_role;
+GRANT SELECT, INSERT ON OBJECT::dbo.medical_insurance_requests_archive TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.sdk_heartbeat TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE, DELETE ON OBJECT::dbo.medical_insurance_limits TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_alerts TO mi_worker_role;
