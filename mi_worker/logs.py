@@ -18,6 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from concurrent_log_handler import ConcurrentTimedRotatingFileHandler
+
+try:
+    from pythonjsonlogger.json import JsonFormatter
+except ImportError:  # python-json-logger < 3.1
+    from pythonjsonlogger.jsonlogger import JsonFormatter
+
 from mi_worker.display import DEFAULT_TIMEZONE, ZoneFormatter, zone
 from mi_worker.masking import MaskingFilter, mask_value
 
@@ -28,11 +35,6 @@ finished_log = logging.getLogger("mi_worker.calls")
 
 def _json_formatter(tz: Any) -> logging.Formatter:
     """python-json-logger: one JSON object per line, with the record's ``extra`` fields."""
-    try:
-        from pythonjsonlogger.json import JsonFormatter
-    except ImportError:  # python-json-logger < 3.1
-        from pythonjsonlogger.jsonlogger import JsonFormatter
-
     class ZoneJson(JsonFormatter):  # the display zone with its offset, as in text lines
         formatTime = ZoneFormatter.formatTime
 
@@ -46,7 +48,6 @@ def _json_formatter(tz: Any) -> logging.Formatter:
 
 def file_handler(file: str, backup_count: int = 14) -> logging.Handler:
     """The rotating log file handler (daily at midnight, ``backup_count`` files kept)."""
-    from concurrent_log_handler import ConcurrentTimedRotatingFileHandler
     Path(file).parent.mkdir(parents=True, exist_ok=True)
     return ConcurrentTimedRotatingFileHandler(file, when="midnight", backupCount=backup_count,
                                               encoding="utf-8")

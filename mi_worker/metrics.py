@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -158,7 +158,6 @@ def serve(db: Database, port: int, host: str = "127.0.0.1",
     Bound to 127.0.0.1 unless told otherwise: the numbers name interfaces and hosts, and the
     hospital network decides who may read them. Returns the server (``shutdown()`` stops it).
     """
-    from prometheus_client import start_http_server
     server, _thread = start_http_server(port, addr=host, registry=registry(db, stale_seconds))
     log.info("metrics on http://%s:%d/metrics", host, server.server_port)
     return server

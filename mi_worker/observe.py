@@ -4,17 +4,20 @@ Kept out of worker.py so the worker's completion path calls one function in one 
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from mi_worker import stats
 from mi_worker.logs import log_finished
+from mi_worker.states import Outcome
 
 
 def outcome_of(result: Any) -> str:
     """COMPLETED, UNCERTAIN, RETRY (sent back to the queue) or ERROR."""
-    name = getattr(getattr(result, "outcome", None), "name", str(getattr(result, "outcome", "")))
-    return name if name in ("COMPLETED", "UNCERTAIN", "RETRY") else "ERROR"
+    outcome = getattr(result, "outcome", None)
+    kept = (Outcome.COMPLETED, Outcome.UNCERTAIN, Outcome.RETRY)
+    return (outcome if outcome in kept else Outcome.ERROR).value
 
 
 def finished(worker: Any, req: Any, result: Any) -> None:
@@ -29,5 +32,4 @@ def finished(worker: Any, req: Any, result: Any) -> None:
                      latency_ms=round(seconds * 1000), worker_id=worker.worker_id,
                      psn_no=req.psn_no, infcode=result.infcode, error_code=result.error_code)
     except Exception:  # pragma: no cover - defensive
-        import logging
         logging.getLogger("mi_worker.observe").debug("could not record a call", exc_info=True)

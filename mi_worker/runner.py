@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, List, Optional
 
-from mi_worker import __version__, sandbox
+from mi_worker import __version__, metrics, sandbox
 from mi_worker.config import DEFAULT_SQLITE_URL, ConfigError, Settings
 from mi_worker.db import ConnectionLost, ConnectRefused, Database, connect
 from mi_worker.db.migrate import migrations, upgrade
@@ -190,9 +190,8 @@ def run(settings: Settings) -> int:
     install_signals(worker.stop)
     metrics_server = None
     if settings.metrics.port:
-        from mi_worker.metrics import serve
         try:
-            metrics_server = serve(db, settings.metrics.port, settings.metrics.host,
+            metrics_server = metrics.serve(db, settings.metrics.port, settings.metrics.host,
                                    settings.jobs.heartbeat_stale_seconds)
         except OSError as exc:  # metrics are not worth refusing to settle calls
             log.error("metrics endpoint not started: cannot listen on %s:%d (%s)",

@@ -13,11 +13,14 @@ import json
 import threading
 from typing import Any, Dict, List, Tuple
 
+from mi_worker.states import Outcome
+
 # Latency buckets in seconds (claim to result, as the worker measures it).
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-OUTCOMES = ("COMPLETED", "ERROR", "UNCERTAIN", "RETRY")
-COLUMNS = {"COMPLETED": "completed_total", "ERROR": "error_total",
-           "UNCERTAIN": "uncertain_total", "RETRY": "requeued_total"}
+OUTCOMES = tuple(o.value for o in (Outcome.COMPLETED, Outcome.ERROR, Outcome.UNCERTAIN,
+                                   Outcome.RETRY))
+COLUMNS = dict(zip(OUTCOMES, ("completed_total", "error_total", "uncertain_total",
+                              "requeued_total")))
 
 
 class CallStats:

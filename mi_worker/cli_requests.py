@@ -1,0 +1,121 @@
+"""`mi-worker requests list | show | resolve` and `mi-worker reconcile`: rows a person looks at."""
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import sys
+from typing import Optional
+
+import click
+
+from mi_worker import monitor
+from mi_worker import reconcile as rec
+from mi_worker.cli_context import QUIET, Context, audit_unmask, emit, pass_ctx
+
+
+@click.group()
+def requests() -> None:
+    """Inspect and resolve request rows."""
+
+
+@requests.command("list")
+@click.option("--status", "status_", default=None, help="e.g. NEEDS_MANUAL, UNCERTAIN.")
+@click.option("--interface", "interface_code", default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def requests_list(c: Context, status_: Optional[str], interface_code: Optional[str], limit: int,
+                  as_json: bool) -> None:
+    """Newest requests first."""
+    c.setup_logging(QUIET)
+    database = c.db()
+    try:
+        data = monitor.rows(database.run("list_requests", status=status_ and status_.upper(),
+                                         interface_code=interface_code, limit_rows=limit))
+    finally:
+        database.close()
+    # personal data stays masked on a shared terminal (_emit masks every value)
+    emit(data, as_json, lambda d: monitor.table(d, ["request_id", "interface_code", "status",
+                                                     "psn_no", "attempts", "request_time",
+                                                     "error_message"]), c.tz)
+
+
+@requests.command("show")
+@click.argument("request_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--unmask", is_flag=True, help="Show personal data in full (the HIS row keeps it "
+              "anyway); logged with your OS user.")
+@pass_ctx
+def requests_show(c: Context, request_id: int, as_json: bool, unmask: bool) -> None:
+    """One request with its reversal rows (personal data masked unless --unmask)."""
+    c.setup_logging(QUIET)
+    if unmask:
+        audit_unmask(request_id)
+    database = c.db()
+    try:
+        row = database.run_one("get_request", request_id=request_id)
+        children = database.run("find_children", parent_request_id=request_id)
+    finally:
+        database.close()
+    if not row:
+        raise click.ClickException(f"request {request_id} not found")
+    data = {**monitor.rows([row])[0], "reversals": monitor.rows(children)}
+
+    def render(d) -> str:
+        lines = [f"{k:20} {v}" for k, v in d.items() if k != "reversals"]
+        lines.append("reversals:")
+        lines.append(monitor.table(d["reversals"], ["request_id", "interface_code", "status",
+                                                    "error_message"]))
+        return "\n".join(lines)
+    emit(data, as_json, render, c.tz, unmask=unmask)
+
+
+@requests.command("resolve")
+@click.argument("request_id", type=int)
+@click.option("--note", required=True, help="What was checked and done (kept on the row).")
+@click.option("--by", "resolved_by", default=None, help="Operator name (default: OS user).")
+@pass_ctx
+def requests_resolve(c: Context, request_id: int, note: str, resolved_by: Optional[str]) -> None:
+    """Record the manual settlement of a NEEDS_MANUAL (or UNCERTAIN) row."""
+    c.setup_logging(QUIET)
+    database = c.db()
+    try:
+        done = database.run("resolve_request", request_id=request_id, note=note,
+                            resolved_by=resolved_by or getpass.getuser())
+    finally:
+        database.close()
+    if not done:
+        raise click.ClickException(f"request {request_id} is not an unresolved NEEDS_MANUAL or "
+                                   "UNCERTAIN row")
+    click.echo(f"request {request_id} resolved")
+
+
+@click.command()
+@click.option("--date", "day", default=None, help="China calendar day YYYY-MM-DD "
+                                                  "(default: yesterday).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def reconcile(c: Context, day: Optional[str], as_json: bool) -> None:
+    """对账: send the day's settlement totals to the centre (3201); a worker must be running."""
+
+    c.setup_logging("WARNING")
+    s = c.settings
+    try:
+        when = dt.date.fromisoformat(day) if day else rec.yesterday_china()
+    except ValueError:
+        raise click.BadParameter(f"{day!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-24",
+                                 param_hint="--date") from None
+    optins = rec.setl_optins(s)
+    database = c.db()
+    try:
+        results = rec.reconcile(database, when, optins, extra_groups=s.jobs.reconcile_groups)
+    finally:
+        database.close()
+    emit(results, as_json, lambda d: monitor.table(d, ["stmt_date", "insutype", "clr_type",
+                                                        "setl_cnt", "medfee_sumamt",
+                                                        "stmt_rslt", "stmt_rslt_dscr"]))
+    if any(r["stmt_rslt"] != "0" for r in results):
+        sys.exit(1)
+
+
+# -- config ------------------------------------------------------------------------------
