@@ -76,7 +76,8 @@ def insert(db, out: Seeded, i: int, code: str, status: str, latency_ms: Optional
 def beat(db, worker_id: str, seconds_ago: float) -> None:
     db.run("heartbeat", service_name="medical_insurance_sdk", worker_id=worker_id,
            host=f"host-{worker_id}", pid=4000 + len(worker_id), version="9.9.9",
-           status="RUNNING", in_flight=2, processed_total=17)
+           status="RUNNING", in_flight=2, processed_total=17, gateway_kind="nhsa",
+           gateway_tls_verified=1)
     conn = db.raw()
     conn.cursor().execute(f"UPDATE sdk_heartbeat SET last_heartbeat = {_sql_time(db, seconds_ago)}"
                           " WHERE worker_id = ?", (worker_id,))

@@ -164,7 +164,8 @@ def beat(db, worker_id: str = "w1", *, status: str = "RUNNING", seconds_ago: flo
          version: str = "t", service_name: str = "medical_insurance_sdk") -> None:
     db.run("heartbeat", service_name=service_name, worker_id=worker_id, host=host, pid=pid,
            version=version, status=status, in_flight=in_flight,
-           processed_total=processed_total)
+           processed_total=processed_total, gateway_kind="nhsa",
+           gateway_tls_verified=1)
     if seconds_ago:
         set_time(db, worker_id, table="sdk_heartbeat", last_heartbeat=-seconds_ago)
 

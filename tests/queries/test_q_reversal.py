@@ -85,7 +85,14 @@ def test_find_children_lists_the_reversal_rows_of_one_original(db):
 
 
 def test_settle_row_moves_only_from_the_status_the_job_saw(db):
-    for target in ("REVERSED", "NEEDS_MANUAL", "ERROR"):
+    # COMPLETED → REVERSED / NEEDS_MANUAL are arrows of states.TRANSITIONS; → ERROR is not
+    # (only a 2601 row without an answer is retired UNCERTAIN → ERROR): the guard refuses it.
+    rid = enqueue(db, "2207")
+    set_cols(db, rid, status="COMPLETED", needs_reversal=1)
+    db.run("settle_row", request_id=rid, status="ERROR", expected_status="COMPLETED",
+           error_code=-1007, error_message="not an arrow")
+    assert get(db, rid)["status"] == "COMPLETED"
+    for target in ("REVERSED", "NEEDS_MANUAL"):
         rid = enqueue(db, "2207")
         set_cols(db, rid, status="COMPLETED", needs_reversal=1)
         db.run("settle_row", request_id=rid, status=target, expected_status="UNCERTAIN",

@@ -64,11 +64,11 @@ def test_upsert_interface_inserts_and_updates_the_catalogue_row(db):
     [synced] = read("2207")  # the fixture mirrored the catalogue
     assert synced["interface_name"] == "门诊结算"
     db.run("upsert_interface", interface_code="Z001", interface_name="测试接口",
-           kind="query", reversible=0, cancel_code=None)
+           kind="query", reversible=0, cancel_code=None, his_refused=None)
     assert read("Z001") == [{"interface_name": "测试接口", "kind": "query", "reversible": 0,
                              "cancel_code": None}]
     db.run("upsert_interface", interface_code="Z001", interface_name="改名", kind="settle",
-           reversible=1, cancel_code="Z002")
+           reversible=1, cancel_code="Z002", his_refused="worker-managed")
     [row] = read("Z001")
     assert (row["interface_name"], row["kind"], int(row["reversible"]), row["cancel_code"]) \
         == ("改名", "settle", 1, "Z002")

@@ -21,7 +21,8 @@ def _input(psn: str) -> str:
 def _beat(db) -> None:
     """A live heartbeat of a worker that never claims (so -1002 passes, nothing is served)."""
     db.run("heartbeat", service_name="mi-worker", worker_id="idle-1", host="h", pid=1,
-           version="t", status="RUNNING", in_flight=0, processed_total=0)
+           version="t", status="RUNNING", in_flight=0, processed_total=0, gateway_kind="nhsa",
+           gateway_tls_verified=1)
 
 
 def _stored(db, request_id: int) -> dict:

@@ -198,7 +198,8 @@ def test_workers_silent_for_a_day_leave_the_exposition(db):
         s = stats.CallStats()
         s.record("1101", "COMPLETED", 0.1)
         db.run("heartbeat", service_name="medical_insurance_sdk", worker_id=wid, host="h",
-               pid=1, version="t", status="STOPPED", in_flight=0, processed_total=1)
+               pid=1, version="t", status="STOPPED", in_flight=0, processed_total=1, gateway_kind="nhsa",
+           gateway_tls_verified=1)
         db.run("heartbeat_counters", service_name="medical_insurance_sdk", worker_id=wid,
                counters_json=s.to_json(), **s.totals())
         if days:

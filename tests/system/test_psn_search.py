@@ -37,7 +37,8 @@ def test_the_python_search_follows_the_documented_order():
 @pytest.mark.parametrize("doc,want", INPUTS, ids=[w or "none" for _, w in INPUTS])
 def test_the_contract_stores_what_the_gateway_sends(db, doc, want):
     db.run("heartbeat", service_name="medical_insurance_sdk", worker_id="psn-test", host="t",
-           pid=1, version="t", status="RUNNING", in_flight=0, processed_total=0)
+           pid=1, version="t", status="RUNNING", in_flight=0, processed_total=0, gateway_kind="nhsa",
+           gateway_tls_verified=1)
     result = call(db, "1101", json.dumps(doc, ensure_ascii=False), timeout=1, poll_ms=50)
     assert result.request_id is not None, result
     row = db.run_one("get_request", request_id=result.request_id)
