@@ -250,6 +250,9 @@ def test_doctor_procedure_reports_presence_and_the_roles_rights(db):
         assert (row["present"], row["role_exists"], row["executable"],
                 row["table_rights"], row["role_name"]) == (None, None, None, None, "his_app")
         return
+    if db.name == "mssql":
+        pytest.skip("the role checks below are PostgreSQL's (roles, PUBLIC grants); SQL Server "
+                    "reads mi_his_caller_role of sql/mssql/security.sql")
     me = db.run_one("doctor_procedure", his_role="")  # empty: this login
     assert (int(me["present"]), int(me["role_exists"]), int(me["executable"]),
             int(me["table_rights"])) == (1, 1, 1, 3)
