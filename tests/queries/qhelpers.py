@@ -161,11 +161,13 @@ def requeue(db, req: Dict[str, Any], delay: float = 5.0, *, token: Optional[str]
 
 def beat(db, worker_id: str = "w1", *, status: str = "RUNNING", seconds_ago: float = 0,
          in_flight: int = 0, processed_total: int = 0, host: str = "h1", pid: int = 1,
-         version: str = "t", service_name: str = "medical_insurance_sdk") -> None:
+         version: str = "t", service_name: str = "medical_insurance_sdk",
+         gateway_kind: Optional[str] = "nhsa", gateway_tls_verified: Optional[int] = 1) -> None:
+    """A heartbeat (by default of a worker on the real centre with TLS checked)."""
     db.run("heartbeat", service_name=service_name, worker_id=worker_id, host=host, pid=pid,
            version=version, status=status, in_flight=in_flight,
-           processed_total=processed_total, gateway_kind="nhsa",
-           gateway_tls_verified=1)
+           processed_total=processed_total, gateway_kind=gateway_kind,
+           gateway_tls_verified=gateway_tls_verified)
     if seconds_ago:
         set_time(db, worker_id, table="sdk_heartbeat", last_heartbeat=-seconds_ago)
 

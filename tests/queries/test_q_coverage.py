@@ -4,7 +4,7 @@ Each tests/queries/test_q_*.py declares ``COVERS = {...}``: the statements whose
 contract it asserts. A statement added to sql/sqlite/queries.sql without a test here fails this
 check, and so does a COVERS entry that names no statement or that the module never runs.
 ``call_procedure`` exists only on PostgreSQL and SQL Server and is covered by
-tests/test_procedure_postgresql.py.
+tests/system/test_procedure_postgresql.py.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Dict, Set
 from mi_worker.db.queries import load
 
 HERE = Path(__file__).parent
-ELSEWHERE = {"call_procedure": "tests/test_procedure_postgresql.py"}
+ELSEWHERE = {"call_procedure": "tests/system/test_procedure_postgresql.py"}
 
 
 def _declared() -> Dict[str, Set[str]]:

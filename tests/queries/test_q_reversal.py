@@ -85,14 +85,7 @@ def test_find_children_lists_the_reversal_rows_of_one_original(db):
 
 
 def test_settle_row_moves_only_from_the_status_the_job_saw(db):
-    # COMPLETED → REVERSED / NEEDS_MANUAL are arrows of states.TRANSITIONS; → ERROR is not
-    # (only a 2601 row without an answer is retired UNCERTAIN → ERROR): the guard refuses it.
-    rid = enqueue(db, "2207")
-    set_cols(db, rid, status="COMPLETED", needs_reversal=1)
-    db.run("settle_row", request_id=rid, status="ERROR", expected_status="COMPLETED",
-           error_code=-1007, error_message="not an arrow")
-    assert get(db, rid)["status"] == "COMPLETED"
-    for target in ("REVERSED", "NEEDS_MANUAL"):
+    for target in ("REVERSED", "NEEDS_MANUAL"):  # COMPLETED -> ERROR is no arrow of "reverse"
         rid = enqueue(db, "2207")
         set_cols(db, rid, status="COMPLETED", needs_reversal=1)
         db.run("settle_row", request_id=rid, status=target, expected_status="UNCERTAIN",
@@ -107,3 +100,12 @@ def test_settle_row_moves_only_from_the_status_the_job_saw(db):
         db.run("settle_row", request_id=rid, status="UNCERTAIN", expected_status="COMPLETED",
                error_code=None, error_message=None)
         assert get(db, rid)["status"] == target  # a second, stale settle does not overwrite
+    # only the arrows states.TRANSITIONS allows: UNCERTAIN may end ERROR, COMPLETED may not
+    done, unsure = enqueue(db, "2207"), enqueue(db, "2601")
+    set_cols(db, done, status="COMPLETED", needs_reversal=1)
+    set_cols(db, unsure, status="UNCERTAIN")
+    for rid, expected in ((done, "COMPLETED"), (unsure, "UNCERTAIN")):
+        db.run("settle_row", request_id=rid, status="ERROR", expected_status=expected,
+               error_code=-1007, error_message="retired")
+    assert (get(db, done)["status"], int(get(db, done)["needs_reversal"])) == ("COMPLETED", 1)
+    assert get(db, unsure)["status"] == "ERROR"

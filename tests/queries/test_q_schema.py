@@ -58,7 +58,7 @@ def test_limits_are_upserted_listed_and_deleted(db):
 
 def test_upsert_interface_inserts_and_updates_the_catalogue_row(db):
     def read(code):
-        return raw(db, "SELECT interface_name, kind, reversible, cancel_code FROM "
+        return raw(db, "SELECT interface_name, kind, reversible, cancel_code, his_refused FROM "
                        "medical_insurance_interfaces WHERE interface_code = ?", [code])
 
     [synced] = read("2207")  # the fixture mirrored the catalogue
@@ -66,12 +66,12 @@ def test_upsert_interface_inserts_and_updates_the_catalogue_row(db):
     db.run("upsert_interface", interface_code="Z001", interface_name="测试接口",
            kind="query", reversible=0, cancel_code=None, his_refused=None)
     assert read("Z001") == [{"interface_name": "测试接口", "kind": "query", "reversible": 0,
-                             "cancel_code": None}]
+                             "cancel_code": None, "his_refused": None}]
     db.run("upsert_interface", interface_code="Z001", interface_name="改名", kind="settle",
-           reversible=1, cancel_code="Z002", his_refused="worker-managed")
+           reversible=1, cancel_code="Z002", his_refused="managed by the worker")
     [row] = read("Z001")
-    assert (row["interface_name"], row["kind"], int(row["reversible"]), row["cancel_code"]) \
-        == ("改名", "settle", 1, "Z002")
+    assert (row["interface_name"], row["kind"], int(row["reversible"]), row["cancel_code"],
+            row["his_refused"]) == ("改名", "settle", 1, "Z002", "managed by the worker")
 
 
 def test_a_cluster_lock_is_held_by_one_session_at_a_time(db, db_url):
