@@ -24,6 +24,7 @@ install-test: $(TSTAMP)
 
 system-deps:                      ## unixODBC + psqlODBC; Chromium for the dashboard browser test
 	@sh deploy/scripts/odbc-deps.sh
+	@if [ "$$(id -u)" = 0 ]; then sh deploy/scripts/psqlodbc-nolog.sh; fi
 	@sh deploy/scripts/browser-deps.sh
 
 run: install                      ## embedded SQLite + built-in sandbox gateway

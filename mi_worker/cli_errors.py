@@ -51,9 +51,9 @@ def _chain(exc: BaseException) -> str:
     When the root cause is a driver error (pyodbc, sqlite3), its cleaned text is the whole
     story: the wrappers above it only repeat it.
     """
-    root = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
+    root, hops = exc, 0
+    while root.__cause__ is not None and root.__cause__ is not root and hops < 20:
+        root, hops = root.__cause__, hops + 1
     if type(root).__module__.startswith(("pyodbc", "sqlite3")):
         return driver_message(root)[:600]
     parts, seen = [], set()

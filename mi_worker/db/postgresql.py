@@ -88,7 +88,10 @@ class PostgreSQLDialect(ODBCDialect):
         try:
             conn = self.connect_odbc(conn_str, ("SET TIME ZONE 'UTC'",))
         except Exception as exc:
-            raise with_driver_hint(exc, conn_str) from exc
+            hinted = with_driver_hint(exc, conn_str)
+            if hinted is exc:
+                raise  # as it is (raising it "from" itself would make its cause a cycle)
+            raise hinted from exc
         # psqlODBC returns text as str already; make sure bytes never sneak in for Chinese.
         return conn
 

@@ -185,11 +185,10 @@ def test_request_list_filters(db, served):
 
 
 def _dashboard_sql() -> str:
-    out = []
-    for dialect in ("sqlite", "postgresql", "mssql"):
-        text = (ROOT / "sql" / dialect / "queries.sql").read_text(encoding="utf-8")
-        out.append(text.split("-- == dashboard ==", 1)[1])
-    return "\n".join(out)
+    """Every dash_* statement of the three dialects, as written."""
+    from mi_worker.db.queries import load
+    return "\n".join(q.sql for d in ("sqlite", "postgresql", "mssql")
+                     for name, q in sorted(load(d).items()) if name.startswith("dash_"))
 
 
 def test_dashboard_queries_are_selects_in_every_dialect():
@@ -199,11 +198,13 @@ def test_dashboard_queries_are_selects_in_every_dialect():
                      "dash_throughput", "dash_latency", "dash_doubtful", "dash_reconciliation"}
     for dialect in ("sqlite", "mssql"):
         assert names <= set(load(dialect)), dialect
-    for statement in re.split(r"-- name: ", _dashboard_sql())[1:]:
-        body = "\n".join(line for line in statement.splitlines()[1:]
-                         if not line.startswith("--"))
-        assert not re.search(r"\b(INSERT|UPDATE|DELETE|MERGE|DROP|ALTER|CREATE|EXEC)\b",
-                             body, re.I), statement.splitlines()[0]
+    for dialect in ("sqlite", "postgresql", "mssql"):
+        queries = load(dialect)
+        for name in names:
+            body = "\n".join(line for line in queries[name].sql.splitlines()
+                             if not line.lstrip().startswith("--"))
+            assert not re.search(r"\b(INSERT|UPDATE|DELETE|MERGE|DROP|ALTER|CREATE|EXEC)\b",
+                                 body, re.I), (dialect, name)
 
 
 # -- masking and read-only ---------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_bad_log_format_is_a_config_error(tmp_path):
     cfg.write_text('[logging]\nformat = "xml"\n', encoding="utf-8")
     r = subprocess.run([sys.executable, "-m", "mi_worker", "--config", str(cfg), "config",
                         "check"], cwd=str(ROOT), capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1 and "logging.format: must be text or json" in r.stderr
+    assert r.returncode == 2 and "logging.format: must be text or json" in r.stderr  # config error
     assert "Traceback" not in r.stderr
 
 

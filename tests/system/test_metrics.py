@@ -153,7 +153,7 @@ def test_http_endpoint_and_textfile(db_url, sandbox, tmp_path):
     assert "mi_requests" in families(target.read_text(encoding="utf-8"))
     bad = CliRunner().invoke(main, ["metrics", "--textfile", "/proc/nope/x.prom"],
                              env={"MI_WORKER_DATABASE_URL": db_url})
-    assert bad.exit_code == 1 and "cannot write --textfile" in bad.output
+    assert bad.exit_code == 2 and "cannot write the metrics file" in bad.output  # usage error
 
 
 def test_run_metrics_port_serves_from_a_real_worker_process(db, db_url, sandbox, tmp_path):
