@@ -1764,3 +1764,109 @@ DECLARE @since_date DATE = :since_date;
 SELECT DISTINCT stmt_date FROM dbo.medical_insurance_reconciliation
 WHERE stmt_date >= @since_date AND stmt_rslt <> N'ERROR'
 ORDER BY stmt_date;
+
+-- ===== async calls =====
+-- sp_medical_insurance_submit_v2 / _result_v2 (submit_procedure, result_procedure) or, on
+-- SQLite, their steps run by mi_worker/his_async.py
+
+-- name: submit_procedure
+-- `mi-worker submit` goes through the HIS procedure itself, exactly as the HIS does; pyodbc
+-- cannot read OUTPUT parameters, so the batch SELECTs them.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @timeout INT = :timeout;
+DECLARE @retry_count INT = :retry_count;
+DECLARE @priority INT = :priority;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @rid BIGINT;
+DECLARE @res NVARCHAR(MAX);
+DECLARE @ec INT;
+DECLARE @em NVARCHAR(500);
+EXEC dbo.sp_medical_insurance_submit_v2
+    @interface_code = @interface_code,
+    @input_data = @input_data,
+    @timeout = @timeout,
+    @retry_count = @retry_count,
+    @request_id = @rid OUTPUT,
+    @result = @res OUTPUT,
+    @error_code = @ec OUTPUT,
+    @error_message = @em OUTPUT,
+    @priority = @priority,
+    @idempotency_key = @idempotency_key,
+    @his_fee_id = @his_fee_id,
+    @psn_no = @psn_no,
+    @insuplc_admdvs = @insuplc_admdvs;
+SELECT
+    @rid AS request_id,
+    @res AS result,
+    @ec AS error_code,
+    @em AS error_message;
+
+-- name: result_procedure
+-- `mi-worker result` goes through the HIS procedure itself, exactly as the HIS does.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @wait_ms INT = :wait_ms;
+DECLARE @poll_ms INT = :poll_ms;
+DECLARE @st NVARCHAR(20);
+DECLARE @res NVARCHAR(MAX);
+DECLARE @ec INT;
+DECLARE @em NVARCHAR(500);
+EXEC dbo.sp_medical_insurance_result_v2
+    @request_id = @request_id,
+    @wait_ms = @wait_ms,
+    @status = @st OUTPUT,
+    @result = @res OUTPUT,
+    @error_code = @ec OUTPUT,
+    @error_message = @em OUTPUT,
+    @poll_ms = @poll_ms;
+SELECT
+    @st AS status,
+    @res AS result,
+    @ec AS error_code,
+    @em AS error_message;
+
+-- name: enqueue_async
+-- What the submit procedure inserts: a PENDING row nobody waits on, with its own deadline.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @priority INT = :priority;
+DECLARE @timeout_seconds INT = :timeout_seconds;
+DECLARE @max_retry_count INT = :max_retry_count;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_requests (
+    interface_code, input_data, status, priority, timeout_seconds, max_retry_count, psn_no,
+    insuplc_admdvs, idempotency_key, his_fee_id, deadline_at, async_call
+)
+OUTPUT inserted.request_id INTO @u (request_id)
+VALUES (
+    @interface_code, @input_data, N'PENDING', @priority, @timeout_seconds, @max_retry_count,
+    @psn_no, @insuplc_admdvs, @idempotency_key, @his_fee_id,
+    DATEADD(SECOND, @timeout_seconds, SYSUTCDATETIME()), 1
+);
+SELECT request_id FROM @u;
+
+-- name: poll_async
+-- What the result procedure polls: the caller-facing state of a submitted request only.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+SELECT
+    v.request_id,
+    v.status,
+    v.result_status,
+    v.response_data,
+    v.error_code,
+    v.error_message,
+    CASE WHEN SYSUTCDATETIME() >= v.deadline_at THEN 1 ELSE 0 END AS past_deadline
+FROM dbo.v_medical_insurance_result AS v
+INNER JOIN dbo.medical_insurance_requests AS r ON v.request_id = r.request_id
+WHERE v.request_id = @request_id AND r.async_call = 1;

@@ -849,3 +849,36 @@ RETURNING request_id;
 SELECT DISTINCT stmt_date FROM medical_insurance_reconciliation
 WHERE stmt_date >= CAST(:since_date AS date) AND stmt_rslt <> 'ERROR'
 ORDER BY stmt_date;
+
+-- ===== async calls =====
+-- sp_medical_insurance_submit_v2 / _result_v2 (submit_procedure, result_procedure) or, on
+-- SQLite, their steps run by mi_worker/his_async.py
+
+-- name: submit_procedure
+-- `mi-worker submit` goes through the HIS procedure itself, exactly as the HIS does.
+CALL sp_medical_insurance_submit_v2(:interface_code, :input_data, :timeout, :retry_count,
+                                    NULL, NULL, NULL, NULL, :priority, :idempotency_key,
+                                    :his_fee_id, :psn_no, :insuplc_admdvs);
+
+-- name: result_procedure
+-- `mi-worker result` goes through the HIS procedure itself, exactly as the HIS does.
+CALL sp_medical_insurance_result_v2(:request_id, :wait_ms, NULL, NULL, NULL, NULL, :poll_ms);
+
+-- name: enqueue_async
+-- What the submit procedure inserts: a PENDING row nobody waits on, with its own deadline.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, idempotency_key, his_fee_id,
+    deadline_at, async_call)
+VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
+    :psn_no, :insuplc_admdvs, :idempotency_key, :his_fee_id,
+    clock_timestamp() + make_interval(secs => CAST(:timeout_seconds AS double precision)), 1)
+RETURNING request_id;
+
+-- name: poll_async
+-- What the result procedure polls: the caller-facing state of a submitted request only.
+SELECT v.request_id, v.status, v.result_status, v.response_data, v.error_code,
+       v.error_message, CASE WHEN clock_timestamp() >= v.deadline_at THEN 1 ELSE 0 END
+       AS past_deadline
+FROM v_medical_insurance_result v
+JOIN medical_insurance_requests r ON r.request_id = v.request_id
+WHERE v.request_id = :request_id AND r.async_call = 1;
