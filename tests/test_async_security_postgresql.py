@@ -8,9 +8,9 @@ import json
 import time
 
 import pytest
+from system.test_security_postgresql import _connect, logins  # noqa: F401  (fixture)
 
 from conftest import InProcessWorker, make_settings
-from system.test_security_postgresql import _connect, logins  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
