@@ -84,6 +84,10 @@ class JobSettings:
     reverse_late_completions: bool = doc("Reverse a state-changing call that COMPLETED after "
                                          "its HIS caller gave up", True)
     alerts_seconds: float = doc("Interval of the alert scan", 60.0)
+    catalog_time: str = doc("China time (HH:MM) of the daily catalogue sync (目录下载) of "
+                            "jobs.catalog_codes; empty = off", "")
+    catalog_codes: List[str] = doc('Catalogues the daily sync loads, e.g. ["1301", "1302", '
+                                   '"1305", "1306"]', [])
     reconcile_time: str = doc("China time (HH:MM) of the daily 3201 reconciliation of the "
                               "previous day; empty = off", "")
     reconcile_setl_optins: str = doc("结算经办机构 (setl_optins) sent in 3201; empty = "

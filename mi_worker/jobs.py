@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from mi_worker import alerts, reconcile, stats
+from mi_worker import alerts, catalog_sync, reconcile, stats
 from mi_worker.config import Settings
 from mi_worker.db import Database
 from mi_worker.gateway.base import Gateway
@@ -156,6 +156,13 @@ class Scheduler:
                                  {"hour": (hour + 1) % 24, "minute": minute,
                                   "timezone": CHINA_TZ}, catch_up, cluster_once=True,
                                  lock="reconcile"))
+        if js.catalog_time and js.catalog_codes and isinstance(self.gateway, NHSAClient):
+            c_hour, c_minute = (int(x) for x in js.catalog_time.split(":"))
+            table.append(JobSpec(
+                "catalog_sync", "cron", {"hour": c_hour, "minute": c_minute,
+                                         "timezone": CHINA_TZ},
+                functools.partial(catalog_sync.sync_all, self.db, self.gateway,
+                                  js.catalog_codes), cluster_once=True))
         if isinstance(self.gateway, NHSAClient) and s.gateway.sign_in:
             sign_in = self.gateway.sign_in  # only the NHSA client signs in
             # 9001 at start and just after midnight China time (the client also re-signs

@@ -22,7 +22,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-CODES = ("9101", "9102")
+from mi_worker.sandbox import catalogs
+
+CODES = ("9101", "9102") + catalogs.CODES
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -94,6 +96,10 @@ def serve(handler: Any, store: FileStore, env: Dict[str, Any], record: Any,
     inp = env.get("input") if isinstance(env.get("input"), dict) else {}
     msgid = str(env.get("msgid"))
     centre = handler.box.centre
+    if env.get("infno") in catalogs.CODES:
+        _json(handler, record, centre.answer(msgid, 0, catalogs.answer(
+            handler.box.catalogs, store, str(env["infno"]), inp), None))
+        return
     if env.get("infno") == "9101":
         up = inp.get("fsUploadIn") or {}
         try:

@@ -273,6 +273,7 @@ class SandboxServer:
         self.calls = CallLog()
         self.faults = FaultTable()
         self.files = sbfiles.FileStore()
+        self.catalogs = sbfiles.catalogs.Catalogues()
         for spec in faults or []:
             self.faults.add_spec(spec)
         self.stopping = threading.Event()

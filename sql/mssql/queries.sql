@@ -1870,3 +1870,172 @@ SELECT
 FROM dbo.v_medical_insurance_result AS v
 INNER JOIN dbo.medical_insurance_requests AS r ON v.request_id = r.request_id
 WHERE v.request_id = @request_id AND r.async_call = 1;
+
+-- ===== files and catalogue sync =====
+-- 9101 / 9102 files (mi_worker/files/transfer.py) and the 1301-1319 loads (catalog_sync.py)
+
+-- name: record_file
+-- One file exchanged with the centre: where it is and its sha256.
+SET NOCOUNT ON;
+DECLARE @direction VARCHAR(4) = :direction;
+DECLARE @purpose VARCHAR(10) = :purpose;
+DECLARE @file_qury_no NVARCHAR(100) = :file_qury_no;
+DECLARE @filename NVARCHAR(200) = :filename;
+DECLARE @local_path NVARCHAR(1000) = :local_path;
+DECLARE @size_bytes BIGINT = :size_bytes;
+DECLARE @sha256 CHAR(64) = :sha256;
+DECLARE @dld_endtime NVARCHAR(30) = :dld_endtime;
+DECLARE @u TABLE (file_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_files (
+    direction, purpose, file_qury_no, filename, local_path, size_bytes, sha256, dld_endtime
+)
+OUTPUT inserted.file_id INTO @u (file_id)
+VALUES (
+    @direction, @purpose, @file_qury_no, @filename, @local_path, @size_bytes, @sha256,
+    @dld_endtime
+);
+SELECT file_id FROM @u;
+
+-- name: catalog_hashes
+-- Every loaded row's hash of one catalogue: a rerun writes only new or changed rows.
+SET NOCOUNT ON;
+DECLARE @catalog_code VARCHAR(4) = :catalog_code;
+SELECT
+    item_code,
+    row_hash
+FROM dbo.medical_insurance_catalog
+WHERE catalog_code = @catalog_code;
+
+-- name: catalog_upsert_row
+-- One catalogue row inserted or, when its hash changed, rewritten.
+SET NOCOUNT ON;
+DECLARE @catalog_code VARCHAR(4) = :catalog_code;
+DECLARE @item_code NVARCHAR(100) = :item_code;
+DECLARE @item_name NVARCHAR(MAX) = :item_name;
+DECLARE @ver NVARCHAR(60) = :ver;
+DECLARE @updt_time NVARCHAR(30) = :updt_time;
+DECLARE @row_hash CHAR(64) = :row_hash;
+DECLARE @row_data NVARCHAR(MAX) = :row_data;
+UPDATE dbo.medical_insurance_catalog
+SET
+    item_name = @item_name,
+    ver = @ver,
+    updt_time = @updt_time,
+    row_hash = @row_hash,
+    row_data = @row_data,
+    loaded_at = SYSUTCDATETIME()
+WHERE catalog_code = @catalog_code AND item_code = @item_code AND row_hash <> @row_hash;
+IF NOT EXISTS (
+    SELECT 1 FROM dbo.medical_insurance_catalog
+    WHERE catalog_code = @catalog_code AND item_code = @item_code
+)
+    INSERT INTO dbo.medical_insurance_catalog (
+        catalog_code, item_code, item_name, ver, updt_time, row_hash, row_data
+    )
+    VALUES (@catalog_code, @item_code, @item_name, @ver, @updt_time, @row_hash, @row_data);
+
+-- name: catalog_upsert_batch
+-- Many catalogue rows in one statement (:rows: a JSON array of catalog_upsert_row's fields);
+-- needs OPENJSON (2016+, compatibility level 130+): elsewhere it throws 50021 before touching
+-- any row and the loader writes with catalog_upsert_row.
+SET NOCOUNT ON;
+DECLARE @rows NVARCHAR(MAX) = :rows;
+DECLARE @compat INT;
+SELECT @compat = compatibility_level
+FROM sys.databases
+WHERE database_id = DB_ID();
+IF COALESCE(@compat, 0) < 130
+    THROW 50021, N'mi-worker: catalog_upsert_batch needs OPENJSON (SQL Server 2016+, database compatibility level 130+); write rows with catalog_upsert_row', 1;
+EXEC sp_executesql
+    N'SET NOCOUNT ON;
+    DECLARE @x TABLE (catalog_code VARCHAR(4), item_code NVARCHAR(100), item_name NVARCHAR(MAX),
+        ver NVARCHAR(60), updt_time NVARCHAR(30), row_hash CHAR(64), row_data NVARCHAR(MAX));
+    INSERT INTO @x SELECT * FROM OPENJSON(@rows) WITH (catalog_code VARCHAR(4),
+        item_code NVARCHAR(100), item_name NVARCHAR(MAX), ver NVARCHAR(60),
+        updt_time NVARCHAR(30), row_hash CHAR(64), row_data NVARCHAR(MAX));
+    UPDATE t SET item_name = x.item_name, ver = x.ver, updt_time = x.updt_time,
+        row_hash = x.row_hash, row_data = x.row_data, loaded_at = SYSUTCDATETIME()
+    FROM dbo.medical_insurance_catalog AS t
+    INNER JOIN @x AS x ON t.catalog_code = x.catalog_code AND t.item_code = x.item_code
+    WHERE t.row_hash <> x.row_hash;
+    INSERT INTO dbo.medical_insurance_catalog (catalog_code, item_code, item_name, ver,
+        updt_time, row_hash, row_data)
+    SELECT x.catalog_code, x.item_code, x.item_name, x.ver, x.updt_time, x.row_hash, x.row_data
+    FROM @x AS x
+    WHERE NOT EXISTS (SELECT 1 FROM dbo.medical_insurance_catalog AS t
+                      WHERE t.catalog_code = x.catalog_code AND t.item_code = x.item_code);',
+    N'@rows NVARCHAR(MAX)',
+    @rows = @rows;
+
+-- name: catalog_last_version
+-- The version the last successful sync of a catalogue reached (the next asks from there).
+SET NOCOUNT ON;
+DECLARE @catalog_code VARCHAR(4) = :catalog_code;
+SELECT TOP (1) ver_to
+FROM dbo.medical_insurance_catalog_sync
+WHERE catalog_code = @catalog_code AND outcome = 'OK'
+ORDER BY sync_id DESC;
+
+-- name: catalog_sync_start
+-- A sync run begins (RUNNING until finished; a crashed run stays RUNNING, the next asks again).
+SET NOCOUNT ON;
+DECLARE @catalog_code VARCHAR(4) = :catalog_code;
+DECLARE @ver_from NVARCHAR(60) = :ver_from;
+DECLARE @u TABLE (sync_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_catalog_sync (catalog_code, ver_from)
+OUTPUT inserted.sync_id INTO @u (sync_id)
+VALUES (@catalog_code, @ver_from);
+SELECT sync_id FROM @u;
+
+-- name: catalog_sync_finish
+-- A sync run ends OK or FAILED with its counts.
+SET NOCOUNT ON;
+DECLARE @sync_id BIGINT = :sync_id;
+DECLARE @outcome VARCHAR(10) = :outcome;
+DECLARE @ver_to NVARCHAR(60) = :ver_to;
+DECLARE @file_qury_no NVARCHAR(100) = :file_qury_no;
+DECLARE @file_sha256 CHAR(64) = :file_sha256;
+DECLARE @bytes BIGINT = :bytes;
+DECLARE @rows_read INT = :rows_read;
+DECLARE @rows_inserted INT = :rows_inserted;
+DECLARE @rows_updated INT = :rows_updated;
+DECLARE @rows_unchanged INT = :rows_unchanged;
+DECLARE @duration_ms INT = :duration_ms;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+UPDATE dbo.medical_insurance_catalog_sync
+SET
+    finished_at = SYSUTCDATETIME(),
+    outcome = @outcome,
+    ver_to = @ver_to,
+    file_qury_no = @file_qury_no,
+    file_sha256 = @file_sha256,
+    bytes = @bytes,
+    rows_read = @rows_read,
+    rows_inserted = @rows_inserted,
+    rows_updated = @rows_updated,
+    rows_unchanged = @rows_unchanged,
+    duration_ms = @duration_ms,
+    error_message = @error_message
+WHERE sync_id = @sync_id;
+
+-- name: catalog_sync_history
+-- The latest sync runs, newest first (monitoring data type 'catalog', `mi-worker catalog status`).
+SET NOCOUNT ON;
+DECLARE @limit INT = :limit;
+SELECT TOP (@limit)
+    sync_id,
+    catalog_code,
+    started_at,
+    finished_at,
+    outcome,
+    ver_from,
+    ver_to,
+    bytes,
+    rows_read,
+    rows_inserted,
+    rows_updated,
+    rows_unchanged,
+    duration_ms,
+    error_message
+FROM dbo.medical_insurance_catalog_sync
+ORDER BY sync_id DESC;

@@ -140,6 +140,10 @@ GRANT INSERT ON OBJECT::dbo.medical_insurance_error_log TO mi_worker_role;
 GRANT SELECT, INSERT ON OBJECT::dbo.medical_insurance_reconciliation TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.mi_schema_version TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.medical_insurance_interfaces TO mi_worker_role;
+-- Files with the centre and catalogue sync (issue 15).
+GRANT INSERT ON OBJECT::dbo.medical_insurance_files TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_catalog TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_catalog_sync TO mi_worker_role;
 GRANT UPDATE ON OBJECT::dbo.medical_insurance_msgid_seq TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_worker_role;

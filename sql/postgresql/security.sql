@@ -74,6 +74,12 @@ GRANT INSERT ON medical_insurance_error_log TO mi_worker_role;
 GRANT SELECT, INSERT ON medical_insurance_reconciliation TO mi_worker_role;
 GRANT SELECT ON mi_schema_version TO mi_worker_role;
 GRANT SELECT ON medical_insurance_interfaces TO mi_worker_role;
+-- Files with the centre and catalogue sync (issue 15).
+GRANT SELECT, INSERT ON medical_insurance_files TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON medical_insurance_catalog TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON medical_insurance_catalog_sync TO mi_worker_role;
+GRANT USAGE ON SEQUENCE medical_insurance_files_file_id_seq,
+    medical_insurance_catalog_sync_sync_id_seq TO mi_worker_role;
 GRANT USAGE ON SEQUENCE medical_insurance_msgid_seq, medical_insurance_requests_request_id_seq,
     medical_insurance_error_log_log_id_seq, medical_insurance_alerts_alert_id_seq,
     medical_insurance_reconciliation_recon_id_seq TO mi_worker_role;

@@ -995,3 +995,76 @@ SELECT v.request_id, v.status, v.result_status, v.response_data, v.error_code,
 FROM v_medical_insurance_result v
 JOIN medical_insurance_requests r ON r.request_id = v.request_id
 WHERE v.request_id = :request_id AND r.async_call = 1;
+
+-- ===== files and catalogue sync =====
+-- 9101 / 9102 files (mi_worker/files/transfer.py) and the 1301-1319 loads (catalog_sync.py)
+
+-- name: record_file
+-- One file exchanged with the centre: where it is and its sha256.
+INSERT INTO medical_insurance_files (direction, purpose, file_qury_no, filename, local_path,
+    size_bytes, sha256, dld_endtime)
+VALUES (:direction, :purpose, :file_qury_no, :filename, :local_path, :size_bytes, :sha256,
+    :dld_endtime)
+RETURNING file_id;
+
+-- name: catalog_hashes
+-- Every loaded row's hash of one catalogue: a rerun writes only new or changed rows.
+SELECT item_code, row_hash FROM medical_insurance_catalog WHERE catalog_code = :catalog_code;
+
+-- name: catalog_upsert_row
+-- One catalogue row inserted or, when its hash changed, rewritten.
+INSERT INTO medical_insurance_catalog (catalog_code, item_code, item_name, ver, updt_time,
+    row_hash, row_data, loaded_at)
+VALUES (:catalog_code, :item_code, :item_name, :ver, :updt_time, :row_hash, :row_data,
+    strftime('%Y-%m-%d %H:%M:%f', 'now'))
+ON CONFLICT (catalog_code, item_code) DO UPDATE
+   SET item_name = excluded.item_name, ver = excluded.ver, updt_time = excluded.updt_time,
+       row_hash = excluded.row_hash, row_data = excluded.row_data,
+       loaded_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+ WHERE medical_insurance_catalog.row_hash <> excluded.row_hash;
+
+-- name: catalog_upsert_batch
+-- Many catalogue rows in one statement (:rows: a JSON array of catalog_upsert_row's fields).
+INSERT INTO medical_insurance_catalog (catalog_code, item_code, item_name, ver, updt_time,
+    row_hash, row_data, loaded_at)
+SELECT json_extract(j.value, '$.catalog_code'), json_extract(j.value, '$.item_code'),
+       json_extract(j.value, '$.item_name'), json_extract(j.value, '$.ver'),
+       json_extract(j.value, '$.updt_time'), json_extract(j.value, '$.row_hash'),
+       json_extract(j.value, '$.row_data'), strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM json_each(:rows) AS j WHERE true
+ON CONFLICT (catalog_code, item_code) DO UPDATE
+   SET item_name = excluded.item_name, ver = excluded.ver, updt_time = excluded.updt_time,
+       row_hash = excluded.row_hash, row_data = excluded.row_data,
+       loaded_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+ WHERE medical_insurance_catalog.row_hash <> excluded.row_hash;
+
+-- name: catalog_last_version
+-- The version the last successful sync of a catalogue reached (the next asks from there).
+SELECT ver_to FROM medical_insurance_catalog_sync
+WHERE catalog_code = :catalog_code AND outcome = 'OK'
+ORDER BY sync_id DESC
+LIMIT 1;
+
+-- name: catalog_sync_start
+-- A sync run begins (RUNNING until finished; a crashed run stays RUNNING, the next asks again).
+INSERT INTO medical_insurance_catalog_sync (catalog_code, ver_from)
+VALUES (:catalog_code, :ver_from)
+RETURNING sync_id;
+
+-- name: catalog_sync_finish
+-- A sync run ends OK or FAILED with its counts.
+UPDATE medical_insurance_catalog_sync
+   SET finished_at = strftime('%Y-%m-%d %H:%M:%f', 'now'), outcome = :outcome, ver_to = :ver_to,
+       file_qury_no = :file_qury_no, file_sha256 = :file_sha256, bytes = :bytes,
+       rows_read = :rows_read, rows_inserted = :rows_inserted, rows_updated = :rows_updated,
+       rows_unchanged = :rows_unchanged, duration_ms = :duration_ms,
+       error_message = :error_message
+ WHERE sync_id = :sync_id;
+
+-- name: catalog_sync_history
+-- The latest sync runs, newest first (monitoring data type 'catalog', `mi-worker catalog status`).
+SELECT sync_id, catalog_code, started_at, finished_at, outcome, ver_from, ver_to, bytes,
+       rows_read, rows_inserted, rows_updated, rows_unchanged, duration_ms, error_message
+FROM medical_insurance_catalog_sync
+ORDER BY sync_id DESC
+LIMIT :limit;

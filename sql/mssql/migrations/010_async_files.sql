@@ -488,3 +488,509 @@ BEGIN
     END CATCH;
 END;
 GO
+
+-- Files with the centre, catalogue sync (目录下载): see the PostgreSQL migration 010.
+IF OBJECT_ID(N'dbo.medical_insurance_files', N'U') IS NULL
+    CREATE TABLE dbo.medical_insurance_files (
+        file_id BIGINT IDENTITY (1, 1) NOT NULL CONSTRAINT pk_mif PRIMARY KEY,
+        direction VARCHAR(4) NOT NULL CONSTRAINT ck_mif_direction CHECK (direction IN ('UP', 'DOWN')),
+        purpose VARCHAR(10) NOT NULL,
+        file_qury_no NVARCHAR(100) NULL,
+        filename NVARCHAR(200) NOT NULL,
+        local_path NVARCHAR(1000) NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        sha256 CHAR(64) NOT NULL,
+        dld_endtime NVARCHAR(30) NULL,
+        created_at DATETIME2(3) NOT NULL CONSTRAINT df_mif_created DEFAULT (SYSUTCDATETIME())
+    );
+GO
+
+IF OBJECT_ID(N'dbo.medical_insurance_catalog', N'U') IS NULL
+    CREATE TABLE dbo.medical_insurance_catalog (
+        catalog_code VARCHAR(4) NOT NULL,
+        item_code NVARCHAR(100) NOT NULL,
+        item_name NVARCHAR(MAX) NULL,
+        ver NVARCHAR(60) NULL,
+        updt_time NVARCHAR(30) NULL,
+        row_hash CHAR(64) NOT NULL,
+        row_data NVARCHAR(MAX) NOT NULL,
+        loaded_at DATETIME2(3) NOT NULL CONSTRAINT df_mic_loaded DEFAULT (SYSUTCDATETIME()),
+        CONSTRAINT pk_mic PRIMARY KEY (catalog_code, item_code)
+    );
+GO
+
+IF OBJECT_ID(N'dbo.medical_insurance_catalog_sync', N'U') IS NULL
+    CREATE TABLE dbo.medical_insurance_catalog_sync (
+        sync_id BIGINT IDENTITY (1, 1) NOT NULL CONSTRAINT pk_mics PRIMARY KEY,
+        catalog_code VARCHAR(4) NOT NULL,
+        started_at DATETIME2(3) NOT NULL CONSTRAINT df_mics_started DEFAULT (SYSUTCDATETIME()),
+        finished_at DATETIME2(3) NULL,
+        outcome VARCHAR(10) NOT NULL CONSTRAINT df_mics_outcome DEFAULT ('RUNNING')
+            CONSTRAINT ck_mics_outcome CHECK (outcome IN ('RUNNING', 'OK', 'FAILED')),
+        ver_from NVARCHAR(60) NULL,
+        ver_to NVARCHAR(60) NULL,
+        file_qury_no NVARCHAR(100) NULL,
+        file_sha256 CHAR(64) NULL,
+        bytes BIGINT NOT NULL CONSTRAINT df_mics_bytes DEFAULT (0),
+        rows_read INT NOT NULL CONSTRAINT df_mics_read DEFAULT (0),
+        rows_inserted INT NOT NULL CONSTRAINT df_mics_ins DEFAULT (0),
+        rows_updated INT NOT NULL CONSTRAINT df_mics_upd DEFAULT (0),
+        rows_unchanged INT NOT NULL CONSTRAINT df_mics_same DEFAULT (0),
+        duration_ms INT NULL,
+        error_message NVARCHAR(MAX) NULL
+    );
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_mics_code'
+               AND object_id = OBJECT_ID(N'dbo.medical_insurance_catalog_sync'))
+    CREATE INDEX ix_mics_code ON dbo.medical_insurance_catalog_sync (catalog_code, sync_id);
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1301', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1301 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1301'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1302', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1302 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1302'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1303', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1303 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1303'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1304', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1304 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1304'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1305', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1305 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1305'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1306', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1306 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1306'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1307', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1307 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1307'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1308', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1308 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1308'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1309', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1309 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1309'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1310', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1310 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1310'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1311', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1311 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1311'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1312', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1312 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1312'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1313', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1313 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1313'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1314', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1314 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1314'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1315', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1315 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1315'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1316', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1316 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1316'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1317', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1317 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1317'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1318', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1318 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1318'';');
+GO
+
+IF OBJECT_ID(N'dbo.v_mi_catalog_1319', N'V') IS NULL
+    EXEC (N'CREATE VIEW dbo.v_mi_catalog_1319 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM dbo.medical_insurance_catalog WHERE catalog_code = ''1319'';');
+GO
+
+SET ANSI_NULLS ON;
+SET QUOTED_IDENTIFIER ON;
+GO
+
+-- The monitoring entry point ALTERed again (grants kept) with the data type 'catalog'; every
+-- other data type as in 007.
+-- @data_type: health | performance | interfaces | queue | workers | catalog (case-insensitive).
+-- Appended parameters, all optional: @warn_seconds / @down_seconds (health: heartbeat age
+-- above which a worker is WARNING / DOWN), @hours (the window of performance, default 1, and
+-- of interfaces, default 24; NULL = that default).
+ALTER PROCEDURE dbo.sp_get_medical_insurance_monitor_data
+    @data_type VARCHAR(20) = 'health',
+    @warn_seconds INT = 30,
+    @down_seconds INT = 60,
+    @hours INT = NULL
+AS
+BEGIN
+    -- SET options changed here are restored on return. These make every call behave the
+    -- same whatever the HIS session runs with (and let the optimizer use filtered indexes).
+    SET NOCOUNT ON;
+    SET ANSI_WARNINGS ON;
+    SET ANSI_PADDING ON;
+    SET ARITHABORT ON;
+    SET CONCAT_NULL_YIELDS_NULL ON;
+    SET NUMERIC_ROUNDABORT OFF;
+
+    DECLARE @kind VARCHAR(20) = LOWER(COALESCE(@data_type, ''));
+    DECLARE @now DATETIME2(3) = SYSUTCDATETIME();
+    DECLARE @since DATETIME2(3);
+    DECLARE @v_warn INT;
+    DECLARE @v_down INT;
+    DECLARE @msg NVARCHAR(2048);
+
+    IF @kind = 'health'
+    BEGIN
+        -- One row per worker process, and first an overall row (worker_id '*', host
+        -- '(overall)'): UP if any worker is UP, else WARNING if any is, else DOWN (also with
+        -- no worker at all). The overall row comes first so a caller of the seed's procedure
+        -- that reads the first row still gets the service's status.
+        SET @v_warn = COALESCE(@warn_seconds, 30);
+        SET @v_down = COALESCE(@down_seconds, 60);
+        WITH w AS (
+            SELECT
+                h.service_name,
+                h.worker_id,
+                h.host,
+                h.last_heartbeat,
+                h.in_flight,
+                h.processed_total,
+                h.gateway_kind,
+                CAST(ROUND(
+                    DATEDIFF(SECOND, h.last_heartbeat, @now)
+                    + DATEDIFF(
+                        MILLISECOND,
+                        DATEADD(SECOND, DATEDIFF(SECOND, h.last_heartbeat, @now), h.last_heartbeat),
+                        @now
+                    ) / 1000.0,
+                    0
+                ) AS INT) AS age,
+                CASE
+                    WHEN h.status = N'STOPPED' THEN N'STOPPED'
+                    WHEN h.last_heartbeat < DATEADD(SECOND, -@v_down, @now) THEN N'DOWN'
+                    WHEN h.last_heartbeat < DATEADD(SECOND, -@v_warn, @now) THEN N'WARNING'
+                    ELSE N'UP'
+                END AS state
+            FROM dbo.sdk_heartbeat AS h
+        )
+
+        SELECT
+            x.service_name,
+            x.worker_id,
+            x.host,
+            x.status,
+            x.last_heartbeat,
+            x.seconds_since_heartbeat,
+            x.in_flight,
+            x.processed_total,
+            x.check_time,
+            x.gateway_kind
+        FROM (
+            SELECT
+                0 AS ord,
+                CAST(N'medical_insurance_sdk' AS NVARCHAR(100)) AS service_name,
+                CAST(N'*' AS NVARCHAR(100)) AS worker_id,
+                CAST(N'(overall)' AS NVARCHAR(255)) AS host,
+                CAST(CASE
+                    WHEN MAX(CASE WHEN w.state = N'UP' THEN 1 ELSE 0 END) = 1 THEN N'UP'
+                    WHEN MAX(CASE WHEN w.state = N'WARNING' THEN 1 ELSE 0 END) = 1 THEN N'WARNING'
+                    ELSE N'DOWN'
+                END AS NVARCHAR(20)) AS status,
+                MAX(w.last_heartbeat) AS last_heartbeat,
+                MIN(w.age) AS seconds_since_heartbeat,
+                COALESCE(SUM(w.in_flight), 0) AS in_flight,
+                COALESCE(SUM(w.processed_total), 0) AS processed_total,
+                @now AS check_time,
+                -- the one gateway.kind of the live workers, MIXED when they differ
+                CAST(CASE
+                    WHEN MIN(CASE WHEN w.state IN (N'UP', N'WARNING') THEN w.gateway_kind END)
+                        = MAX(CASE WHEN w.state IN (N'UP', N'WARNING') THEN w.gateway_kind END)
+                        THEN MIN(CASE WHEN w.state IN (N'UP', N'WARNING') THEN w.gateway_kind END)
+                    WHEN MAX(CASE WHEN w.state IN (N'UP', N'WARNING') THEN w.gateway_kind END)
+                        IS NULL THEN NULL
+                    ELSE N'MIXED'
+                END AS NVARCHAR(16)) AS gateway_kind
+            FROM w
+            UNION ALL
+            SELECT
+                1 AS ord,
+                w.service_name,
+                w.worker_id,
+                w.host,
+                w.state,
+                w.last_heartbeat,
+                w.age,
+                w.in_flight,
+                w.processed_total,
+                @now,
+                w.gateway_kind
+            FROM w
+        ) AS x
+        ORDER BY x.ord, x.service_name, x.worker_id;
+    END
+    ELSE IF @kind = 'performance'
+    BEGIN
+        -- Last @hours (default 1): totals by outcome of v_medical_insurance_result, rates,
+        -- average / p95 / max latency. Always exactly one row.
+        SET @since = DATEADD(HOUR, -COALESCE(@hours, 1), @now);
+        SELECT
+            a.total_requests,
+            a.success_count,
+            a.error_count,
+            a.timeout_count,
+            a.uncertain_count,
+            a.in_progress_count,
+            a.success_rate,
+            a.error_rate,
+            a.avg_response_time_ms,
+            (
+                SELECT q.latency_ms
+                FROM (
+                    SELECT
+                        l.latency_ms,
+                        ROW_NUMBER() OVER (ORDER BY l.latency_ms) AS rn,
+                        COUNT(*) OVER () AS n
+                    FROM dbo.v_medical_insurance_result AS l
+                    WHERE l.request_time >= @since AND l.latency_ms IS NOT NULL
+                ) AS q
+                WHERE q.rn = CEILING(0.95 * q.n)
+            ) AS p95_response_time_ms,
+            a.max_response_time_ms,
+            @since AS since
+        FROM (
+            SELECT
+                COUNT_BIG(*) AS total_requests,
+                COALESCE(SUM(CASE WHEN v.result_status = N'SUCCESS' THEN 1 ELSE 0 END), 0)
+                    AS success_count,
+                COALESCE(SUM(CASE WHEN v.result_status = N'ERROR' THEN 1 ELSE 0 END), 0)
+                    AS error_count,
+                COALESCE(SUM(CASE WHEN v.result_status = N'TIMEOUT' THEN 1 ELSE 0 END), 0)
+                    AS timeout_count,
+                COALESCE(SUM(CASE WHEN v.result_status = N'UNCERTAIN' THEN 1 ELSE 0 END), 0)
+                    AS uncertain_count,
+                COALESCE(SUM(CASE WHEN v.result_status = N'IN_PROGRESS' THEN 1 ELSE 0 END), 0)
+                    AS in_progress_count,
+                CAST(ROUND(COALESCE(
+                    100.0 * SUM(CASE WHEN v.result_status = N'SUCCESS' THEN 1 ELSE 0 END)
+                    / NULLIF(COUNT(*), 0),
+                    0
+                ), 2) AS DECIMAL(5, 2)) AS success_rate,
+                CAST(ROUND(COALESCE(
+                    100.0 * SUM(CASE WHEN v.result_status = N'ERROR' THEN 1 ELSE 0 END)
+                    / NULLIF(COUNT(*), 0),
+                    0
+                ), 2) AS DECIMAL(5, 2)) AS error_rate,
+                CAST(ROUND(COALESCE(AVG(CAST(v.latency_ms AS DECIMAL(19, 4))), 0), 2)
+                    AS DECIMAL(19, 2)) AS avg_response_time_ms,
+                MAX(v.latency_ms) AS max_response_time_ms
+            FROM dbo.v_medical_insurance_result AS v
+            WHERE v.request_time >= @since
+        ) AS a;
+    END
+    ELSE IF @kind = 'interfaces'
+    BEGIN
+        -- Last @hours (default 24) per interface code, named from medical_insurance_interfaces
+        -- (else 接口 + code), busiest first.
+        SET @since = DATEADD(HOUR, -COALESCE(@hours, 24), @now);
+        SELECT
+            a.interface_code,
+            a.interface_name,
+            a.total_calls,
+            a.success_calls,
+            a.error_calls,
+            a.timeout_calls,
+            a.uncertain_calls,
+            a.success_rate,
+            a.avg_response_time_ms,
+            p.latency_ms AS p95_response_time_ms,
+            a.max_response_time_ms
+        FROM (
+            SELECT
+                v.interface_code,
+                CAST(COALESCE(MAX(i.interface_name), N'接口' + v.interface_code) AS NVARCHAR(100))
+                    AS interface_name,
+                COUNT_BIG(*) AS total_calls,
+                SUM(CASE WHEN v.result_status = N'SUCCESS' THEN 1 ELSE 0 END) AS success_calls,
+                SUM(CASE WHEN v.result_status = N'ERROR' THEN 1 ELSE 0 END) AS error_calls,
+                SUM(CASE WHEN v.result_status = N'TIMEOUT' THEN 1 ELSE 0 END) AS timeout_calls,
+                SUM(CASE WHEN v.result_status = N'UNCERTAIN' THEN 1 ELSE 0 END) AS uncertain_calls,
+                CAST(ROUND(
+                    100.0 * SUM(CASE WHEN v.result_status = N'SUCCESS' THEN 1 ELSE 0 END)
+                    / COUNT(*),
+                    2
+                ) AS DECIMAL(5, 2)) AS success_rate,
+                CAST(ROUND(COALESCE(AVG(CAST(v.latency_ms AS DECIMAL(19, 4))), 0), 2)
+                    AS DECIMAL(19, 2)) AS avg_response_time_ms,
+                MAX(v.latency_ms) AS max_response_time_ms
+            FROM dbo.v_medical_insurance_result AS v
+            LEFT JOIN dbo.medical_insurance_interfaces AS i ON v.interface_code = i.interface_code
+            WHERE v.request_time >= @since
+            GROUP BY v.interface_code
+        ) AS a
+        LEFT JOIN (
+            SELECT
+                q.interface_code,
+                q.latency_ms
+            FROM (
+                SELECT
+                    l.interface_code,
+                    l.latency_ms,
+                    ROW_NUMBER() OVER (PARTITION BY l.interface_code ORDER BY l.latency_ms) AS rn,
+                    COUNT(*) OVER (PARTITION BY l.interface_code) AS n
+                FROM dbo.v_medical_insurance_result AS l
+                WHERE l.request_time >= @since AND l.latency_ms IS NOT NULL
+            ) AS q
+            WHERE q.rn = CEILING(0.95 * q.n)
+        ) AS p ON a.interface_code = p.interface_code
+        ORDER BY a.total_calls DESC, a.interface_code;
+    END
+    ELSE IF @kind = 'queue'
+    BEGIN
+        -- Open rows by status and priority, with the oldest one's age.
+        SELECT
+            g.status,
+            g.priority,
+            g.depth,
+            g.oldest_request_time,
+            CAST(ROUND(
+                DATEDIFF(SECOND, g.oldest_request_time, @now)
+                + DATEDIFF(
+                    MILLISECOND,
+                    DATEADD(SECOND, DATEDIFF(SECOND, g.oldest_request_time, @now), g.oldest_request_time),
+                    @now
+                ) / 1000.0,
+                0
+            ) AS INT) AS oldest_age_seconds
+        FROM (
+            SELECT
+                r.status,
+                r.priority,
+                COUNT_BIG(*) AS depth,
+                MIN(r.request_time) AS oldest_request_time
+            FROM dbo.medical_insurance_requests AS r
+            WHERE
+                r.status IN (N'PENDING', N'PROCESSING', N'UNCERTAIN', N'NEEDS_MANUAL')
+                AND r.resolved_at IS NULL
+            GROUP BY r.status, r.priority
+        ) AS g
+        ORDER BY g.status, g.priority;
+    END
+    ELSE IF @kind = 'workers'
+    BEGIN
+        -- Every worker process with its uptime (start to last beat) and counters.
+        SELECT
+            h.service_name,
+            h.worker_id,
+            h.host,
+            h.pid,
+            h.version,
+            h.status,
+            h.started_at,
+            h.last_heartbeat,
+            CAST(ROUND(
+                DATEDIFF(SECOND, h.last_heartbeat, @now)
+                + DATEDIFF(
+                    MILLISECOND,
+                    DATEADD(SECOND, DATEDIFF(SECOND, h.last_heartbeat, @now), h.last_heartbeat),
+                    @now
+                ) / 1000.0,
+                0
+            ) AS INT) AS seconds_since_heartbeat,
+            CAST(ROUND(
+                DATEDIFF(SECOND, h.started_at, h.last_heartbeat)
+                + DATEDIFF(
+                    MILLISECOND,
+                    DATEADD(SECOND, DATEDIFF(SECOND, h.started_at, h.last_heartbeat), h.started_at),
+                    h.last_heartbeat
+                ) / 1000.0,
+                0
+            ) AS INT) AS uptime_seconds,
+            h.in_flight,
+            h.processed_total
+        FROM dbo.sdk_heartbeat AS h
+        ORDER BY h.service_name, h.worker_id;
+    END
+    ELSE IF @kind = 'catalog'
+    BEGIN
+        -- The latest 50 catalogue sync runs (issue 15), newest first.
+        SELECT TOP (50)
+            s.sync_id,
+            s.catalog_code,
+            s.started_at,
+            s.finished_at,
+            s.outcome,
+            s.ver_from,
+            s.ver_to,
+            s.bytes,
+            s.rows_read,
+            s.rows_inserted,
+            s.rows_updated,
+            s.rows_unchanged,
+            s.duration_ms,
+            s.error_message
+        FROM dbo.medical_insurance_catalog_sync AS s
+        ORDER BY s.sync_id DESC;
+    END
+    ELSE
+    BEGIN
+        SET @msg = N'unknown @data_type '
+            + COALESCE(N'''' + REPLACE(CAST(@data_type AS NVARCHAR(20)), N'''', N'''''') + N'''', N'NULL')
+            + N': use health, performance, interfaces, queue, workers or catalog';
+        THROW 50010, @msg, 1;
+    END;
+END;
+GO

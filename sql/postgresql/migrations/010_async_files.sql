@@ -317,3 +317,156 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- ===== files with the centre, catalogue sync (目录下载) =====
+-- medical_insurance_files: every file exchanged with the centre (9101 up, 9102 down), its
+-- sha256 and where it is kept. medical_insurance_catalog: the national catalogues 1301-1319,
+-- one row per (catalogue, item code), the centre's fields as a JSON object in row_data and
+-- their sha256 in row_hash (a rerun rewrites nothing that did not change); one view per
+-- catalogue (v_mi_catalog_1301 ...) is the "table per catalogue" hospital SQL reads.
+-- medical_insurance_catalog_sync: one row per sync run (counts, bytes, duration, outcome).
+CREATE TABLE IF NOT EXISTS medical_insurance_files (
+    file_id       bigserial    PRIMARY KEY,
+    direction     varchar(4)   NOT NULL CHECK (direction IN ('UP', 'DOWN')),
+    purpose       varchar(10)  NOT NULL,
+    file_qury_no  varchar(100),
+    filename      varchar(200) NOT NULL,
+    local_path    text         NOT NULL,
+    size_bytes    bigint       NOT NULL,
+    sha256        char(64)     NOT NULL,
+    dld_endtime   varchar(30),
+    created_at    timestamptz  NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS medical_insurance_catalog (
+    catalog_code  varchar(4)   NOT NULL,
+    item_code     varchar(100) NOT NULL,
+    item_name     text,
+    ver           varchar(60),
+    updt_time     varchar(30),
+    row_hash      char(64)     NOT NULL,
+    row_data      text         NOT NULL,
+    loaded_at     timestamptz  NOT NULL DEFAULT now(),
+    PRIMARY KEY (catalog_code, item_code)
+);
+
+CREATE TABLE IF NOT EXISTS medical_insurance_catalog_sync (
+    sync_id         bigserial    PRIMARY KEY,
+    catalog_code    varchar(4)   NOT NULL,
+    started_at      timestamptz  NOT NULL DEFAULT now(),
+    finished_at     timestamptz,
+    outcome         varchar(10)  NOT NULL DEFAULT 'RUNNING'
+                    CHECK (outcome IN ('RUNNING', 'OK', 'FAILED')),
+    ver_from        varchar(60),
+    ver_to          varchar(60),
+    file_qury_no    varchar(100),
+    file_sha256     char(64),
+    bytes           bigint       NOT NULL DEFAULT 0,
+    rows_read       integer      NOT NULL DEFAULT 0,
+    rows_inserted   integer      NOT NULL DEFAULT 0,
+    rows_updated    integer      NOT NULL DEFAULT 0,
+    rows_unchanged  integer      NOT NULL DEFAULT 0,
+    duration_ms     integer,
+    error_message   text
+);
+CREATE INDEX IF NOT EXISTS ix_mics_code ON medical_insurance_catalog_sync (catalog_code, sync_id);
+
+CREATE OR REPLACE VIEW v_mi_catalog_1301 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1301';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1302 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1302';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1303 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1303';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1304 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1304';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1305 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1305';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1306 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1306';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1307 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1307';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1308 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1308';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1309 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1309';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1310 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1310';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1311 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1311';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1312 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1312';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1313 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1313';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1314 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1314';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1315 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1315';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1316 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1316';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1317 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1317';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1318 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1318';
+
+CREATE OR REPLACE VIEW v_mi_catalog_1319 AS
+SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
+FROM medical_insurance_catalog WHERE catalog_code = '1319';
+
+-- The monitoring entry point gains the data type 'catalog': the latest 50 catalogue sync runs.
+CREATE OR REPLACE FUNCTION sp_get_medical_insurance_monitor_data(p_data_type varchar DEFAULT 'health')
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    CASE lower(COALESCE(p_data_type, ''))
+        WHEN 'health' THEN RETURN QUERY SELECT to_jsonb(t) FROM mi_monitor_health() t;
+        WHEN 'performance' THEN RETURN QUERY SELECT to_jsonb(t) FROM mi_monitor_performance() t;
+        WHEN 'interfaces' THEN RETURN QUERY SELECT to_jsonb(t) FROM mi_monitor_interfaces() t;
+        WHEN 'queue' THEN RETURN QUERY SELECT to_jsonb(t) FROM mi_monitor_queue() t;
+        WHEN 'workers' THEN RETURN QUERY SELECT to_jsonb(t) FROM mi_monitor_workers() t;
+        WHEN 'catalog' THEN RETURN QUERY SELECT to_jsonb(t) FROM (
+            SELECT sync_id, catalog_code, started_at, finished_at, outcome, ver_from, ver_to,
+                   bytes, rows_read, rows_inserted, rows_updated, rows_unchanged, duration_ms,
+                   error_message
+            FROM medical_insurance_catalog_sync ORDER BY sync_id DESC LIMIT 50) t;
+        ELSE
+            RAISE EXCEPTION 'unknown @data_type %: use health, performance, interfaces, queue, workers or catalog',
+                quote_literal(p_data_type) USING ERRCODE = '22023';
+    END CASE;
+END;
+$$;
