@@ -14,17 +14,19 @@ import binascii
 import datetime as dt
 import email.parser
 import email.policy
+import io
 import itertools
 import json
 import socket
 import struct
 import threading
+import zipfile
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from mi_worker.sandbox import catalogs
 
-CODES = ("9101", "9102") + catalogs.CODES
+CODES = ("9101", "9102", "3202") + catalogs.CODES
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -100,6 +102,14 @@ def serve(handler: Any, store: FileStore, env: Dict[str, Any], record: Any,
         _json(handler, record, centre.answer(msgid, 0, catalogs.answer(
             handler.box.catalogs, store, str(env["infno"]), inp), None))
         return
+    if env.get("infno") == "3202":
+        try:
+            out = detail_3202(handler.box.ledger, store, (inp or {}).get("data") or {})
+        except ValueError as exc:
+            _json(handler, record, centre.answer(msgid, -1, None, str(exc)))
+            return
+        _json(handler, record, centre.answer(msgid, 0, out, None))
+        return
     if env.get("infno") == "9101":
         up = inp.get("fsUploadIn") or {}
         try:
@@ -151,3 +161,55 @@ def _json(handler: Any, record: Any, answer: Dict[str, Any]) -> None:
     record.infcode = str(answer.get("infcode"))
     record.err_msg = answer.get("err_msg")
     handler._send_json(200, answer)
+
+
+def _m(value: Any) -> str:
+    try:
+        return f"{float(value or 0):.2f}"
+    except (TypeError, ValueError):
+        return "0.00"
+
+
+def detail_3202(ledger: Any, store: FileStore, data: Dict[str, Any]) -> Dict[str, Any]:
+    """3202 对明细账: compare the uploaded detail file (setl_id, mdtrt_id, psn_no, medfee_sumamt,
+    fund_pay_sumamt, acct_pay, refd_setl_flag; TAB, no header, zipped) with the ledger's open
+    settlements of the period (and clr_type / insutype when given). The result file holds
+    the rows that disagree: psn_no, mdtrt_id, setl_id, msgid, stmt_rslt (1 中心多, 2 医药机构多,
+    3 不一致), refd_setl_flag, memo, medfee_sumamt, fund_pay_sumamt, acct_pay."""
+    f = store.get(str(data.get("file_qury_no") or ""))
+    if f is None:
+        raise ValueError(f"文件不存在: no uploaded file {data.get('file_qury_no')!r}")
+    with zipfile.ZipFile(io.BytesIO(f.data)) as z:
+        text = z.read(z.namelist()[0]).decode("utf-8")
+    ours = {}
+    for line in text.splitlines():
+        cols = line.split("\t")
+        if len(cols) >= 6 and cols[0]:
+            ours[cols[0]] = cols
+    begin = str(data.get("stmt_begndate") or "")[:10]
+    end = str(data.get("stmt_enddate") or begin)[:10]
+    theirs = {e.setl_id: e for e in ledger.open_settlements()
+              if begin <= e.day <= end
+              and (not data.get("clr_type") or e.clr_type == str(data["clr_type"]))
+              and (not data.get("insutype") or e.insutype == str(data["insutype"]))}
+    out = []
+    keys = ("medfee_sumamt", "fund_pay_sumamt", "acct_pay")
+    for setl_id, e in theirs.items():
+        amounts = [_m(e.amounts.get(k)) for k in keys]
+        if setl_id not in ours:
+            out.append([e.psn_no or "", e.mdtrt_id or "", setl_id, e.msgid, "1", "0",
+                        "中心多: the hospital's file lacks this settlement", *amounts])
+        elif [_m(v) for v in ours[setl_id][3:6]] != amounts:
+            out.append([e.psn_no or "", e.mdtrt_id or "", setl_id, e.msgid, "3", "0",
+                        "不一致: amounts differ", *amounts])
+    for setl_id, cols in ours.items():
+        if setl_id not in theirs:
+            out.append([cols[2], cols[1], setl_id, "", "2", cols[6] if len(cols) > 6 else "0",
+                        "医药机构多: the centre has no such settlement",
+                        *[_m(v) for v in cols[3:6]]])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("3202_result.txt", "".join("\t".join(r) + "\n" for r in out))
+    no = store.put(buf.getvalue(), "3202_result.zip")
+    return {"fileinfo": {"file_qury_no": no, "filename": "3202_result.zip",
+                         "dld_endtime": endtime(store.get(no))}}

@@ -2039,3 +2039,81 @@ SELECT TOP (@limit)
     error_message
 FROM dbo.medical_insurance_catalog_sync
 ORDER BY sync_id DESC;
+
+-- ===== detail reconciliation (对明细账) =====
+-- 3202 after a 3201 mismatch (mi_worker/reconcile_detail.py), `mi-worker reconcile --fix`
+
+-- name: insert_recon_detail
+-- One settlement the 3202 result says the centre and the hospital disagree on.
+SET NOCOUNT ON;
+DECLARE @stmt_date DATE = :stmt_date;
+DECLARE @insutype VARCHAR(6) = :insutype;
+DECLARE @clr_type VARCHAR(6) = :clr_type;
+DECLARE @setl_id NVARCHAR(50) = :setl_id;
+DECLARE @mdtrt_id NVARCHAR(50) = :mdtrt_id;
+DECLARE @psn_no NVARCHAR(50) = :psn_no;
+DECLARE @msgid VARCHAR(30) = :msgid;
+DECLARE @stmt_rslt VARCHAR(6) = :stmt_rslt;
+DECLARE @memo NVARCHAR(MAX) = :memo;
+DECLARE @medfee_sumamt DECIMAL(16, 2) = :medfee_sumamt;
+DECLARE @fund_pay_sumamt DECIMAL(16, 2) = :fund_pay_sumamt;
+DECLARE @acct_pay DECIMAL(16, 2) = :acct_pay;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @u TABLE (detail_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_recon_detail (
+    stmt_date, insutype, clr_type, setl_id, mdtrt_id, psn_no, msgid, stmt_rslt, memo,
+    medfee_sumamt, fund_pay_sumamt, acct_pay, request_id
+)
+OUTPUT inserted.detail_id INTO @u (detail_id)
+VALUES (
+    @stmt_date, @insutype, @clr_type, @setl_id, @mdtrt_id, @psn_no, @msgid, @stmt_rslt, @memo,
+    @medfee_sumamt, @fund_pay_sumamt, @acct_pay, @request_id
+);
+SELECT detail_id FROM @u;
+
+-- name: recon_detail_for_day
+-- A day's mismatched settlements (reconcile --date, --fix).
+SET NOCOUNT ON;
+DECLARE @stmt_date DATE = :stmt_date;
+SELECT
+    detail_id,
+    stmt_date,
+    insutype,
+    clr_type,
+    setl_id,
+    mdtrt_id,
+    psn_no,
+    msgid,
+    stmt_rslt,
+    memo,
+    medfee_sumamt,
+    fund_pay_sumamt,
+    acct_pay,
+    request_id,
+    fix_request_id
+FROM dbo.medical_insurance_recon_detail
+WHERE stmt_date = @stmt_date
+ORDER BY detail_id;
+
+-- name: set_recon_fix
+-- The 2601 an operator queued for a 中心多 row (asked once: a row with one is not offered again).
+SET NOCOUNT ON;
+DECLARE @fix_request_id BIGINT = :fix_request_id;
+DECLARE @detail_id BIGINT = :detail_id;
+UPDATE dbo.medical_insurance_recon_detail
+SET fix_request_id = @fix_request_id
+WHERE detail_id = @detail_id AND fix_request_id IS NULL;
+
+-- name: request_by_msgid
+-- The request row that sent a msgid (is a centre-only settlement ours, and did the HIS get it?).
+SET NOCOUNT ON;
+DECLARE @msgid VARCHAR(30) = :msgid;
+SELECT
+    request_id,
+    interface_code,
+    status,
+    psn_no,
+    insuplc_admdvs,
+    msgid
+FROM dbo.medical_insurance_requests
+WHERE msgid = @msgid;

@@ -144,6 +144,7 @@ GRANT SELECT ON OBJECT::dbo.medical_insurance_interfaces TO mi_worker_role;
 GRANT INSERT ON OBJECT::dbo.medical_insurance_files TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_catalog TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_catalog_sync TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_recon_detail TO mi_worker_role;
 GRANT UPDATE ON OBJECT::dbo.medical_insurance_msgid_seq TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_worker_role;

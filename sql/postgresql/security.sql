@@ -78,8 +78,10 @@ GRANT SELECT ON medical_insurance_interfaces TO mi_worker_role;
 GRANT SELECT, INSERT ON medical_insurance_files TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE ON medical_insurance_catalog TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE ON medical_insurance_catalog_sync TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON medical_insurance_recon_detail TO mi_worker_role;
 GRANT USAGE ON SEQUENCE medical_insurance_files_file_id_seq,
-    medical_insurance_catalog_sync_sync_id_seq TO mi_worker_role;
+    medical_insurance_catalog_sync_sync_id_seq, medical_insurance_recon_detail_detail_id_seq
+    TO mi_worker_role;
 GRANT USAGE ON SEQUENCE medical_insurance_msgid_seq, medical_insurance_requests_request_id_seq,
     medical_insurance_error_log_log_id_seq, medical_insurance_alerts_alert_id_seq,
     medical_insurance_reconciliation_recon_id_seq TO mi_worker_role;

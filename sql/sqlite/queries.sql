@@ -1068,3 +1068,33 @@ SELECT sync_id, catalog_code, started_at, finished_at, outcome, ver_from, ver_to
 FROM medical_insurance_catalog_sync
 ORDER BY sync_id DESC
 LIMIT :limit;
+
+-- ===== detail reconciliation (对明细账) =====
+-- 3202 after a 3201 mismatch (mi_worker/reconcile_detail.py), `mi-worker reconcile --fix`
+
+-- name: insert_recon_detail
+-- One settlement the 3202 result says the centre and the hospital disagree on.
+INSERT INTO medical_insurance_recon_detail (stmt_date, insutype, clr_type, setl_id, mdtrt_id,
+    psn_no, msgid, stmt_rslt, memo, medfee_sumamt, fund_pay_sumamt, acct_pay, request_id)
+VALUES (:stmt_date, :insutype, :clr_type, :setl_id, :mdtrt_id, :psn_no, :msgid, :stmt_rslt,
+    :memo, :medfee_sumamt, :fund_pay_sumamt, :acct_pay, :request_id)
+RETURNING detail_id;
+
+-- name: recon_detail_for_day
+-- A day's mismatched settlements (reconcile --date, --fix).
+SELECT detail_id, stmt_date, insutype, clr_type, setl_id, mdtrt_id, psn_no, msgid, stmt_rslt,
+       memo, medfee_sumamt, fund_pay_sumamt, acct_pay, request_id, fix_request_id
+FROM medical_insurance_recon_detail
+WHERE stmt_date = :stmt_date
+ORDER BY detail_id;
+
+-- name: set_recon_fix
+-- The 2601 an operator queued for a 中心多 row (asked once: a row with one is not offered again).
+UPDATE medical_insurance_recon_detail SET fix_request_id = :fix_request_id
+WHERE detail_id = :detail_id AND fix_request_id IS NULL;
+
+-- name: request_by_msgid
+-- The request row that sent a msgid (is a centre-only settlement ours, and did the HIS get it?).
+SELECT request_id, interface_code, status, psn_no, insuplc_admdvs, msgid
+FROM medical_insurance_requests
+WHERE msgid = :msgid;

@@ -994,3 +994,30 @@ BEGIN
     END;
 END;
 GO
+
+-- 3202 对明细账 results: see the PostgreSQL migration 010.
+IF OBJECT_ID(N'dbo.medical_insurance_recon_detail', N'U') IS NULL
+    CREATE TABLE dbo.medical_insurance_recon_detail (
+        detail_id BIGINT IDENTITY (1, 1) NOT NULL CONSTRAINT pk_mird PRIMARY KEY,
+        stmt_date DATE NOT NULL,
+        insutype VARCHAR(6) NULL,
+        clr_type VARCHAR(6) NULL,
+        setl_id NVARCHAR(50) NULL,
+        mdtrt_id NVARCHAR(50) NULL,
+        psn_no NVARCHAR(50) NULL,
+        msgid VARCHAR(30) NULL,
+        stmt_rslt VARCHAR(6) NOT NULL,
+        memo NVARCHAR(MAX) NULL,
+        medfee_sumamt DECIMAL(16, 2) NULL,
+        fund_pay_sumamt DECIMAL(16, 2) NULL,
+        acct_pay DECIMAL(16, 2) NULL,
+        request_id BIGINT NULL,
+        fix_request_id BIGINT NULL,
+        created_at DATETIME2(3) NOT NULL CONSTRAINT df_mird_created DEFAULT (SYSUTCDATETIME())
+    );
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_mird_date'
+               AND object_id = OBJECT_ID(N'dbo.medical_insurance_recon_detail'))
+    CREATE INDEX ix_mird_date ON dbo.medical_insurance_recon_detail (stmt_date, detail_id);
+GO

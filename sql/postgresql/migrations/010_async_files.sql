@@ -470,3 +470,26 @@ BEGIN
     END CASE;
 END;
 $$;
+
+-- 3202 对明细账 results (issue 15): one row per settlement the centre and the hospital disagree
+-- on (stmt_rslt 1 中心多, 2 医药机构多, 3 不一致), from the automated detail reconciliation of a
+-- 3201 group that did not balance. fix_request_id: the 2601 an operator had queued for it.
+CREATE TABLE IF NOT EXISTS medical_insurance_recon_detail (
+    detail_id       bigserial    PRIMARY KEY,
+    stmt_date       date         NOT NULL,
+    insutype        varchar(6),
+    clr_type        varchar(6),
+    setl_id         varchar(50),
+    mdtrt_id        varchar(50),
+    psn_no          varchar(50),
+    msgid           varchar(30),
+    stmt_rslt       varchar(6)   NOT NULL,
+    memo            text,
+    medfee_sumamt   numeric(16, 2),
+    fund_pay_sumamt numeric(16, 2),
+    acct_pay        numeric(16, 2),
+    request_id      bigint,
+    fix_request_id  bigint,
+    created_at      timestamptz  NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ix_mird_date ON medical_insurance_recon_detail (stmt_date, detail_id);

@@ -126,3 +126,24 @@ FROM medical_insurance_catalog WHERE catalog_code = '1318';
 CREATE VIEW IF NOT EXISTS v_mi_catalog_1319 AS
 SELECT item_code, item_name, ver, updt_time, row_data, loaded_at
 FROM medical_insurance_catalog WHERE catalog_code = '1319';
+
+-- 3202 对明细账 results: see the PostgreSQL migration 010.
+CREATE TABLE IF NOT EXISTS medical_insurance_recon_detail (
+    detail_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    stmt_date       TEXT NOT NULL,
+    insutype        TEXT,
+    clr_type        TEXT,
+    setl_id         TEXT,
+    mdtrt_id        TEXT,
+    psn_no          TEXT,
+    msgid           TEXT,
+    stmt_rslt       TEXT NOT NULL,
+    memo            TEXT,
+    medfee_sumamt   TEXT,
+    fund_pay_sumamt TEXT,
+    acct_pay        TEXT,
+    request_id      INTEGER,
+    fix_request_id  INTEGER,
+    created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
+);
+CREATE INDEX IF NOT EXISTS ix_mird_date ON medical_insurance_recon_detail (stmt_date, detail_id);
