@@ -9,6 +9,8 @@ import click
 
 from mi_worker import __version__, config, logs
 from mi_worker import doctor as doc
+from mi_worker.cli_async import result_cmd, submit_cmd
+from mi_worker.cli_catalog import catalog_group
 from mi_worker.cli_context import Context, audit_unmask, emit, pass_ctx
 from mi_worker.cli_errors import (
     EXIT_CODES_HELP,
@@ -228,7 +230,7 @@ def doctor(c: Context, sign_in: bool, webhook: bool, his_role: str) -> None:
 
 
 for command in (health, status, monitor_cmd, alerts, metrics, requests, reconcile, sandbox,
-                dashboard):
+                dashboard, submit_cmd, result_cmd, catalog_group):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

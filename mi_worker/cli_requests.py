@@ -10,7 +10,11 @@ import click
 
 from mi_worker import monitor
 from mi_worker import reconcile as rec
+from mi_worker import reconcile_detail as rd
 from mi_worker.cli_context import QUIET, Context, audit_unmask, emit, pass_ctx
+from mi_worker.files.transfer import FileTransfer
+from mi_worker.gateway.client import NHSAClient
+from mi_worker.runner import build_gateway
 
 
 @click.group()
@@ -94,9 +98,14 @@ def requests_resolve(c: Context, request_id: int, note: str, resolved_by: Option
 @click.option("--date", "day", default=None, help="China calendar day YYYY-MM-DD "
                                                   "(default: yesterday).")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--fix", is_flag=True, help="Offer (ask, one by one) the 2601 for the day's 中心多 "
+              "rows whose msgid is ours and whose settlement the HIS never got; no 3201.")
+@click.option("--yes", is_flag=True, help="With --fix: queue every offered 2601 without asking.")
 @pass_ctx
-def reconcile(c: Context, day: Optional[str], as_json: bool) -> None:
-    """对账: send the day's settlement totals to the centre (3201); a worker must be running."""
+def reconcile(c: Context, day: Optional[str], as_json: bool, fix: bool = False,
+              yes: bool = False) -> None:
+    """对账: the day's totals to the centre (3201) and, for a group that does not balance, the
+    detail (3202) with the stored mismatched rows; a worker must be running."""
 
     c.setup_logging("WARNING")
     s = c.settings
@@ -107,15 +116,53 @@ def reconcile(c: Context, day: Optional[str], as_json: bool) -> None:
                                  param_hint="--date") from None
     optins = rec.setl_optins(s)
     database = c.db()
+    gateway = None
     try:
-        results = rec.reconcile(database, when, optins, extra_groups=s.jobs.reconcile_groups)
+        if fix:
+            offer_fixes(database, when, s.jobs.reversal_timeout_seconds, yes)
+            return
+        on_mismatch = None
+        gateway = build_gateway(s, database, None)
+        if isinstance(gateway, NHSAClient):
+            transfer = FileTransfer(gateway)
+            on_mismatch = lambda r: rd.detail(database, transfer, r, optins)  # noqa: E731
+        results = rec.reconcile(database, when, optins, extra_groups=s.jobs.reconcile_groups,
+                                on_mismatch=on_mismatch)
+        details = monitor.rows(database.run("recon_detail_for_day", stmt_date=when.isoformat()))
     finally:
+        if gateway is not None:
+            gateway.close()
         database.close()
     emit(results, as_json, lambda d: monitor.table(d, ["stmt_date", "insutype", "clr_type",
                                                         "setl_cnt", "medfee_sumamt",
                                                         "stmt_rslt", "stmt_rslt_dscr"]))
+    if details and not as_json:
+        click.echo("\n明细对账 (3202) rows that differ:")
+        emit(details, False, lambda d: monitor.table(d, ["detail_id", "insutype", "clr_type",
+                                                          "stmt_rslt", "setl_id", "msgid",
+                                                          "psn_no", "medfee_sumamt", "memo"]))
     if any(r["stmt_rslt"] != "0" for r in results):
         sys.exit(1)
+
+
+def offer_fixes(database, when: dt.date, timeout_seconds: int, yes: bool) -> None:
+    """`reconcile --fix`: ask per 中心多 row of ours; log and queue the 2601s agreed to."""
+    candidates = rd.fix_candidates(database, when)
+    if not candidates:
+        click.echo(f"{when}: no 中心多 row of ours to reverse (run `mi-worker reconcile --date "
+                   f"{when}` first)")
+        return
+    operator = getpass.getuser()
+    for cand in candidates:
+        orig = cand["original"]
+        prompt = (f"中心多 setl_id {cand['setl_id']} {cand['medfee_sumamt']}: msgid "
+                  f"{cand['msgid']} is request {orig['request_id']} ({orig['interface_code']}, "
+                  f"{orig['status']}); the HIS never got this settlement. Queue 2601 冲正?")
+        if yes or click.confirm(prompt, default=False):
+            rid = rd.queue_fix(database, cand, timeout_seconds, operator)
+            click.echo(f"queued 2601 request {rid} for msgid {cand['msgid']}")
+        else:
+            click.echo(f"skipped msgid {cand['msgid']}")
 
 
 # -- config ------------------------------------------------------------------------------

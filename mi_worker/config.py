@@ -243,11 +243,18 @@ def validate(s: Settings) -> None:
     ]
     for code, limit in s.worker.limits.items():
         checks.append((f"worker.limits.{code}", limit >= 1, "must be at least 1"))
-    if s.jobs.reconcile_time:
-        parts = s.jobs.reconcile_time.split(":")
-        ok = len(parts) == 2 and all(p.isdigit() for p in parts) and int(parts[0]) < 24 \
-            and int(parts[1]) < 60
-        checks.append(("jobs.reconcile_time", ok, "must be HH:MM"))
+    for key in ("reconcile_time", "catalog_time"):
+        value = getattr(s.jobs, key)
+        if value:
+            parts = value.split(":")
+            ok = len(parts) == 2 and all(p.isdigit() for p in parts) and int(parts[0]) < 24 \
+                and int(parts[1]) < 60
+            checks.append((f"jobs.{key}", ok, "must be HH:MM"))
+    bad_codes = [c for c in s.jobs.catalog_codes if c not in [str(n) for n in range(1301, 1320)]]
+    checks.append(("jobs.catalog_codes", not bad_codes,
+                   f"not catalogue codes (1301…1319): {', '.join(map(str, bad_codes))}"))
+    checks.append(("worker.async_deadline_seconds",
+                   1 <= s.worker.async_deadline_seconds <= 604800, "must be 1..604800"))
     try:
         zone(s.display.timezone)
     except ValueError as exc:

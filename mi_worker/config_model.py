@@ -44,6 +44,9 @@ class WorkerSettings:
                                "request arriving at an idle worker", 0.1)
     min_poll_interval: float = doc("First idle sleep after an empty claim, seconds", 0.01)
     lease_seconds: int = doc("How long a claim is valid without a heartbeat extending it", 120)
+    async_deadline_seconds: int = doc("Deadline of a call queued by `mi-worker submit` (nobody "
+                                      "waits on it; sp_medical_insurance_submit_v2's own "
+                                      "default is the same 86400 s = 24 h), 1..604800", 86400)
     grace_seconds: float = doc("On SIGTERM/Ctrl-C, how long in-flight calls may finish", 30.0)
     retry_base_seconds: float = doc("Deprecated and ignored: the back-off of a retryable call "
                                     "is gateway.retry_initial_seconds (doubling up to "
@@ -81,6 +84,10 @@ class JobSettings:
     reverse_late_completions: bool = doc("Reverse a state-changing call that COMPLETED after "
                                          "its HIS caller gave up", True)
     alerts_seconds: float = doc("Interval of the alert scan", 60.0)
+    catalog_time: str = doc("China time (HH:MM) of the daily catalogue sync (目录下载) of "
+                            "jobs.catalog_codes; empty = off", "")
+    catalog_codes: List[str] = doc('Catalogues the daily sync loads, e.g. ["1301", "1302", '
+                                   '"1305", "1306"]', [])
     reconcile_time: str = doc("China time (HH:MM) of the daily 3201 reconciliation of the "
                               "previous day; empty = off", "")
     reconcile_setl_optins: str = doc("结算经办机构 (setl_optins) sent in 3201; empty = "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 from mi_worker.db import Database, UniqueViolation
 from mi_worker.gateway import catalog
@@ -96,39 +96,10 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
     # real key shared by every such call).
     idempotency_key, his_fee_id, psn_no, insuplc_admdvs = (
         _blank_to_none(v) for v in (idempotency_key, his_fee_id, psn_no, insuplc_admdvs))
-    bad = ErrorCode.BAD_INPUT
-    if not interface_code or not catalog.is_valid_code(interface_code) \
-            or interface_code != catalog.normalize(interface_code):
-        shown = "NULL" if interface_code is None else f"'{interface_code[:20]}'"
-        return CallResult(None, None, bad, "参数错误: interface_code must look like 1101, "
-                                             f"2207A or 90100, got {shown}")
-    refused = db.run_one("his_refusal", interface_code=interface_code)
-    if refused and refused["his_refused"]:
-        return CallResult(None, None, bad, (
-            f"参数错误: interface {interface_code} is managed by mi-worker itself, the HIS must "
-            f"not call it: {refused['his_refused']}")[:500])
-    if not input_data:
-        return CallResult(None, None, bad, "参数错误: input_data is empty")
-    if len(input_data) > MAX_INPUT_CHARS:
-        return CallResult(None, None, bad, f"参数错误: input_data is {len(input_data)} "
-                                             f"characters, more than the {MAX_INPUT_CHARS} allowed")
-    try:
-        doc = json.loads(input_data)
-    except (ValueError, RecursionError):
-        doc = None
-    if not isinstance(doc, dict):
-        return CallResult(None, None, bad, "参数错误: input_data is not a JSON object")
-    if not (1 <= timeout <= 3600 and 0 <= retry_count <= 20):
-        return CallResult(None, None, bad,
-                          "参数错误: timeout must be 1..3600 seconds and retry_count 0..20")
-    alive = db.run_one("service_status", stale_seconds=30)
-    if not alive or int(alive["alive"]) != 1:
-        return CallResult(None, None, ErrorCode.NO_WORKER,
-                          "SDK服务未运行: no mi-worker heartbeat in the last 30 seconds")
-    if idempotency_key:
-        prior = db.run_one("find_idempotent", idempotency_key=idempotency_key)
-        if prior:
-            return _answer(int(prior["request_id"]), idempotent_answer(prior, idempotency_key))
+    checked = check_call(db, interface_code, input_data, timeout, retry_count, idempotency_key)
+    if isinstance(checked, CallResult):
+        return checked
+    doc = checked
     psn = psn_no or find_field(doc, "psn_no")
     admdvs = insuplc_admdvs or find_field(doc, "insuplc_admdvs")
     try:
@@ -159,6 +130,48 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
                error_message=f"请求超时: no worker claimed the request within {timeout} s")
         state = db.run_one("poll_result", request_id=request_id)
     return result_from_state(request_id, state)
+
+
+def check_call(db: Database, interface_code: str, input_data: str, timeout: int,
+               retry_count: int, idempotency_key: Optional[str], max_timeout: int = 3600
+               ) -> Union[CallResult, Dict[str, Any]]:
+    """The procedures' checks before the enqueue, in their order: the answer to give at once
+    (-1001, -1002, an idempotent repeat), or the parsed input object to enqueue. Shared by the
+    waiting call and the submit (whose timeout is the row's own deadline, up to 7 days)."""
+    bad = ErrorCode.BAD_INPUT
+    if not interface_code or not catalog.is_valid_code(interface_code) \
+            or interface_code != catalog.normalize(interface_code):
+        shown = "NULL" if interface_code is None else f"'{interface_code[:20]}'"
+        return CallResult(None, None, bad, "参数错误: interface_code must look like 1101, "
+                                             f"2207A or 90100, got {shown}")
+    refused = db.run_one("his_refusal", interface_code=interface_code)
+    if refused and refused["his_refused"]:
+        return CallResult(None, None, bad, (
+            f"参数错误: interface {interface_code} is managed by mi-worker itself, the HIS must "
+            f"not call it: {refused['his_refused']}")[:500])
+    if not input_data:
+        return CallResult(None, None, bad, "参数错误: input_data is empty")
+    if len(input_data) > MAX_INPUT_CHARS:
+        return CallResult(None, None, bad, f"参数错误: input_data is {len(input_data)} "
+                                             f"characters, more than the {MAX_INPUT_CHARS} allowed")
+    try:
+        doc = json.loads(input_data)
+    except (ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict):
+        return CallResult(None, None, bad, "参数错误: input_data is not a JSON object")
+    if not (1 <= timeout <= max_timeout and 0 <= retry_count <= 20):
+        return CallResult(None, None, bad, f"参数错误: timeout must be 1..{max_timeout} seconds and "
+                                             "retry_count 0..20")
+    alive = db.run_one("service_status", stale_seconds=30)
+    if not alive or int(alive["alive"]) != 1:
+        return CallResult(None, None, ErrorCode.NO_WORKER,
+                          "SDK服务未运行: no mi-worker heartbeat in the last 30 seconds")
+    if idempotency_key:
+        prior = db.run_one("find_idempotent", idempotency_key=idempotency_key)
+        if prior:
+            return _answer(int(prior["request_id"]), idempotent_answer(prior, idempotency_key))
+    return doc
 
 
 def _answer(request_id: int, answer: HisAnswer) -> CallResult:

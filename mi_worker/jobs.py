@@ -19,9 +19,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from mi_worker import alerts, reconcile, stats
+from mi_worker import alerts, catalog_sync, reconcile, reconcile_detail, stats
 from mi_worker.config import Settings
 from mi_worker.db import Database
+from mi_worker.files.transfer import FileTransfer
 from mi_worker.gateway.base import Gateway
 from mi_worker.gateway.client import NHSAClient
 from mi_worker.gateway.envelope import CHINA_TZ
@@ -139,7 +140,8 @@ class Scheduler:
                 "reconcile", "cron", {"hour": hour, "minute": minute, "timezone": CHINA_TZ},
                 lambda: reconcile.reconcile(self.db, reconcile.yesterday_china(),
                                             reconcile.setl_optins(s),
-                                            extra_groups=js.reconcile_groups),
+                                            extra_groups=js.reconcile_groups,
+                                            on_mismatch=self.detail_reconciliation()),
                 cluster_once=True))
 
             def catch_up() -> None:
@@ -156,6 +158,13 @@ class Scheduler:
                                  {"hour": (hour + 1) % 24, "minute": minute,
                                   "timezone": CHINA_TZ}, catch_up, cluster_once=True,
                                  lock="reconcile"))
+        if js.catalog_time and js.catalog_codes and isinstance(self.gateway, NHSAClient):
+            c_hour, c_minute = (int(x) for x in js.catalog_time.split(":"))
+            table.append(JobSpec(
+                "catalog_sync", "cron", {"hour": c_hour, "minute": c_minute,
+                                         "timezone": CHINA_TZ},
+                functools.partial(catalog_sync.sync_all, self.db, self.gateway,
+                                  js.catalog_codes), cluster_once=True))
         if isinstance(self.gateway, NHSAClient) and s.gateway.sign_in:
             sign_in = self.gateway.sign_in  # only the NHSA client signs in
             # 9001 at start and just after midnight China time (the client also re-signs
@@ -166,6 +175,13 @@ class Scheduler:
             table.append(JobSpec("sign_in_daily", "cron", {"hour": 0, "minute": 0, "second": 10,
                                                            "timezone": CHINA_TZ}, sign))
         return table
+
+    def detail_reconciliation(self) -> Optional[Callable[[Dict[str, Any]], Any]]:
+        """The automated 3202 after a 3201 mismatch (needs the real client: files by 9101)."""
+        if not isinstance(self.gateway, NHSAClient):
+            return None
+        transfer, optins = FileTransfer(self.gateway), reconcile.setl_optins(self.settings)
+        return lambda result: reconcile_detail.detail(self.db, transfer, result, optins)
 
     def start(self) -> None:
         # The first beat at once: the HIS procedure's -1002 check must pass from the start.

@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 
 from mi_worker.db import Database
 
-DATA_TYPES = ("health", "performance", "interfaces", "queue", "workers")
+DATA_TYPES = ("health", "performance", "interfaces", "queue", "workers", "catalog")
 
 
 def plain(value: Any) -> Any:
@@ -45,6 +45,8 @@ def monitor(db: Database, data_type: str, *, warn_seconds: int = 30, down_second
         return rows(db.run("monitor_queue"))
     if kind == "workers":
         return rows(db.run("monitor_workers"))
+    if kind == "catalog":  # catalogue sync runs (issue 15), newest first
+        return rows(db.run("catalog_sync_history", limit=50))
     raise ValueError(f"unknown data type {data_type!r}: use {', '.join(DATA_TYPES)}")
 
 

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 from decimal import Decimal
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mi_worker.alerts import raise_alert
 from mi_worker.db import Database
@@ -77,8 +77,12 @@ def local_totals(db: Database, day: dt.date) -> Dict[Tuple[str, str], Dict[str, 
 
 
 def reconcile(db: Database, day: dt.date, setl_optins: str, *, extra_groups: List[str] = (),
-              timeout: int = 60) -> List[Dict[str, Any]]:
-    """Run 3201 for every group of ``day``; store and return the centre's answers."""
+              timeout: int = 60,
+              on_mismatch: Optional[Callable[[Dict[str, Any]], Any]] = None
+              ) -> List[Dict[str, Any]]:
+    """Run 3201 for every group of ``day``; store and return the centre's answers.
+    ``on_mismatch`` (the automated 3202, reconcile_detail.py) runs for each group the centre
+    answered with stmt_rslt ≠ 0; its rows are returned under "detail"."""
     groups = local_totals(db, day)
     for spec in extra_groups:  # groups to check even with no local settlement (中心多)
         insutype, _, clr_type = spec.partition(":")
@@ -113,6 +117,13 @@ def reconcile(db: Database, day: dt.date, setl_optins: str, *, extra_groups: Lis
                         f"对账不平 {day.isoformat()} insutype {insutype} clr_type {clr_type}: "
                         f"stmt_rslt {rslt} {dscr}", detail=json.dumps(result, ensure_ascii=False))
             log.error("reconciliation mismatch: %s", result)
+            if on_mismatch is not None and rslt != "ERROR":
+                try:
+                    result["detail"] = on_mismatch(result)
+                except Exception as exc:  # the 3201 result stands; say why 3202 did not
+                    log.error("3202 detail reconciliation of %s %s/%s failed: %s", day,
+                              insutype, clr_type, exc)
+                    result["detail_error"] = str(exc)
         else:
             log.info("reconciliation %s %s/%s: balanced (%d settlements)", day, insutype,
                      clr_type, g["count"])

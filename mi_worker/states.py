@@ -126,6 +126,7 @@ del S
 WRITES: Mapping[str, By] = {
     "enqueue_request": By.ENQUEUE,
     "enqueue_reversal": By.ENQUEUE,
+    "enqueue_async": By.ENQUEUE,
     "claim_batch": By.CLAIM,
     "complete_request": By.COMPLETE,
     "complete_batch": By.COMPLETE,
@@ -353,6 +354,15 @@ def his_answer(request_id: int, state: Mapping[str, Any]) -> HisAnswer:
             "check v_medical_insurance_result"))
     return HisAnswer(ErrorCode.UNCERTAIN, f"结果不确定: request {request_id} is {status}"
                      + (f": {msg}" if msg else ""))
+
+
+def async_answer(request_id: int, state: Mapping[str, Any]) -> HisAnswer:
+    """The result procedure's answer for a submitted row: a final state as ``his_answer``; a
+    row still open is -1005 "处理中" (the caller's wait ended, not the row: ask again)."""
+    if ResultStatus(state["result_status"]) is ResultStatus.IN_PROGRESS:
+        return HisAnswer(ErrorCode.TIMEOUT, f"处理中: request {request_id} is {state['status']}; "
+                                            "ask again later (it keeps its own deadline)")
+    return his_answer(request_id, state)
 
 
 def idempotent_answer(prior: Mapping[str, Any], key: str) -> HisAnswer:

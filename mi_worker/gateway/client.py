@@ -88,6 +88,10 @@ class NHSAClient:
                                  f"{type(exc).__name__}: {exc}",
                                  msgid=ctx.msgid, attempt_log=log)
 
+    def new_msgid(self) -> str:
+        """A msgid for an exchange that has no row (file transfers, sessions)."""
+        return self._msgid_factory()
+
     def sign_in(self, force: bool = False, opter: str | None = None) -> str:
         """Sign ``opter`` (default gateway.opter) in with 9001 unless already signed in today.
 

@@ -113,6 +113,17 @@ class GatewaySettings:
     gm_sm2_public_key: str = doc("SM2 public key (hex, 04|x|y or x|y) matching the private key",
                                  "")
 
+    file_upload_mode: str = doc("9101 文件上传: envelope (the file base64 in input.fsUploadIn.in, "
+                                "as .NET/Java clients serialise byte[]) or multipart (form "
+                                "fields jsonStr + file, where the province wants it)", "envelope")
+    file_directory: str = doc("Directory for files exchanged with the centre (9101 uploads, "
+                              "9102 downloads: catalogues, 3202 results); relative to the "
+                              "working directory", "mi-worker-files")
+    file_max_bytes: int = doc("Largest file uploaded or downloaded (a larger one is refused, "
+                              "the partial download deleted)", 512 * 1024 * 1024)
+    file_attempts: int = doc("Attempts of one 9101 / 9102 transfer (a truncated or failed "
+                             "download is fetched again; 9101 only before anything was sent)", 3)
+
     def validate(self) -> None:
         """Check every value a type cannot; raise ConfigError naming the key."""
         def bad(key: str, why: str) -> None:
@@ -122,6 +133,11 @@ class GatewaySettings:
             bad("kind", f"must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.transport not in TRANSPORTS:
             bad("transport", f"must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
+        if self.file_upload_mode not in ("envelope", "multipart"):
+            bad("file_upload_mode", f"must be envelope or multipart, not {self.file_upload_mode!r}")
+        if self.file_max_bytes < 1 or self.file_attempts < 1:
+            bad("file_max_bytes" if self.file_max_bytes < 1 else "file_attempts",
+                "must be at least 1")
         if len(self.fixmedins_code) != 12:
             bad("fixmedins_code", f"must be 12 characters (it starts every 30-character msgid), "
                 f"got {len(self.fixmedins_code)}")

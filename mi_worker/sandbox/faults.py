@@ -16,6 +16,9 @@ Kinds (each for one infno or "*", optionally ``count`` times or with ``probabili
                    tested against that
     garbage        answer HTTP 200 with a non-JSON body; after committing unless ``commit``
                    is false
+    truncate       9102 only: announce the whole file (Content-Length) and send half of it
+    cut            9102 only: send part of the file, then reset the connection (a download
+                   broken mid-stream); an HTTP 503 before the body is http_error on 9102
 
 Why "after commit" variants exist: they are the dangerous ones — the centre settled but the
 hospital never heard — and the client must end UNCERTAIN instead of settling again.
@@ -31,9 +34,10 @@ from typing import Any
 from mi_worker.gateway.envelope import find_key
 
 KINDS = ("latency", "http_error", "reset_before", "reset_after", "timeout", "infcode",
-         "garbage")
+         "garbage", "truncate", "cut")
 _COMMIT_DEFAULT = {"http_error": False, "reset_before": False, "reset_after": True,
-                   "timeout": True, "infcode": False, "garbage": True, "latency": True}
+                   "timeout": True, "infcode": False, "garbage": True, "latency": True,
+                   "truncate": True, "cut": True}
 
 
 @dataclass

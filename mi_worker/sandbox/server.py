@@ -20,6 +20,7 @@ from typing import Any
 from mi_worker.gateway import catalog
 from mi_worker.gateway.envelope import find_psn_no, infcode_str
 from mi_worker.sandbox import auth, defaults
+from mi_worker.sandbox import files as sbfiles
 from mi_worker.sandbox.centre import Centre
 from mi_worker.sandbox.faults import Fault, FaultTable
 from mi_worker.sandbox.ledger import CallLog, CallRecord, Ledger
@@ -158,6 +159,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/_control/"):
             self._control(body)
             return
+        if (self.headers.get("Content-Type") or "").startswith("multipart/"):
+            body = sbfiles.multipart_envelope(self.headers["Content-Type"], body)  # 9101
         box = self.box
         env: dict[str, Any] | None = None
         try:
@@ -200,6 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
             box.stopping.wait(delay)
         record.fault = fault.kind if fault else None
         if fault is not None and not fault.commit and self._apply_fault(fault, record, env):
+            return
+        if infno in sbfiles.CODES:
+            sbfiles.serve(self, box.files, env, record, fault)
             return
         response = box.centre.handle(env)
         record.infcode = infcode_str(response.get("infcode"))
@@ -266,6 +272,8 @@ class SandboxServer:
                              accept_unknown=accept_unknown)
         self.calls = CallLog()
         self.faults = FaultTable()
+        self.files = sbfiles.FileStore()
+        self.catalogs = sbfiles.catalogs.Catalogues()
         for spec in faults or []:
             self.faults.add_spec(spec)
         self.stopping = threading.Event()
@@ -356,6 +364,7 @@ class SandboxServer:
         self.centre.reset()
         self.calls.clear()
         self.faults.clear()
+        self.files.clear()
         with self._nonce_lock:
             self._nonces.clear()
 

@@ -1764,3 +1764,356 @@ DECLARE @since_date DATE = :since_date;
 SELECT DISTINCT stmt_date FROM dbo.medical_insurance_reconciliation
 WHERE stmt_date >= @since_date AND stmt_rslt <> N'ERROR'
 ORDER BY stmt_date;
+
+-- ===== async calls =====
+-- sp_medical_insurance_submit_v2 / _result_v2 (submit_procedure, result_procedure) or, on
+-- SQLite, their steps run by mi_worker/his_async.py
+
+-- name: submit_procedure
+-- `mi-worker submit` goes through the HIS procedure itself, exactly as the HIS does; pyodbc
+-- cannot read OUTPUT parameters, so the batch SELECTs them.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @timeout INT = :timeout;
+DECLARE @retry_count INT = :retry_count;
+DECLARE @priority INT = :priority;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @rid BIGINT;
+DECLARE @res NVARCHAR(MAX);
+DECLARE @ec INT;
+DECLARE @em NVARCHAR(500);
+EXEC dbo.sp_medical_insurance_submit_v2
+    @interface_code = @interface_code,
+    @input_data = @input_data,
+    @timeout = @timeout,
+    @retry_count = @retry_count,
+    @request_id = @rid OUTPUT,
+    @result = @res OUTPUT,
+    @error_code = @ec OUTPUT,
+    @error_message = @em OUTPUT,
+    @priority = @priority,
+    @idempotency_key = @idempotency_key,
+    @his_fee_id = @his_fee_id,
+    @psn_no = @psn_no,
+    @insuplc_admdvs = @insuplc_admdvs;
+SELECT
+    @rid AS request_id,
+    @res AS result,
+    @ec AS error_code,
+    @em AS error_message;
+
+-- name: result_procedure
+-- `mi-worker result` goes through the HIS procedure itself, exactly as the HIS does.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @wait_ms INT = :wait_ms;
+DECLARE @poll_ms INT = :poll_ms;
+DECLARE @st NVARCHAR(20);
+DECLARE @res NVARCHAR(MAX);
+DECLARE @ec INT;
+DECLARE @em NVARCHAR(500);
+EXEC dbo.sp_medical_insurance_result_v2
+    @request_id = @request_id,
+    @wait_ms = @wait_ms,
+    @status = @st OUTPUT,
+    @result = @res OUTPUT,
+    @error_code = @ec OUTPUT,
+    @error_message = @em OUTPUT,
+    @poll_ms = @poll_ms;
+SELECT
+    @st AS status,
+    @res AS result,
+    @ec AS error_code,
+    @em AS error_message;
+
+-- name: enqueue_async
+-- What the submit procedure inserts: a PENDING row nobody waits on, with its own deadline.
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @priority INT = :priority;
+DECLARE @timeout_seconds INT = :timeout_seconds;
+DECLARE @max_retry_count INT = :max_retry_count;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_requests (
+    interface_code, input_data, status, priority, timeout_seconds, max_retry_count, psn_no,
+    insuplc_admdvs, idempotency_key, his_fee_id, deadline_at, async_call
+)
+OUTPUT inserted.request_id INTO @u (request_id)
+VALUES (
+    @interface_code, @input_data, N'PENDING', @priority, @timeout_seconds, @max_retry_count,
+    @psn_no, @insuplc_admdvs, @idempotency_key, @his_fee_id,
+    DATEADD(SECOND, @timeout_seconds, SYSUTCDATETIME()), 1
+);
+SELECT request_id FROM @u;
+
+-- name: poll_async
+-- What the result procedure polls: the caller-facing state of a submitted request only.
+SET NOCOUNT ON;
+DECLARE @request_id BIGINT = :request_id;
+SELECT
+    v.request_id,
+    v.status,
+    v.result_status,
+    v.response_data,
+    v.error_code,
+    v.error_message,
+    CASE WHEN SYSUTCDATETIME() >= v.deadline_at THEN 1 ELSE 0 END AS past_deadline
+FROM dbo.v_medical_insurance_result AS v
+INNER JOIN dbo.medical_insurance_requests AS r ON v.request_id = r.request_id
+WHERE v.request_id = @request_id AND r.async_call = 1;
+
+-- ===== files and catalogue sync =====
+-- 9101 / 9102 files (mi_worker/files/transfer.py) and the 1301-1319 loads (catalog_sync.py)
+
+-- name: record_file
+-- One file exchanged with the centre: where it is and its sha256.
+SET NOCOUNT ON;
+DECLARE @direction VARCHAR(4) = :direction;
+DECLARE @purpose VARCHAR(10) = :purpose;
+DECLARE @file_qury_no NVARCHAR(100) = :file_qury_no;
+DECLARE @filename NVARCHAR(200) = :filename;
+DECLARE @local_path NVARCHAR(1000) = :local_path;
+DECLARE @size_bytes BIGINT = :size_bytes;
+DECLARE @sha256 CHAR(64) = :sha256;
+DECLARE @dld_endtime NVARCHAR(30) = :dld_endtime;
+DECLARE @u TABLE (file_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_files (
+    direction, purpose, file_qury_no, filename, local_path, size_bytes, sha256, dld_endtime
+)
+OUTPUT inserted.file_id INTO @u (file_id)
+VALUES (
+    @direction, @purpose, @file_qury_no, @filename, @local_path, @size_bytes, @sha256,
+    @dld_endtime
+);
+SELECT file_id FROM @u;
+
+-- name: catalog_hashes
+-- Every loaded row's hash of one catalogue: a rerun writes only new or changed rows.
+SET NOCOUNT ON;
+DECLARE @catalog_code VARCHAR(4) = :catalog_code;
+SELECT
+    item_code,
+    row_hash
+FROM dbo.medical_insurance_catalog
+WHERE catalog_code = @catalog_code;
+
+-- name: catalog_upsert_row
+-- One catalogue row inserted or, when its hash changed, rewritten.
+SET NOCOUNT ON;
+DECLARE @catalog_code VARCHAR(4) = :catalog_code;
+DECLARE @item_code NVARCHAR(100) = :item_code;
+DECLARE @item_name NVARCHAR(MAX) = :item_name;
+DECLARE @ver NVARCHAR(60) = :ver;
+DECLARE @updt_time NVARCHAR(30) = :updt_time;
+DECLARE @row_hash CHAR(64) = :row_hash;
+DECLARE @row_data NVARCHAR(MAX) = :row_data;
+UPDATE dbo.medical_insurance_catalog
+SET
+    item_name = @item_name,
+    ver = @ver,
+    updt_time = @updt_time,
+    row_hash = @row_hash,
+    row_data = @row_data,
+    loaded_at = SYSUTCDATETIME()
+WHERE catalog_code = @catalog_code AND item_code = @item_code AND row_hash <> @row_hash;
+IF NOT EXISTS (
+    SELECT 1 FROM dbo.medical_insurance_catalog
+    WHERE catalog_code = @catalog_code AND item_code = @item_code
+)
+    INSERT INTO dbo.medical_insurance_catalog (
+        catalog_code, item_code, item_name, ver, updt_time, row_hash, row_data
+    )
+    VALUES (@catalog_code, @item_code, @item_name, @ver, @updt_time, @row_hash, @row_data);
+
+-- name: catalog_upsert_batch
+-- Many catalogue rows in one statement (:rows: a JSON array of catalog_upsert_row's fields);
+-- needs OPENJSON (2016+, compatibility level 130+): elsewhere it throws 50021 before touching
+-- any row and the loader writes with catalog_upsert_row.
+SET NOCOUNT ON;
+DECLARE @rows NVARCHAR(MAX) = :rows;
+DECLARE @compat INT;
+SELECT @compat = compatibility_level
+FROM sys.databases
+WHERE database_id = DB_ID();
+IF COALESCE(@compat, 0) < 130
+    THROW 50021, N'mi-worker: catalog_upsert_batch needs OPENJSON (SQL Server 2016+, database compatibility level 130+); write rows with catalog_upsert_row', 1;
+EXEC sp_executesql
+    N'SET NOCOUNT ON;
+    DECLARE @x TABLE (catalog_code VARCHAR(4), item_code NVARCHAR(100), item_name NVARCHAR(MAX),
+        ver NVARCHAR(60), updt_time NVARCHAR(30), row_hash CHAR(64), row_data NVARCHAR(MAX));
+    INSERT INTO @x SELECT * FROM OPENJSON(@rows) WITH (catalog_code VARCHAR(4),
+        item_code NVARCHAR(100), item_name NVARCHAR(MAX), ver NVARCHAR(60),
+        updt_time NVARCHAR(30), row_hash CHAR(64), row_data NVARCHAR(MAX));
+    UPDATE t SET item_name = x.item_name, ver = x.ver, updt_time = x.updt_time,
+        row_hash = x.row_hash, row_data = x.row_data, loaded_at = SYSUTCDATETIME()
+    FROM dbo.medical_insurance_catalog AS t
+    INNER JOIN @x AS x ON t.catalog_code = x.catalog_code AND t.item_code = x.item_code
+    WHERE t.row_hash <> x.row_hash;
+    INSERT INTO dbo.medical_insurance_catalog (catalog_code, item_code, item_name, ver,
+        updt_time, row_hash, row_data)
+    SELECT x.catalog_code, x.item_code, x.item_name, x.ver, x.updt_time, x.row_hash, x.row_data
+    FROM @x AS x
+    WHERE NOT EXISTS (SELECT 1 FROM dbo.medical_insurance_catalog AS t
+                      WHERE t.catalog_code = x.catalog_code AND t.item_code = x.item_code);',
+    N'@rows NVARCHAR(MAX)',
+    @rows = @rows;
+
+-- name: catalog_last_version
+-- The version the last successful sync of a catalogue reached (the next asks from there).
+SET NOCOUNT ON;
+DECLARE @catalog_code VARCHAR(4) = :catalog_code;
+SELECT TOP (1) ver_to
+FROM dbo.medical_insurance_catalog_sync
+WHERE catalog_code = @catalog_code AND outcome = 'OK'
+ORDER BY sync_id DESC;
+
+-- name: catalog_sync_start
+-- A sync run begins (RUNNING until finished; a crashed run stays RUNNING, the next asks again).
+SET NOCOUNT ON;
+DECLARE @catalog_code VARCHAR(4) = :catalog_code;
+DECLARE @ver_from NVARCHAR(60) = :ver_from;
+DECLARE @u TABLE (sync_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_catalog_sync (catalog_code, ver_from)
+OUTPUT inserted.sync_id INTO @u (sync_id)
+VALUES (@catalog_code, @ver_from);
+SELECT sync_id FROM @u;
+
+-- name: catalog_sync_finish
+-- A sync run ends OK or FAILED with its counts.
+SET NOCOUNT ON;
+DECLARE @sync_id BIGINT = :sync_id;
+DECLARE @outcome VARCHAR(10) = :outcome;
+DECLARE @ver_to NVARCHAR(60) = :ver_to;
+DECLARE @file_qury_no NVARCHAR(100) = :file_qury_no;
+DECLARE @file_sha256 CHAR(64) = :file_sha256;
+DECLARE @bytes BIGINT = :bytes;
+DECLARE @rows_read INT = :rows_read;
+DECLARE @rows_inserted INT = :rows_inserted;
+DECLARE @rows_updated INT = :rows_updated;
+DECLARE @rows_unchanged INT = :rows_unchanged;
+DECLARE @duration_ms INT = :duration_ms;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+UPDATE dbo.medical_insurance_catalog_sync
+SET
+    finished_at = SYSUTCDATETIME(),
+    outcome = @outcome,
+    ver_to = @ver_to,
+    file_qury_no = @file_qury_no,
+    file_sha256 = @file_sha256,
+    bytes = @bytes,
+    rows_read = @rows_read,
+    rows_inserted = @rows_inserted,
+    rows_updated = @rows_updated,
+    rows_unchanged = @rows_unchanged,
+    duration_ms = @duration_ms,
+    error_message = @error_message
+WHERE sync_id = @sync_id;
+
+-- name: catalog_sync_history
+-- The latest sync runs, newest first (monitoring data type 'catalog', `mi-worker catalog status`).
+SET NOCOUNT ON;
+DECLARE @limit INT = :limit;
+SELECT TOP (@limit)
+    sync_id,
+    catalog_code,
+    started_at,
+    finished_at,
+    outcome,
+    ver_from,
+    ver_to,
+    bytes,
+    rows_read,
+    rows_inserted,
+    rows_updated,
+    rows_unchanged,
+    duration_ms,
+    error_message
+FROM dbo.medical_insurance_catalog_sync
+ORDER BY sync_id DESC;
+
+-- ===== detail reconciliation (对明细账) =====
+-- 3202 after a 3201 mismatch (mi_worker/reconcile_detail.py), `mi-worker reconcile --fix`
+
+-- name: insert_recon_detail
+-- One settlement the 3202 result says the centre and the hospital disagree on.
+SET NOCOUNT ON;
+DECLARE @stmt_date DATE = :stmt_date;
+DECLARE @insutype VARCHAR(6) = :insutype;
+DECLARE @clr_type VARCHAR(6) = :clr_type;
+DECLARE @setl_id NVARCHAR(50) = :setl_id;
+DECLARE @mdtrt_id NVARCHAR(50) = :mdtrt_id;
+DECLARE @psn_no NVARCHAR(50) = :psn_no;
+DECLARE @msgid VARCHAR(30) = :msgid;
+DECLARE @stmt_rslt VARCHAR(6) = :stmt_rslt;
+DECLARE @memo NVARCHAR(MAX) = :memo;
+DECLARE @medfee_sumamt DECIMAL(16, 2) = :medfee_sumamt;
+DECLARE @fund_pay_sumamt DECIMAL(16, 2) = :fund_pay_sumamt;
+DECLARE @acct_pay DECIMAL(16, 2) = :acct_pay;
+DECLARE @request_id BIGINT = :request_id;
+DECLARE @u TABLE (detail_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_recon_detail (
+    stmt_date, insutype, clr_type, setl_id, mdtrt_id, psn_no, msgid, stmt_rslt, memo,
+    medfee_sumamt, fund_pay_sumamt, acct_pay, request_id
+)
+OUTPUT inserted.detail_id INTO @u (detail_id)
+VALUES (
+    @stmt_date, @insutype, @clr_type, @setl_id, @mdtrt_id, @psn_no, @msgid, @stmt_rslt, @memo,
+    @medfee_sumamt, @fund_pay_sumamt, @acct_pay, @request_id
+);
+SELECT detail_id FROM @u;
+
+-- name: recon_detail_for_day
+-- A day's mismatched settlements (reconcile --date, --fix).
+SET NOCOUNT ON;
+DECLARE @stmt_date DATE = :stmt_date;
+SELECT
+    detail_id,
+    stmt_date,
+    insutype,
+    clr_type,
+    setl_id,
+    mdtrt_id,
+    psn_no,
+    msgid,
+    stmt_rslt,
+    memo,
+    medfee_sumamt,
+    fund_pay_sumamt,
+    acct_pay,
+    request_id,
+    fix_request_id
+FROM dbo.medical_insurance_recon_detail
+WHERE stmt_date = @stmt_date
+ORDER BY detail_id;
+
+-- name: set_recon_fix
+-- The 2601 an operator queued for a 中心多 row (asked once: a row with one is not offered again).
+SET NOCOUNT ON;
+DECLARE @fix_request_id BIGINT = :fix_request_id;
+DECLARE @detail_id BIGINT = :detail_id;
+UPDATE dbo.medical_insurance_recon_detail
+SET fix_request_id = @fix_request_id
+WHERE detail_id = @detail_id AND fix_request_id IS NULL;
+
+-- name: request_by_msgid
+-- The request row that sent a msgid (is a centre-only settlement ours, and did the HIS get it?).
+SET NOCOUNT ON;
+DECLARE @msgid VARCHAR(30) = :msgid;
+SELECT
+    request_id,
+    interface_code,
+    status,
+    psn_no,
+    insuplc_admdvs,
+    msgid
+FROM dbo.medical_insurance_requests
+WHERE msgid = @msgid;

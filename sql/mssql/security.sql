@@ -94,6 +94,8 @@
 --                                next_msgid) and sp_sequence_get_range (claim_batch)
 --   EXECUTE sp_check_sdk_service_status (service_status),
 --           sp_medical_insurance_call_v2 (call_procedure: `mi-worker call`),
+--           sp_medical_insurance_submit_v2 / _result_v2 (submit_procedure,
+--           result_procedure: `mi-worker submit` / `result`),
 --           sp_get_medical_insurance_monitor_data (monitor_*),
 --           sp_check_medical_insurance_alerts (check_alerts)
 --   sp_getapplock / sp_releaseapplock / APPLOCK_MODE (try_cluster_lock,
@@ -138,14 +140,24 @@ GRANT INSERT ON OBJECT::dbo.medical_insurance_error_log TO mi_worker_role;
 GRANT SELECT, INSERT ON OBJECT::dbo.medical_insurance_reconciliation TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.mi_schema_version TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.medical_insurance_interfaces TO mi_worker_role;
+-- Files with the centre and catalogue sync (issue 15).
+GRANT INSERT ON OBJECT::dbo.medical_insurance_files TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_catalog TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_catalog_sync TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_recon_detail TO mi_worker_role;
 GRANT UPDATE ON OBJECT::dbo.medical_insurance_msgid_seq TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_worker_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_submit_v2 TO mi_worker_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_result_v2 TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts TO mi_worker_role;
 
 -- HIS callers: the procedures only.
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_his_caller_role;
+-- Calls that do not wait (issue 15): the result procedure reads submitted rows only.
+GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_submit_v2 TO mi_his_caller_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_result_v2 TO mi_his_caller_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_his_caller_role;
 REVOKE EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data FROM mi_his_caller_role;
 REVOKE EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts FROM mi_his_caller_role;

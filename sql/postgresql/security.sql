@@ -45,6 +45,9 @@ $$;
 
 -- Functions and procedures are executable by PUBLIC by default: not these.
 REVOKE ALL ON PROCEDURE sp_medical_insurance_call_v2 FROM PUBLIC;
+REVOKE ALL ON PROCEDURE sp_medical_insurance_submit_v2, sp_medical_insurance_result_v2
+    FROM PUBLIC;
+REVOKE ALL ON FUNCTION mi_his_enqueue_async, mi_his_result, mi_his_expire_async FROM PUBLIC;
 REVOKE ALL ON FUNCTION sp_check_sdk_service_status, mi_his_refusal, mi_his_find_key,
     mi_his_enqueue, mi_his_poll, mi_his_timeout FROM PUBLIC;
 REVOKE ALL ON FUNCTION mi_monitor_health, mi_monitor_performance, mi_monitor_interfaces,
@@ -53,6 +56,11 @@ REVOKE ALL ON FUNCTION mi_monitor_health, mi_monitor_performance, mi_monitor_int
 
 -- The HIS: the procedure and what it calls, nothing else.
 GRANT EXECUTE ON PROCEDURE sp_medical_insurance_call_v2 TO mi_his_caller_role;
+-- Calls that do not wait (issue 15): mi_his_result reads submitted (async) rows only.
+GRANT EXECUTE ON PROCEDURE sp_medical_insurance_submit_v2, sp_medical_insurance_result_v2
+    TO mi_his_caller_role;
+GRANT EXECUTE ON FUNCTION mi_his_enqueue_async, mi_his_result, mi_his_expire_async
+    TO mi_his_caller_role;
 GRANT EXECUTE ON FUNCTION sp_check_sdk_service_status, mi_his_refusal, mi_his_find_key,
     mi_his_enqueue, mi_his_poll, mi_his_timeout TO mi_his_caller_role;
 
@@ -66,12 +74,24 @@ GRANT INSERT ON medical_insurance_error_log TO mi_worker_role;
 GRANT SELECT, INSERT ON medical_insurance_reconciliation TO mi_worker_role;
 GRANT SELECT ON mi_schema_version TO mi_worker_role;
 GRANT SELECT ON medical_insurance_interfaces TO mi_worker_role;
+-- Files with the centre and catalogue sync (issue 15).
+GRANT SELECT, INSERT ON medical_insurance_files TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON medical_insurance_catalog TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON medical_insurance_catalog_sync TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON medical_insurance_recon_detail TO mi_worker_role;
+GRANT USAGE ON SEQUENCE medical_insurance_files_file_id_seq,
+    medical_insurance_catalog_sync_sync_id_seq, medical_insurance_recon_detail_detail_id_seq
+    TO mi_worker_role;
 GRANT USAGE ON SEQUENCE medical_insurance_msgid_seq, medical_insurance_requests_request_id_seq,
     medical_insurance_error_log_log_id_seq, medical_insurance_alerts_alert_id_seq,
     medical_insurance_reconciliation_recon_id_seq TO mi_worker_role;
 -- `mi-worker call` goes through the procedure, as the HIS does; the monitors are invoker
 -- functions over the tables granted above.
 GRANT EXECUTE ON PROCEDURE sp_medical_insurance_call_v2 TO mi_worker_role;
+GRANT EXECUTE ON PROCEDURE sp_medical_insurance_submit_v2, sp_medical_insurance_result_v2
+    TO mi_worker_role;
+GRANT EXECUTE ON FUNCTION mi_his_enqueue_async, mi_his_result, mi_his_expire_async
+    TO mi_worker_role;
 GRANT EXECUTE ON FUNCTION sp_check_sdk_service_status, mi_his_refusal, mi_his_find_key,
     mi_his_enqueue, mi_his_poll, mi_his_timeout TO mi_worker_role;
 GRANT EXECUTE ON FUNCTION mi_monitor_health, mi_monitor_performance, mi_monitor_interfaces,

@@ -971,3 +971,130 @@ RETURNING request_id;
 SELECT DISTINCT stmt_date FROM medical_insurance_reconciliation
 WHERE stmt_date >= :since_date AND stmt_rslt <> 'ERROR'
 ORDER BY stmt_date;
+
+-- ===== async calls =====
+-- sp_medical_insurance_submit_v2 / _result_v2 (submit_procedure, result_procedure) or, on
+-- SQLite, their steps run by mi_worker/his_async.py
+
+-- name: enqueue_async
+-- What the submit procedure inserts: a PENDING row nobody waits on, with its own deadline.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, idempotency_key, his_fee_id,
+    deadline_at, async_call)
+VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
+    :psn_no, :insuplc_admdvs, :idempotency_key, :his_fee_id,
+    strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :timeout_seconds)), 1)
+RETURNING request_id;
+
+-- name: poll_async
+-- What the result procedure polls: the caller-facing state of a submitted request only.
+SELECT v.request_id, v.status, v.result_status, v.response_data, v.error_code,
+       v.error_message,
+       CASE WHEN strftime('%Y-%m-%d %H:%M:%f', 'now') >= v.deadline_at THEN 1 ELSE 0 END
+           AS past_deadline
+FROM v_medical_insurance_result v
+JOIN medical_insurance_requests r ON r.request_id = v.request_id
+WHERE v.request_id = :request_id AND r.async_call = 1;
+
+-- ===== files and catalogue sync =====
+-- 9101 / 9102 files (mi_worker/files/transfer.py) and the 1301-1319 loads (catalog_sync.py)
+
+-- name: record_file
+-- One file exchanged with the centre: where it is and its sha256.
+INSERT INTO medical_insurance_files (direction, purpose, file_qury_no, filename, local_path,
+    size_bytes, sha256, dld_endtime)
+VALUES (:direction, :purpose, :file_qury_no, :filename, :local_path, :size_bytes, :sha256,
+    :dld_endtime)
+RETURNING file_id;
+
+-- name: catalog_hashes
+-- Every loaded row's hash of one catalogue: a rerun writes only new or changed rows.
+SELECT item_code, row_hash FROM medical_insurance_catalog WHERE catalog_code = :catalog_code;
+
+-- name: catalog_upsert_row
+-- One catalogue row inserted or, when its hash changed, rewritten.
+INSERT INTO medical_insurance_catalog (catalog_code, item_code, item_name, ver, updt_time,
+    row_hash, row_data, loaded_at)
+VALUES (:catalog_code, :item_code, :item_name, :ver, :updt_time, :row_hash, :row_data,
+    strftime('%Y-%m-%d %H:%M:%f', 'now'))
+ON CONFLICT (catalog_code, item_code) DO UPDATE
+   SET item_name = excluded.item_name, ver = excluded.ver, updt_time = excluded.updt_time,
+       row_hash = excluded.row_hash, row_data = excluded.row_data,
+       loaded_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+ WHERE medical_insurance_catalog.row_hash <> excluded.row_hash;
+
+-- name: catalog_upsert_batch
+-- Many catalogue rows in one statement (:rows: a JSON array of catalog_upsert_row's fields).
+INSERT INTO medical_insurance_catalog (catalog_code, item_code, item_name, ver, updt_time,
+    row_hash, row_data, loaded_at)
+SELECT json_extract(j.value, '$.catalog_code'), json_extract(j.value, '$.item_code'),
+       json_extract(j.value, '$.item_name'), json_extract(j.value, '$.ver'),
+       json_extract(j.value, '$.updt_time'), json_extract(j.value, '$.row_hash'),
+       json_extract(j.value, '$.row_data'), strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM json_each(:rows) AS j WHERE true
+ON CONFLICT (catalog_code, item_code) DO UPDATE
+   SET item_name = excluded.item_name, ver = excluded.ver, updt_time = excluded.updt_time,
+       row_hash = excluded.row_hash, row_data = excluded.row_data,
+       loaded_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+ WHERE medical_insurance_catalog.row_hash <> excluded.row_hash;
+
+-- name: catalog_last_version
+-- The version the last successful sync of a catalogue reached (the next asks from there).
+SELECT ver_to FROM medical_insurance_catalog_sync
+WHERE catalog_code = :catalog_code AND outcome = 'OK'
+ORDER BY sync_id DESC
+LIMIT 1;
+
+-- name: catalog_sync_start
+-- A sync run begins (RUNNING until finished; a crashed run stays RUNNING, the next asks again).
+INSERT INTO medical_insurance_catalog_sync (catalog_code, ver_from)
+VALUES (:catalog_code, :ver_from)
+RETURNING sync_id;
+
+-- name: catalog_sync_finish
+-- A sync run ends OK or FAILED with its counts.
+UPDATE medical_insurance_catalog_sync
+   SET finished_at = strftime('%Y-%m-%d %H:%M:%f', 'now'), outcome = :outcome, ver_to = :ver_to,
+       file_qury_no = :file_qury_no, file_sha256 = :file_sha256, bytes = :bytes,
+       rows_read = :rows_read, rows_inserted = :rows_inserted, rows_updated = :rows_updated,
+       rows_unchanged = :rows_unchanged, duration_ms = :duration_ms,
+       error_message = :error_message
+ WHERE sync_id = :sync_id;
+
+-- name: catalog_sync_history
+-- The latest sync runs, newest first (monitoring data type 'catalog', `mi-worker catalog status`).
+SELECT sync_id, catalog_code, started_at, finished_at, outcome, ver_from, ver_to, bytes,
+       rows_read, rows_inserted, rows_updated, rows_unchanged, duration_ms, error_message
+FROM medical_insurance_catalog_sync
+ORDER BY sync_id DESC
+LIMIT :limit;
+
+-- ===== detail reconciliation (对明细账) =====
+-- 3202 after a 3201 mismatch (mi_worker/reconcile_detail.py), `mi-worker reconcile --fix`
+
+-- name: insert_recon_detail
+-- One settlement the 3202 result says the centre and the hospital disagree on.
+INSERT INTO medical_insurance_recon_detail (stmt_date, insutype, clr_type, setl_id, mdtrt_id,
+    psn_no, msgid, stmt_rslt, memo, medfee_sumamt, fund_pay_sumamt, acct_pay, request_id)
+VALUES (:stmt_date, :insutype, :clr_type, :setl_id, :mdtrt_id, :psn_no, :msgid, :stmt_rslt,
+    :memo, :medfee_sumamt, :fund_pay_sumamt, :acct_pay, :request_id)
+RETURNING detail_id;
+
+-- name: recon_detail_for_day
+-- A day's mismatched settlements (reconcile --date, --fix).
+SELECT detail_id, stmt_date, insutype, clr_type, setl_id, mdtrt_id, psn_no, msgid, stmt_rslt,
+       memo, medfee_sumamt, fund_pay_sumamt, acct_pay, request_id, fix_request_id
+FROM medical_insurance_recon_detail
+WHERE stmt_date = :stmt_date
+ORDER BY detail_id;
+
+-- name: set_recon_fix
+-- The 2601 an operator queued for a 中心多 row (asked once: a row with one is not offered again).
+UPDATE medical_insurance_recon_detail SET fix_request_id = :fix_request_id
+WHERE detail_id = :detail_id AND fix_request_id IS NULL;
+
+-- name: request_by_msgid
+-- The request row that sent a msgid (is a centre-only settlement ours, and did the HIS get it?).
+SELECT request_id, interface_code, status, psn_no, insuplc_admdvs, msgid
+FROM medical_insurance_requests
+WHERE msgid = :msgid;

@@ -16,7 +16,9 @@ from typing import Dict, Set
 from mi_worker.db.queries import load
 
 HERE = Path(__file__).parent
-ELSEWHERE = {"call_procedure": "tests/system/test_procedure_postgresql.py"}
+ELSEWHERE = {"call_procedure": "tests/system/test_procedure_postgresql.py",
+             "submit_procedure": "tests/system/test_async_calls.py",
+             "result_procedure": "tests/system/test_async_calls.py"}
 
 
 def _declared() -> Dict[str, Set[str]]:

@@ -135,7 +135,9 @@ def test_3201_reconciliation(box, client):
     assert _stmt(client, **{**ok, "fixmedins_setl_cnt": 3})["stmt_rslt"] == "2"
     mismatch = _stmt(client, **{**ok, "medfee_sumamt": "151.00"})
     assert mismatch["stmt_rslt"] == "3" and "数据不一致" in mismatch["stmt_rslt_dscr"]
-    assert client.call(make_ctx("3202", {"data": {}})).response["output"]["fileinfo"]
+    # 3202 needs the detail file uploaded by 9101 (tests/test_reconcile_detail.py).
+    refused = client.call(make_ctx("3202", {"data": {}}))
+    assert refused.response["infcode"] == -1 and "文件不存在" in refused.response["err_msg"]
 
 
 def test_envelope_checks(box):
