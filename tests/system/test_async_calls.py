@@ -15,7 +15,7 @@ from pathlib import Path
 from conftest import InProcessWorker, make_settings, settings_toml
 from mi_worker.his_async import result, submit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _input(psn: str) -> str:
