@@ -45,7 +45,7 @@ class Context:
         try:
             config.check_fake_centre(self.settings)
         except config.ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise UserError(str(exc), "", EXIT_USAGE) from None
 
     def setup_logging(self, level: Optional[str] = None) -> None:
         s = self.settings

@@ -97,19 +97,25 @@ def sync_limits(db: Database, limits: dict) -> None:
             db.run("delete_limit", interface_code=row["interface_code"])
 
 
-def gateway_warnings(settings: Settings, dialect: str) -> None:
-    """Refuse a fake centre on a server database unless allowed; say loudly what is unsafe.
+def refuse_fake_centre(settings: Settings, dialect: str) -> None:
+    """A fake centre on a server database only when allowed on purpose.
 
     config.load already refuses this for settings read from a file or the environment; the
     check is repeated here for Settings built in code.
     """
     g = settings.gateway
+    if g.kind in FAKE_KINDS and dialect != "sqlite" and not g.allow_fake_centre:
+        raise ConfigError(f"config key gateway.allow_fake_centre: gateway.kind = {g.kind!r} "
+                          f"is a FAKE centre and the database is {dialect}; set "
+                          "gateway.kind = \"nhsa\" (or allow_fake_centre = true on purpose)")
+
+
+def gateway_warnings(settings: Settings, dialect: str) -> None:
+    """Refuse a fake centre on a server database unless allowed; say loudly what is unsafe."""
+    refuse_fake_centre(settings, dialect)
+    g = settings.gateway
     banner = "!" * 100
     if g.kind in FAKE_KINDS and dialect != "sqlite":
-        if not g.allow_fake_centre:
-            raise ConfigError(f"config key gateway.allow_fake_centre: gateway.kind = {g.kind!r} "
-                              f"is a FAKE centre and the database is {dialect}; set "
-                              "gateway.kind = \"nhsa\" (or allow_fake_centre = true on purpose)")
         for line in (banner, f"FAKE CENTRE ON A SERVER DATABASE ({dialect}): gateway.kind = "
                      f"{g.kind} with gateway.allow_fake_centre = true. Every call this worker "
                      "answers is made up; the FAKE_GATEWAY alert stays open while it runs.",
@@ -175,11 +181,14 @@ def run(settings: Settings) -> int:
                     "built-in SANDBOX gateway", settings.database.url)
     db = open_database(settings)
     try:
-        gateway_warnings(settings, db.name)
-    except ConfigError:
+        refuse_fake_centre(settings, db.name)
+        # once, logged, before anything depends on it; a database that refuses us (no such
+        # database, login refused) is said here, before any banner
+        db.decide_features()
+    except Exception:
         db.close()
         raise
-    db.decide_features()  # once, logged, before anything depends on it
+    gateway_warnings(settings, db.name)
     ensure_schema(db, auto_upgrade=db.supports("self_upgrade"),
                   allow_manual_reversal=settings.jobs.his_manual_reversal)
     sync_limits(db, settings.worker.limits)

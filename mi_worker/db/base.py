@@ -178,6 +178,8 @@ class Database:
                 if self._features is None:
                     try:
                         row = self.run_one("server_features")
+                    except ConnectRefused:
+                        raise  # no driver, login refused, no such database: waiting won't help
                     except (ConnectionLost, DatabaseError) as exc:
                         found, line = self.dialect.decide_features(None)
                         log.warning("%s (server not asked: %s)", line, exc)

@@ -104,7 +104,8 @@ def test_unknown_role_missing_driver_and_missing_database_fail_at_once():
     ]
     for url, args, words in cases:
         rc, out, elapsed = run_cli(args, env={"MI_WORKER_DATABASE_URL": url,
-                                              "MI_WORKER_GATEWAY_KIND": "noop"})
+                                              "MI_WORKER_GATEWAY_KIND": "noop",
+                                              "MI_WORKER_GATEWAY_ALLOW_FAKE_CENTRE": "true"})
         assert_user_error(rc, out, 3, *words)
         assert "db upgrade` first" not in out
         assert elapsed < 15, (args, elapsed)

@@ -80,13 +80,13 @@ def test_run_refuses_before_touching_anything(tmp_path):
     """`mi-worker run` itself: exits with the key named, no database file created."""
     path = write(tmp_path, '[gateway]\nkind = "nhsa"\nurl = "https://gw.example/x"\n')
     r = CliRunner().invoke(main, ["--config", str(path), "run"], env={})
-    assert r.exit_code == 1 and "database.url" in r.output, r.output
+    assert r.exit_code == 2 and "database.url" in r.output, r.output
     path = write(tmp_path, '[database]\nurl = "postgresql://u@127.0.0.1:9/none"\n')
     r = CliRunner().invoke(main, ["--config", str(path), "run"],
                            env={"MI_WORKER_GATEWAY_KIND": "sandbox"})
-    assert r.exit_code == 1 and "gateway.allow_fake_centre" in r.output, r.output
+    assert r.exit_code == 2 and "gateway.allow_fake_centre" in r.output, r.output
     r = CliRunner().invoke(main, ["--config", str(path), "config", "check"], env={})
-    assert r.exit_code == 1 and "gateway.kind" in r.output, r.output
+    assert r.exit_code == 2 and "gateway.kind" in r.output, r.output
     assert not (tmp_path / "mi_worker.db").exists()
 
 
