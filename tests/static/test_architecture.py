@@ -22,7 +22,7 @@ FLOORS: List[Tuple[int, Set[str]]] = [
     (7, {"mi_worker.jobs"}),
     (6, {"mi_worker.reversal", "mi_worker.reconcile", "mi_worker.retention"}),
     (5, {"mi_worker.worker", "mi_worker.alerts", "mi_worker.metrics", "mi_worker.docs"}),
-    (4, {"mi_worker.queue", "mi_worker.his_call", "mi_worker.monitor", "mi_worker.observe",
+    (4, {"mi_worker.queue", "mi_worker.claim_size", "mi_worker.his_call", "mi_worker.monitor", "mi_worker.observe",
          "mi_worker.stats"}),
     (3, {"mi_worker.sandbox", "mi_worker.db", "mi_worker.config", "mi_worker.config_model"}),
     (2, {"mi_worker.gateway", "mi_worker.logs"}),
