@@ -33,7 +33,8 @@ def targets(r: Dict[str, Any]) -> List[Dict[str, Any]]:
             need = 1.5 / x["ratio"]
             rounds = x.get("rounds", 1)
             few = " (too few rounds to count)" if x.get("met_but_too_few_rounds") else ""
-            add(f"drain vs {x['peer']} at {x.get('peer_settings', 'fair')} settings "
+            kind = "its own defaults" if x.get("peer_settings") == "defaults" else "fair settings"
+            add(f"drain vs {x['peer']} at {kind} "
                 f"({x['procs']} process{'es' if x['procs'] > 1 else ''})",
                 "≥ 1.5× (median of paired ratios, ≥ 5 rounds)",
                 f"{x['ratio']}× (rounds {x.get('min')}–{x.get('max')}× over {rounds}; "
