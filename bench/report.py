@@ -30,7 +30,7 @@ def targets(r: Dict[str, Any]) -> List[Dict[str, Any]]:
         for x in d.get("ratios", []):
             if x.get("mi_worker", "mi-worker") != "mi-worker" or x.get("ratio") is None:
                 continue
-            need = 1.5 / x["ratio"]
+            need = 1.5 / (x.get("median") or x["ratio"])
             rounds = x.get("rounds", 1)
             few = " (too few rounds to count)" if x.get("met_but_too_few_rounds") else ""
             kind = "its own defaults" if x.get("peer_settings") == "defaults" else "fair settings"
@@ -39,7 +39,8 @@ def targets(r: Dict[str, Any]) -> List[Dict[str, Any]]:
                 "≥ 1.5× (median of paired ratios, ≥ 5 rounds)",
                 f"{x['ratio']}× (rounds {x.get('min')}–{x.get('max')}× over {rounds}; "
                 f"{x['mi_worker_rps']:,.0f} vs {x['peer_rps']:,.0f}/s){few}",
-                x.get("met"), f"needs ×{need:.2f} more" if need > 1 else
+                x.get("met"), f"needs ×{need:.3f} more (median {x.get('median')})"
+                if need > 1 else
                 f"fewer than {d.get('min_rounds_for_met', 5)} rounds")
         for peer, e in d.get("peers", {}).items():
             if not str(e.get("status", "")).startswith("ok"):

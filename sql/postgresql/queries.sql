@@ -78,7 +78,9 @@ WITH cand AS (
     -- its own digits never repeat). Above 10,000 msgids in one second the
     -- 4 digits come round again: such a row takes the next second whose msgid with these
     -- digits is free (the protocol allows a msgid second ahead of the clock), so the claim
-    -- never trips ux_mir_msgid. cn is read once per row: probe and value agree.
+    -- never trips ux_mir_msgid. cn is read once per row: probe and value agree. No ORDER BY:
+    -- the series streams in order and LIMIT 1 stops at the first free second (any free one
+    -- would be unique; a sort would probe all 61 every time).
     SELECT n.request_id, n.slot,
            COALESCE((SELECT c.m
                      FROM generate_series(0, 60) AS j(j)
@@ -87,7 +89,7 @@ WITH cand AS (
                          || n.digits AS m) c
                      WHERE NOT EXISTS (SELECT 1 FROM medical_insurance_requests x
                                        WHERE x.msgid = c.m)
-                     ORDER BY j.j LIMIT 1),
+                     LIMIT 1),
                     :fixmedins_code
                     || to_char(n.cn, 'YYYYMMDDHH24MISS')
                     || n.digits) AS msgid
@@ -125,7 +127,7 @@ WITH d AS (
                          || d.digits AS m) c
                      WHERE NOT EXISTS (SELECT 1 FROM medical_insurance_requests x
                                        WHERE x.msgid = c.m)
-                     ORDER BY j.j LIMIT 1),
+                     LIMIT 1),
                     :fixmedins_code
                     || to_char(d.cn, 'YYYYMMDDHH24MISS')
                     || d.digits) AS msgid
@@ -152,7 +154,7 @@ SELECT COALESCE((SELECT c.m
                      || d.digits AS m) c
                  WHERE NOT EXISTS (SELECT 1 FROM medical_insurance_requests x
                                    WHERE x.msgid = c.m)
-                 ORDER BY j.j LIMIT 1),
+                 LIMIT 1),
                 :fixmedins_code
                 || to_char(d.cn, 'YYYYMMDDHH24MISS')
                 || d.digits) AS msgid

@@ -98,7 +98,7 @@ UPDATE medical_insurance_requests
                                 || strftime('%Y%m%d%H%M%S', 'now', '+8 hours',
                                             printf('+%d seconds', secs.j))
                                 || printf('%04d', (seq.base + p.rn) % 10000))
-            ORDER BY secs.j LIMIT 1),
+            LIMIT 1),
            :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
            || printf('%04d', (seq.base + p.rn) % 10000))
   FROM picked p, seq
@@ -127,7 +127,7 @@ UPDATE medical_insurance_requests
                 WHERE x.msgid = :fixmedins_code
                                 || strftime('%Y%m%d%H%M%S', 'now', '+8 hours',
                                             printf('+%d seconds', secs.j)) || d.digits)
-            ORDER BY secs.j LIMIT 1),
+            LIMIT 1),
            :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
            || (SELECT digits FROM d))
  WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
@@ -149,7 +149,7 @@ RETURNING COALESCE(
          WHERE x.msgid = :fixmedins_code
                          || strftime('%Y%m%d%H%M%S', 'now', '+8 hours', printf('+%d seconds', s.j))
                          || printf('%04d', value % 10000))
-     ORDER BY s.j LIMIT 1),
+     LIMIT 1),
     :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
     || printf('%04d', value % 10000)) AS msgid;
 
