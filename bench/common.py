@@ -364,11 +364,12 @@ def write_config(path: Path, sections: Dict[str, Dict[str, Any]]) -> Path:
     return path
 
 
-def worker_sections(db_url: str, threads: int = 16, batch_size: int = 16,
+def worker_sections(db_url: str, threads: Optional[int] = 16, batch_size: Optional[int] = 16,
                     gateway: Optional[Dict[str, Any]] = None,
                     worker: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
-    """mi-worker settings (only keys of mi_worker/config.py): defaults unless named here."""
-    w = {"threads": threads, "batch_size": batch_size}
+    """mi-worker settings (only keys of mi_worker/config.py): defaults unless named here
+    (None: the key is left out, the worker's own default applies)."""
+    w = {k: v for k, v in (("threads", threads), ("batch_size", batch_size)) if v is not None}
     w.update(worker or {})
     return {"database": {"url": db_url},
             "worker": w,

@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Optional
 from bench import common
 
 
-def drain_pg(dbs: common.PgDatabases, workdir: Path, n: int, procs: int, threads: int = 16,
-             batch_size: int = 16, label: str = "drain",
+def drain_pg(dbs: common.PgDatabases, workdir: Path, n: int, procs: int,
+             threads: Optional[int] = 16, batch_size: Optional[int] = 16, label: str = "drain",
              prefix: Optional[List[str]] = None, timeout: float = 600.0,
              worker: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     name = dbs.new(label)
@@ -36,24 +36,26 @@ def drain_pg(dbs: common.PgDatabases, workdir: Path, n: int, procs: int, threads
             wall = time.monotonic() - t0
             if not wp.alive():
                 raise RuntimeError(f"a worker exited early; see {workdir}")
+            rss = common.rss_mb(wp.pids[0])  # after the drain: every thread was started
         window = common.pg_drain_window(name)
         if window["completed"] != n:
             raise RuntimeError(f"{name}: {window['completed']} of {n} rows COMPLETED")
         return {"seconds": window["seconds"], "wall": round(wall, 3),
                 "rps": n / window["seconds"] if window["seconds"] > 0 else None,
-                "wall_rps": n / wall}
+                "wall_rps": n / wall, "rss_mb": rss}
     finally:
         dbs.drop(name)
 
 
-def drain_sqlite(workdir: Path, n: int, procs: int, threads: int = 16, batch_size: int = 16,
-                 timeout: float = 600.0, stall: float = 45.0) -> Dict[str, Any]:
+def drain_sqlite(workdir: Path, n: int, procs: int, threads: Optional[int] = 16,
+                 batch_size: Optional[int] = 16, timeout: float = 600.0, stall: float = 45.0,
+                 worker: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     path = workdir / f"drain-{procs}p-{int(time.time() * 1000)}.db"
     url = common.sqlite_prepare(path)
     common.seed_sqlite(path, n)
     cfg = common.write_config(
         workdir / f"{path.stem}.toml",
-        common.worker_sections(url, threads=threads, batch_size=batch_size))
+        common.worker_sections(url, threads=threads, batch_size=batch_size, worker=worker))
     wp = common.WorkerProcs(cfg, procs, workdir)
     t0 = time.monotonic()
     with wp:

@@ -77,11 +77,15 @@ PEERS = {
     "procrastinate": {
         "script": "procrastinate_peer.py",
         "work_args": ["--concurrency", "16"],
+        # its documented defaults: run_worker(concurrency=1)
+        "default_args": ["--concurrency", "1"],
         "open_sql": "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')",
     },
     "pgqueuer": {
         "script": "pgqueuer_peer.py",
         "work_args": ["--batch-size", "16", "--max-tasks", "32"],
+        # its documented defaults: QueueManager.run(batch_size=10, max_concurrent_tasks=None)
+        "default_args": ["--batch-size", "10", "--max-tasks", "0"],
         "open_sql": "SELECT count(*) FROM pgqueuer",
     },
 }
@@ -94,8 +98,12 @@ def _peer(script: str, action: str, dsn: str, *args: str, timeout: float = 600
 
 
 def drain(dbs: common.PgDatabases, workdir: Path, peer: str, n: int, procs: int,
-          timeout: float = 900.0) -> Dict[str, Any]:
-    spec = PEERS[peer]
+          timeout: float = 900.0, defaults: bool = False) -> Dict[str, Any]:
+    """One drain of n jobs by ``procs`` peer processes: at the bench's fair settings, or at
+    the library's own documented defaults (``defaults=True``)."""
+    spec = dict(PEERS[peer])
+    if defaults:
+        spec["work_args"] = spec["default_args"]
     name = dbs.empty(peer)
     dsn = common.pg_url(name)
     try:
@@ -139,6 +147,10 @@ def drain(dbs: common.PgDatabases, workdir: Path, peer: str, n: int, procs: int,
         if int(window["completed"]) != n:
             raise RuntimeError(f"{peer}: {window['completed']} of {n} jobs succeeded")
         seconds = float(window["seconds"])
+        settings = dict(window.get("settings") or {})
+        if "concurrency" in settings:  # the window action does not know the work's args
+            settings["concurrency"] = int(spec["work_args"][1])
+        window["settings"] = settings
         return {"seconds": seconds, "wall": round(wall, 3), "rps": n / seconds,
                 "wall_rps": n / wall, "settings": window.get("settings", {}),
                 "version": window.get("version")}

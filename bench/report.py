@@ -28,34 +28,54 @@ def targets(r: Dict[str, Any]) -> List[Dict[str, Any]]:
     d = sc.get("drain", {})
     if _ok(d):
         for x in d.get("ratios", []):
-            need = 1.5 * x["peer_rps"]
-            add(f"drain vs {x['peer']} ({x['procs']} process{'es' if x['procs'] > 1 else ''})",
-                "≥ 1.5×", f"{x['ratio']}× ({x['mi_worker_rps']:,.0f} vs {x['peer_rps']:,.0f}/s)",
-                x["met"], f"needs {need:,.0f}/s: +{need - x['mi_worker_rps']:,.0f}/s "
-                          f"(×{need / x['mi_worker_rps']:.2f})")
+            if x.get("mi_worker", "mi-worker") != "mi-worker" or x.get("ratio") is None:
+                continue
+            need = 1.5 / (x.get("median") or x["ratio"])
+            rounds = x.get("rounds", 1)
+            few = " (too few rounds to count)" if x.get("met_but_too_few_rounds") else ""
+            kind = "its own defaults" if x.get("peer_settings") == "defaults" else "fair settings"
+            add(f"drain vs {x['peer']} at {kind} "
+                f"({x['procs']} process{'es' if x['procs'] > 1 else ''})",
+                "≥ 1.5× (median of paired ratios, ≥ 5 rounds)",
+                f"{x['ratio']}× (rounds {x.get('min')}–{x.get('max')}× over {rounds}; "
+                f"{x['mi_worker_rps']:,.0f} vs {x['peer_rps']:,.0f}/s){few}",
+                x.get("met"), f"needs ×{need:.3f} more (median {x.get('median')})"
+                if need > 1 else
+                f"fewer than {d.get('min_rounds_for_met', 5)} rounds")
         for peer, e in d.get("peers", {}).items():
             if not str(e.get("status", "")).startswith("ok"):
                 add(f"drain vs {peer}", "≥ 1.5×", e.get("status"), None)
+        t64 = [x for x in d.get("mi_worker", []) if x.get("system") == "mi-worker t64"
+               and (x.get("rss_mb") or {}).get("median") is not None]
+        if t64:
+            m = max(x["rss_mb"]["median"] for x in t64)
+            add("worker RSS at 64 threads (after a drain)", "≤ 80 MB", f"{m:.1f} MB", m <= 80,
+                f"{m - 80:.1f} MB over")
     lat = sc.get("latency", {})
     if _ok(lat) and lat.get("variants"):
         for v in lat["variants"]:
             p50 = v["overhead_p50_ms"]["median"]
             p99 = v["overhead_p99_ms"]["median"]
-            add(f"queue overhead p50, {v['label']}", "≤ 30 ms", f"{p50:.1f} ms", p50 <= 30,
-                f"{p50 - 30:.1f} ms over")
-            add(f"queue overhead p99, {v['label']}", "≤ 150 ms", f"{p99:.1f} ms", p99 <= 150,
-                f"{p99 - 150:.1f} ms over")
+            polls = (v.get("caller_polls_per_s") or {}).get("median")
+            ptxt = f"; waiting caller {polls:.0f} polls/s" if polls is not None else ""
+            add(f"queue overhead p50, {v['label']}", "≤ 12 ms", f"{p50:.1f} ms{ptxt}",
+                p50 <= 12, f"{p50 - 12:.1f} ms over")
+            add(f"queue overhead p99, {v['label']}", "≤ 30 ms", f"{p99:.1f} ms", p99 <= 30,
+                f"{p99 - 30:.1f} ms over")
+            if polls is not None:
+                add(f"waiting caller polls, {v['label']}", "≤ 30 /s", f"{polls:.0f} /s",
+                    polls <= 30, f"{polls - 30:.0f}/s over")
     sat = sc.get("saturation", {})
     if _ok(sat) and sat.get("fraction"):
         f = sat["fraction"]["median"]
-        add("saturation, 32 slots × 100 ms", "≥ 95 % of 320/s",
-            f"{100 * f:.1f} % ({sat['rps']['median']:.0f}/s)", f >= 0.95,
-            f"{100 * (0.95 - f):.1f} points short")
+        add("saturation, 32 slots × 100 ms", "≥ 97 % of 320/s",
+            f"{100 * f:.1f} % ({sat['rps']['median']:.0f}/s)", f >= 0.97,
+            f"{100 * (0.97 - f):.1f} points short")
     idle = sc.get("idle", {})
     if _ok(idle) and idle.get("claims_per_s"):
         c = idle["claims_per_s"]["median"]
         m = idle["rss_mb"]["median"]
-        add("idle claim queries per worker", "≤ 20 /s", f"{c:.2f} /s", c <= 20, f"{c - 20:.1f}/s over")
+        add("idle claim queries per worker", "≤ 10 /s", f"{c:.2f} /s", c <= 10, f"{c - 10:.2f}/s over")
         add("idle worker RSS", "≤ 80 MB", f"{m:.1f} MB", m <= 80, f"{m - 80:.1f} MB over")
     g = sc.get("growth", {})
     if _ok(g) and g.get("results"):
@@ -98,48 +118,80 @@ def markdown(r: Dict[str, Any]) -> str:
 
     d = sc.get("drain")
     if d:
-        L.append("## 1. Drain (no-op gateway)")
+        L.append("## 1. Drain (no-op gateway), interleaved")
         L.append("")
         if not _ok(d):
             L.append(f"{d.get('status')}")
         else:
-            L.append(f"{d['n']:,} rows PENDING; {d['measure']}.")
+            L.append(f"{d['n']:,} rows PENDING (procrastinate: fewer, see n); {d['measure']}.")
             L.append("")
-            L.append("| system | database | processes | settings | requests/s | active s | "
+            L.append("| system | database | processes | settings | n | requests/s | active s | "
                      "wall s |")
-            L.append("|---|---|---|---|---|---|---|")
+            L.append("|---|---|---|---|---|---|---|---|")
             for x in d["mi_worker"]:
-                pre = f", prefetch {x['prefetch']}" if x.get("prefetch") else ""
-                L.append(f"| mi-worker | PostgreSQL | {x['procs']} | threads {x['threads']}, "
-                         f"batch {x['batch_size']}{pre} | {_m(x['rps'])} | "
+                L.append(f"| {x.get('system', 'mi-worker')} | PostgreSQL | {x['procs']} | "
+                         f"{x.get('settings', '')} | {d['n']:,} | {_m(x['rps'])} | "
                          f"{_m(x['seconds'], '', 2)} | {_m(x['wall'], '', 2)} |")
             for x in d["sqlite"]:
                 if "rps" in x:
-                    L.append(f"| mi-worker | SQLite | {x['procs']} | threads 16, batch 16 | "
+                    L.append(f"| mi-worker | SQLite | {x['procs']} | defaults | {d['n']:,} | "
                              f"{_m(x['rps'])} | {_m(x['seconds'], '', 2)} | "
                              f"{_m(x['wall'], '', 2)} |")
                 else:
-                    L.append(f"| mi-worker | SQLite | {x['procs']} | | {x.get('status')} | | |")
+                    L.append(f"| mi-worker | SQLite | {x['procs']} | | | {x.get('status')} "
+                             "| | |")
             for peer, e in d["peers"].items():
                 if e.get("status") != "ok":
-                    L.append(f"| {peer} | PostgreSQL | | | {e.get('status')} | | |")
+                    L.append(f"| {peer} | PostgreSQL | | | | {e.get('status')} | | |")
                     continue
-                s = e.get("settings") or {}
-                short = ", ".join(f"{k} {v}" for k, v in s.items()
-                                  if k in ("concurrency", "wait", "batch_size",
-                                           "max_concurrent_tasks", "mode"))
-                for x in e["results"]:
-                    L.append(f"| {peer} {e.get('version') or ''} | PostgreSQL | {x['procs']} | "
-                             f"{short} | {_m(x['rps'])} | {_m(x['seconds'], '', 2)} | "
-                             f"{_m(x['wall'], '', 2)} |")
+                for kind, block in (("fair", e), ("defaults", e.get("defaults") or {})):
+                    st = block.get("settings") or {}
+                    short = ", ".join(f"{k} {v}" for k, v in st.items()
+                                      if k in ("concurrency", "wait", "batch_size",
+                                               "max_concurrent_tasks", "mode"))
+                    for x in block.get("results", []):
+                        L.append(f"| {peer} {e.get('version') or ''} ({kind}) | PostgreSQL | "
+                                 f"{x['procs']} | {short} | {x.get('n', d['n']):,} | "
+                                 f"{_m(x['rps'])} | {_m(x['seconds'], '', 2)} | "
+                                 f"{_m(x['wall'], '', 2)} |")
             if d.get("ratios"):
                 L.append("")
-                L.append("| ratio mi-worker / peer (threads 16, batch 16) | processes | ratio | "
-                         "best mi-worker variant | its ratio |")
-                L.append("|---|---|---|---|---|")
+                L.append("Paired ratios (same round, back to back): median (min–max) over the "
+                         "rounds, and each round's ratio.")
+                L.append("")
+                L.append("| mi-worker | / peer | processes | median ratio | range | rounds | "
+                         "per round |")
+                L.append("|---|---|---|---|---|---|---|")
                 for x in d["ratios"]:
-                    L.append(f"| {x['peer']} | {x['procs']} | {x['ratio']}× | "
-                             f"{x['best_variant']} | {x['best_ratio']}× |")
+                    per = ", ".join(f"{v:.2f}" for v in x.get("per_round", []))
+                    L.append(f"| {x.get('mi_worker', 'mi-worker')} | {x['peer']} "
+                             f"({x.get('peer_settings', 'fair')}) | {x['procs']} | "
+                             f"{x['ratio']}× | {x.get('min')}–{x.get('max')}× | "
+                             f"{x.get('rounds', '')} | {per} |")
+            gain = d.get("gain_over_previous_defaults") or {}
+            for procs, g in sorted(gain.items()):
+                if g.get("median") is not None:
+                    L.append("")
+                    L.append(f"Defaults now / defaults before issue 17 ({procs} process(es), "
+                             f"paired): {g['median']}× ({g['min']}–{g['max']}×, "
+                             f"{g['rounds']} rounds).")
+            for procs, rnds in sorted((d.get("rounds") or {}).items()):
+                L.append("")
+                L.append(f"Rounds, {procs} process(es): requests/s of each run, and the 1-minute "
+                         "load average / machine CPU busy share after it.")
+                L.append("")
+                names = list(rnds[0]["runs"]) if rnds else []
+                L.append("| round | " + " | ".join(names) + " |")
+                L.append("|---|" + "---|" * len(names))
+                for rr in rnds:
+                    cells = []
+                    for nm in names:
+                        run = rr["runs"].get(nm, {})
+                        la = (run.get("loadavg_after") or [None])[0]
+                        busy = run.get("cpu_busy")
+                        cells.append(f"{run.get('rps', 0):,.0f} (load {la}, "
+                                     f"cpu {'' if busy is None else f'{100 * busy:.0f} %'})")
+                    L.append(f"| {rr['round']} | " + " | ".join(cells) + " |")
         L.append("")
 
     before = r.get("drain_before")

@@ -210,6 +210,8 @@ def validate(s: Settings) -> None:
     checks = [
         ("worker.threads", s.worker.threads >= 1, "must be at least 1"),
         ("worker.batch_size", 1 <= s.worker.batch_size <= 1000, "must be 1..1000"),
+        ("worker.max_batch_size", 1 <= s.worker.max_batch_size <= 10000, "must be 1..10000"),
+        ("worker.prefetch", s.worker.prefetch >= -1, "must be -1 (adaptive), 0 or more"),
         ("worker.poll_interval", s.worker.poll_interval > 0, "must be positive"),
         ("worker.min_poll_interval", 0 < s.worker.min_poll_interval <= s.worker.poll_interval,
          "must be positive and not above worker.poll_interval"),

@@ -35,10 +35,16 @@ class WorkerSettings:
     service_name: str = doc("Name in sdk_heartbeat.service_name; workers of one cluster share it",
                             "medical_insurance_sdk")
     threads: int = doc("Concurrent gateway calls per worker process", 16)
-    batch_size: int = doc("Most rows taken by one claim statement", 16)
-    prefetch: int = doc("Claimed rows allowed to wait for a free thread (0 = claim only for idle "
-                        "threads). More lets one claim fetch a bigger batch when calls are "
-                        "short; a prefetched row is still PROCESSING and leased", 0)
+    batch_size: int = doc("Rows taken by the first claim statement, and the fewest a claim "
+                          "asks for with enough threads free", 16)
+    max_batch_size: int = doc("Most rows one claim statement may take: the claim size doubles "
+                              "from batch_size while claims come back full (a backlog) and "
+                              "halves when one comes back short; = batch_size fixes it", 256)
+    prefetch: int = doc("Claimed rows allowed to wait for a free thread: -1 = adaptive (the "
+                        "rows the threads can start within 25 ms at the measured call time: "
+                        "many with a fast gateway, a few at 100 ms, none when slow), 0 = claim "
+                        "only for idle threads, N = fixed. A prefetched row is PROCESSING and "
+                        "leased", -1)
     poll_interval: float = doc("Longest idle sleep between claims, seconds (adaptive back-off "
                                "starts at min_poll_interval); bounds the pick-up delay of a "
                                "request arriving at an idle worker", 0.1)

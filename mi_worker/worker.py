@@ -1,9 +1,10 @@
 """The worker process: one claim loop feeding N gateway threads, and a graceful stop.
 
-A single dispatcher thread claims only as many rows as there are idle threads, so a claimed
-row never waits in a local queue where a crash would strand it; it claims again at once
-after a full batch and backs off (min_poll_interval doubling up to poll_interval) while the
-queue is empty. Each row's outcome is written back in one token-guarded statement.
+A single dispatcher thread claims for idle threads plus the few rows they can start within
+~25 ms (mi_worker/claim_size.py: the claim size grows while claims come back full, the rows
+in hand follow the measured call time), so a claimed row hardly waits in a local queue
+where a crash would strand it; it claims again at once after a full batch and backs off
+(min_poll_interval doubling up to poll_interval) while the queue is empty. Each row's outcome is written back in one token-guarded statement.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
 from mi_worker import __version__, observe
+from mi_worker.claim_size import ClaimSizer
 from mi_worker.config import Settings
 from mi_worker.db import ConnectionLost, Database, DatabaseError
 from mi_worker.gateway.base import CallContext, Gateway, GatewayResult
@@ -47,8 +49,10 @@ class Worker:
         self.queue = Queue(db, self.worker_id, settings.gateway.fixmedins_code,
                            settings.worker.lease_seconds)
         self.threads = settings.worker.threads
-        # Rows this process may hold before a thread is free for them (claim batching).
-        self.capacity = self.threads + max(0, settings.worker.prefetch)
+        # Claim size and the rows this process may hold before a thread is free for them:
+        # adaptive (mi_worker/claim_size.py) unless fixed by settings.
+        ws = settings.worker
+        self.sizer = ClaimSizer(self.threads, ws.batch_size, ws.max_batch_size, ws.prefetch)
         self.started_at = time.time()
         self.processed_total = 0
         # Every claimed row until its outcome is in the database: (ClaimedRequest, stage).
@@ -57,7 +61,6 @@ class Worker:
         # the group commit no longer holds one, so the next batch is claimed while the
         # previous one is being written.
         self._busy = 0
-        self._call_seconds = 0.0  # moving average of the time a row holds a thread
         self._lock = threading.Lock()
         self._slot_free = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -101,17 +104,17 @@ class Worker:
         ws = self.settings.worker
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mi-call")
         idle = ws.min_poll_interval
-        fill = max(1, min(ws.batch_size, self.capacity) // 2)
         db_down_since: Optional[float] = None
         log.info("worker %s claiming: %d threads, batch %d, database %s", self.worker_id,
                  self.threads, ws.batch_size, self.db.dialect.safe_url())
         self.queue.start()
         try:
             while not self._stop.is_set():
+                fill = max(1, min(self.sizer.size, self.capacity) // 2)
                 free = self._wait_for_slots(fill, ws.poll_interval)
                 if free <= 0:
                     continue
-                want = min(ws.batch_size, free)
+                want = self.sizer.want(free)
                 try:
                     rows = self.queue.claim(want)
                     if db_down_since is not None:
@@ -130,6 +133,7 @@ class Worker:
                     self._busy += len(rows)
                 for req in rows:
                     pool.submit(self._process, req)
+                self.sizer.claimed(want, len(rows))
                 if len(rows) == want:
                     idle = ws.min_poll_interval
                     continue
@@ -142,6 +146,10 @@ class Worker:
             self._drain(pool)
             self._stopped.set()
 
+    @property
+    def capacity(self) -> int:
+        return self.sizer.capacity
+
     def _free(self) -> int:
         """Idle gateway threads, less any excess of results still waiting to be written
         (if the database is slow to take results, claiming slows down with it)."""
@@ -151,7 +159,7 @@ class Worker:
     def _slow_calls(self) -> bool:
         """Calls take long enough that a round trip per claim does not matter, while a
         linger would: with a 100 ms gateway, claim as soon as a thread is free."""
-        return self._call_seconds > 20 * LINGER_SECONDS
+        return (self.sizer.call_seconds or 0.0) > 20 * LINGER_SECONDS
 
     def _wait_for_slots(self, fill: int, poll: float) -> int:
         """Wait until a worthwhile batch can be claimed; return the number of free slots.
@@ -224,7 +232,7 @@ class Worker:
         finally:
             with self._slot_free:
                 self._busy -= 1
-                self._call_seconds += 0.1 * (time.monotonic() - started - self._call_seconds)
+                self.sizer.observe_call(time.monotonic() - started)
                 self._slot_free.notify_all()
 
     def _written(self, req: ClaimedRequest, written: bool) -> None:

@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover
 
 
 def settings(batch_size: int, max_tasks: int) -> dict:
-    return {"batch_size": batch_size, "max_concurrent_tasks": max_tasks, "mode": "drain",
+    return {"batch_size": batch_size, "max_concurrent_tasks": max_tasks or None, "mode": "drain",
             "concurrency_limit": 0, "driver": "psycopg AsyncConnection(autocommit=True)",
             "durability": "durable (default)", "task": "async def noop(job): return None"}
 
@@ -62,8 +62,9 @@ async def work(dsn: str, batch_size: int, max_tasks: int) -> None:
         async def noop(job: Job) -> None:
             return None
 
+        # --max-tasks 0: the library's default (no cap, max_concurrent_tasks=None)
         await qm.run(batch_size=batch_size, mode=QueueExecutionMode.drain,
-                     max_concurrent_tasks=max_tasks)
+                     max_concurrent_tasks=max_tasks or None)
     finally:
         await conn.close()
 

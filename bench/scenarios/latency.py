@@ -84,7 +84,7 @@ def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, second
     try:
         cfg = common.write_config(
             ctx.workdir / f"{name}.toml",
-            common.worker_sections(common.pg_url(name), threads=16, batch_size=16,
+            common.worker_sections(common.pg_url(name), threads=None, batch_size=None,
                                    gateway=sandboxed.gateway_settings(url),
                                    worker=variant["worker"]))
         with common.WorkerProcs(cfg, 1, ctx.workdir) as wp:
@@ -100,7 +100,7 @@ def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, second
             FROM medical_insurance_requests""")}
     finally:
         ctx.dbs.drop(name)
-    over, e2e, gw, claim_wait, after_gw, lags = [], [], [], [], [], []
+    over, e2e, gw, claim_wait, after_gw, lags, polls = [], [], [], [], [], [], []
     errors = 0
     measured = [r for r in recs if not r["warm"]]
     for r in measured:
@@ -113,6 +113,8 @@ def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, second
         g = sum(float(a.get("latency_ms") or 0) for a in attempts)
         e = r["e2e"] * 1000
         e2e.append(e)
+        # the procedure looks once right after its INSERT, then once per step until done
+        polls.append((1 + e // max(variant["poll_ms"], 10)) / max(r["e2e"], 1e-3))
         gw.append(g)
         over.append(e - g)
         claim_wait.append(float(row[2]))
@@ -121,7 +123,7 @@ def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, second
         # almost always PostgreSQL restarted under the run (another suite's outage test):
         # worded so common.retrying waits for the server and runs it again
         raise RuntimeError(f"{errors} of {len(measured)} calls failed (connection lost?)")
-    for xs in (over, e2e, gw, claim_wait, after_gw, lags):
+    for xs in (over, e2e, gw, claim_wait, after_gw, lags, polls):
         xs.sort()
     pct = common.percentile
     span = seconds
@@ -132,7 +134,7 @@ def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, second
             "claim_wait_ms": {"p50": pct(claim_wait, 50), "p99": pct(claim_wait, 99)},
             "rest_ms": {"p50": pct(after_gw, 50), "p99": pct(after_gw, 99)},
             "schedule_lag_ms": {"p50": pct(lags, 50), "p99": pct(lags, 99), "max": pct(lags, 100)},
-            "worker_rss_mb": rss}
+            "caller_polls_per_s": pct(polls, 50), "worker_rss_mb": rss}
 
 
 def run(ctx: Context) -> Dict[str, Any]:
@@ -142,7 +144,7 @@ def run(ctx: Context) -> Dict[str, Any]:
     out: Dict[str, Any] = {
         "rate_per_s": rate, "seconds": seconds, "warmup_seconds": warm,
         "gateway": "sandbox latency=0.05 s, gateway.kind=nhsa (httpx client, 9001 sign-in)",
-        "worker": "1 process, threads 16, batch_size 16, other settings default",
+        "worker": "1 process, every worker key at its default (threads 16)",
         "caller": "48 threads, mi_worker.his_call.call -> CALL sp_medical_insurance_call_v2",
         "measure": "overhead = caller end-to-end - attempt_log latency_ms of the row",
         "variants": []}
@@ -168,5 +170,7 @@ def run(ctx: Context) -> Dict[str, Any]:
             entry["errors"] = sum(g["errors"] for g in got)
             entry["calls"] = sum(g["calls"] for g in got)
             entry["worker_rss_mb"] = common.summarize([g["worker_rss_mb"] for g in got], 1)
+            entry["caller_polls_per_s"] = common.summarize(
+                [g["caller_polls_per_s"] for g in got], 1)
             out["variants"].append(entry)
     return out

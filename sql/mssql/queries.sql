@@ -44,6 +44,8 @@ DECLARE @n INT = 0;
 DECLARE @first_value SQL_VARIANT;
 DECLARE @first BIGINT = 0;
 DECLARE @stamp VARCHAR(14);
+DECLARE @cn DATETIME2(3);
+DECLARE @shift INT = 0;
 DECLARE @cand TABLE (
     request_id BIGINT NOT NULL PRIMARY KEY,
     interface_code VARCHAR(10) NOT NULL,
@@ -61,7 +63,8 @@ DECLARE @slots TABLE (
 DECLARE @picked TABLE (
     request_id BIGINT NOT NULL PRIMARY KEY,
     slot INT NULL,
-    rn BIGINT NOT NULL
+    rn BIGINT NOT NULL,
+    msgid VARCHAR(30) NULL
 );
 DECLARE @claimed TABLE (
     request_id BIGINT NOT NULL,
@@ -225,7 +228,7 @@ OPTION (MAXRECURSION 0);
 -- Only the first candidate of each patient is claimed (as on PostgreSQL, after the slot
 -- join: k counts every candidate of the interface).
 INSERT INTO @picked (request_id, slot, rn)
-SELECT TOP (@batch_size)
+SELECT TOP (CASE WHEN @batch_size > 10000 THEN 10000 ELSE @batch_size END)
     c.request_id,
     s.slot,
     ROW_NUMBER() OVER (ORDER BY c.priority, c.request_id) AS rn
@@ -247,8 +250,35 @@ BEGIN
         @range_first_value = @first_value OUTPUT;
     SET @first = CAST(@first_value AS BIGINT);
     SET @now = SYSUTCDATETIME();
-    SET @stamp = CONVERT(VARCHAR(8), DATEADD(HOUR, 8, @now), 112)
-        + REPLACE(CONVERT(VARCHAR(8), DATEADD(HOUR, 8, @now), 108), ':', '');
+    SET @cn = DATEADD(HOUR, 8, @now);
+    SET @stamp = CONVERT(VARCHAR(8), @cn, 112)
+        + REPLACE(CONVERT(VARCHAR(8), @cn, 108), ':', '');
+    UPDATE @picked
+    SET msgid = @fixmedins_code + @stamp
+        + RIGHT('0000' + CAST((@first + rn - 1) % 10000 AS VARCHAR(4)), 4);
+    -- Above 10,000 msgids in one second the 4 digits come round again: such a row takes the
+    -- next second whose msgid with its digits is free (the protocol allows a msgid second
+    -- ahead of the clock), so the claim never trips ux_mir_msgid.
+    WHILE @shift < 60 AND EXISTS (
+        SELECT 1
+        FROM @picked AS p
+        INNER JOIN dbo.medical_insurance_requests AS x ON p.msgid = x.msgid
+    )
+    BEGIN
+        SET @shift = @shift + 1;
+        UPDATE p
+        SET
+            msgid = @fixmedins_code
+            + CONVERT(VARCHAR(8), DATEADD(SECOND, @shift, @cn), 112)
+            + REPLACE(CONVERT(VARCHAR(8), DATEADD(SECOND, @shift, @cn), 108), ':', '')
+            + RIGHT('0000' + CAST((@first + p.rn - 1) % 10000 AS VARCHAR(4)), 4)
+        FROM @picked AS p
+        WHERE EXISTS (
+            SELECT 1
+            FROM dbo.medical_insurance_requests AS x
+            WHERE x.msgid = p.msgid
+        );
+    END;
 
     -- (3) The claim itself: one statement, row locks, rows locked by another claim skipped,
     -- and every runnable condition checked again on the row as it is now.
@@ -261,8 +291,7 @@ BEGIN
         lease_expires_at = DATEADD(MILLISECOND, CAST(ROUND(@lease_seconds * 1000, 0) AS INT), @now),
         attempts = t.attempts + 1,
         limit_slot = p.slot,
-        msgid = @fixmedins_code + @stamp
-        + RIGHT('0000' + CAST((@first + p.rn - 1) % 10000 AS VARCHAR(4)), 4)
+        msgid = p.msgid
     OUTPUT
         inserted.request_id,
         inserted.interface_code,
@@ -318,14 +347,25 @@ DECLARE @fixmedins_code VARCHAR(30) = :fixmedins_code;
 DECLARE @seq BIGINT;
 DECLARE @cn DATETIME2(3);
 DECLARE @u TABLE (msgid VARCHAR(30) NULL);
+DECLARE @m VARCHAR(30);
+DECLARE @shift INT = 0;
 SET @seq = NEXT VALUE FOR dbo.medical_insurance_msgid_seq;
 SET @cn = DATEADD(HOUR, 8, SYSUTCDATETIME());
-UPDATE dbo.medical_insurance_requests
-SET
-    msgid = @fixmedins_code
+SET @m = @fixmedins_code
     + CONVERT(VARCHAR(8), @cn, 112)
     + REPLACE(CONVERT(VARCHAR(8), @cn, 108), ':', '')
-    + RIGHT('0000' + CAST(@seq % 10000 AS VARCHAR(4)), 4)
+    + RIGHT('0000' + CAST(@seq % 10000 AS VARCHAR(4)), 4);
+-- The same rule as claim_batch: a second whose msgid with these 4 digits is taken is skipped.
+WHILE @shift < 60 AND EXISTS (SELECT 1 FROM dbo.medical_insurance_requests WHERE msgid = @m)
+BEGIN
+    SET @shift = @shift + 1;
+    SET @m = @fixmedins_code
+        + CONVERT(VARCHAR(8), DATEADD(SECOND, @shift, @cn), 112)
+        + REPLACE(CONVERT(VARCHAR(8), DATEADD(SECOND, @shift, @cn), 108), ':', '')
+        + RIGHT('0000' + CAST(@seq % 10000 AS VARCHAR(4)), 4);
+END;
+UPDATE dbo.medical_insurance_requests
+SET msgid = @m
 OUTPUT inserted.msgid INTO @u (msgid)
 WHERE request_id = @request_id AND claim_token = @claim_token AND status = N'PROCESSING';
 SELECT msgid FROM @u;
@@ -336,13 +376,24 @@ SET NOCOUNT ON;
 DECLARE @fixmedins_code VARCHAR(30) = :fixmedins_code;
 DECLARE @seq BIGINT;
 DECLARE @cn DATETIME2(3);
+DECLARE @m VARCHAR(30);
+DECLARE @shift INT = 0;
 SET @seq = NEXT VALUE FOR dbo.medical_insurance_msgid_seq;
 SET @cn = DATEADD(HOUR, 8, SYSUTCDATETIME());
-SELECT
-    @fixmedins_code
+SET @m = @fixmedins_code
     + CONVERT(VARCHAR(8), @cn, 112)
     + REPLACE(CONVERT(VARCHAR(8), @cn, 108), ':', '')
-    + RIGHT('0000' + CAST(@seq % 10000 AS VARCHAR(4)), 4) AS msgid;
+    + RIGHT('0000' + CAST(@seq % 10000 AS VARCHAR(4)), 4);
+-- The same rule as claim_batch (a second whose msgid with these 4 digits is taken is skipped).
+WHILE @shift < 60 AND EXISTS (SELECT 1 FROM dbo.medical_insurance_requests WHERE msgid = @m)
+BEGIN
+    SET @shift = @shift + 1;
+    SET @m = @fixmedins_code
+        + CONVERT(VARCHAR(8), DATEADD(SECOND, @shift, @cn), 112)
+        + REPLACE(CONVERT(VARCHAR(8), DATEADD(SECOND, @shift, @cn), 108), ':', '')
+        + RIGHT('0000' + CAST(@seq % 10000 AS VARCHAR(4)), 4);
+END;
+SELECT @m AS msgid;
 
 -- name: complete_request
 -- The one write of a finished call, only while this claim still holds the row; a

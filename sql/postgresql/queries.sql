@@ -66,7 +66,34 @@ WITH cand AS (
     LEFT JOIN slots s ON s.interface_code = r.interface_code AND s.k = r.k
     WHERE (r.lim IS NULL OR s.slot IS NOT NULL) AND r.psn_rank = 1
     ORDER BY r.priority, r.request_id
-    LIMIT :batch_size
+    LIMIT LEAST(CAST(:batch_size AS integer), 10000)
+), numbered AS (
+    -- one sequence value per claimed row (a CTE with nextval is materialised, evaluated once)
+    SELECT p.request_id, p.slot,
+           lpad((nextval('medical_insurance_msgid_seq') % 10000)::text, 4, '0') AS digits,
+           clock_timestamp() AT TIME ZONE 'Asia/Shanghai' AS cn
+    FROM picked p
+), stamped AS (
+    -- msgid = code + China-time second + 4 digits (a claim takes at most 10,000 rows, so
+    -- its own digits never repeat). Above 10,000 msgids in one second the
+    -- 4 digits come round again: such a row takes the next second whose msgid with these
+    -- digits is free (the protocol allows a msgid second ahead of the clock), so the claim
+    -- never trips ux_mir_msgid. cn is read once per row: probe and value agree. No ORDER BY:
+    -- the series streams in order and LIMIT 1 stops at the first free second (any free one
+    -- would be unique; a sort would probe all 61 every time).
+    SELECT n.request_id, n.slot,
+           COALESCE((SELECT c.m
+                     FROM generate_series(0, 60) AS j(j)
+                     CROSS JOIN LATERAL (SELECT :fixmedins_code
+                         || to_char(n.cn + make_interval(secs => j.j), 'YYYYMMDDHH24MISS')
+                         || n.digits AS m) c
+                     WHERE NOT EXISTS (SELECT 1 FROM medical_insurance_requests x
+                                       WHERE x.msgid = c.m)
+                     LIMIT 1),
+                    :fixmedins_code
+                    || to_char(n.cn, 'YYYYMMDDHH24MISS')
+                    || n.digits) AS msgid
+    FROM numbered n
 ), claimed AS (
     UPDATE medical_insurance_requests t
        SET status = 'PROCESSING',
@@ -76,10 +103,8 @@ WITH cand AS (
            lease_expires_at = now() + make_interval(secs => CAST(:lease_seconds AS double precision)),
            attempts = t.attempts + 1,
            limit_slot = p.slot,
-           msgid = :fixmedins_code
-                   || to_char(clock_timestamp() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS')
-                   || lpad((nextval('medical_insurance_msgid_seq') % 10000)::text, 4, '0')
-      FROM picked p
+           msgid = p.msgid
+      FROM stamped p
      WHERE t.request_id = p.request_id
     RETURNING t.request_id, t.interface_code, t.input_data, t.msgid, t.attempts,
               t.max_retry_count, t.psn_no, t.insuplc_admdvs, t.priority, t.parent_request_id,
@@ -90,11 +115,26 @@ SELECT * FROM claimed ORDER BY priority, request_id;
 
 -- name: assign_new_msgid
 -- A resend must carry a new msgid (the centre rejects a repeated one); stored before sending.
-WITH u AS (
+-- The same rule as claim_batch: a second whose msgid with these 4 digits is taken is skipped.
+WITH d AS (
+    SELECT lpad((nextval('medical_insurance_msgid_seq') % 10000)::text, 4, '0') AS digits,
+           clock_timestamp() AT TIME ZONE 'Asia/Shanghai' AS cn
+), m AS (
+    SELECT COALESCE((SELECT c.m
+                     FROM generate_series(0, 60) AS j(j)
+                     CROSS JOIN LATERAL (SELECT :fixmedins_code
+                         || to_char(d.cn + make_interval(secs => j.j), 'YYYYMMDDHH24MISS')
+                         || d.digits AS m) c
+                     WHERE NOT EXISTS (SELECT 1 FROM medical_insurance_requests x
+                                       WHERE x.msgid = c.m)
+                     LIMIT 1),
+                    :fixmedins_code
+                    || to_char(d.cn, 'YYYYMMDDHH24MISS')
+                    || d.digits) AS msgid
+    FROM d
+), u AS (
     UPDATE medical_insurance_requests
-       SET msgid = :fixmedins_code
-                   || to_char(clock_timestamp() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS')
-                   || lpad((nextval('medical_insurance_msgid_seq') % 10000)::text, 4, '0')
+       SET msgid = (SELECT msgid FROM m)
      WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
     RETURNING msgid
 )
@@ -102,9 +142,23 @@ SELECT msgid FROM u;
 
 -- name: next_msgid
 -- A msgid for a message that has no request row (9001 sign-in, 9002 sign-out).
-SELECT :fixmedins_code
-       || to_char(clock_timestamp() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS')
-       || lpad((nextval('medical_insurance_msgid_seq') % 10000)::text, 4, '0') AS msgid;
+-- The same rule as claim_batch (a second whose msgid with these 4 digits is taken is skipped).
+WITH d AS (
+    SELECT lpad((nextval('medical_insurance_msgid_seq') % 10000)::text, 4, '0') AS digits,
+           clock_timestamp() AT TIME ZONE 'Asia/Shanghai' AS cn
+)
+SELECT COALESCE((SELECT c.m
+                 FROM generate_series(0, 60) AS j(j)
+                 CROSS JOIN LATERAL (SELECT :fixmedins_code
+                     || to_char(d.cn + make_interval(secs => j.j), 'YYYYMMDDHH24MISS')
+                     || d.digits AS m) c
+                 WHERE NOT EXISTS (SELECT 1 FROM medical_insurance_requests x
+                                   WHERE x.msgid = c.m)
+                 LIMIT 1),
+                :fixmedins_code
+                || to_char(d.cn, 'YYYYMMDDHH24MISS')
+                || d.digits) AS msgid
+FROM d;
 
 -- name: complete_request
 -- The one write of a finished call, only while this claim still holds the row; a

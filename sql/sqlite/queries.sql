@@ -11,7 +11,8 @@
 
 -- name: claim_batch
 -- Lease up to :batch_size runnable rows in one statement: priority then age, only the head of
--- each patient's queue, within each interface's free slots, msgid assigned.
+-- each patient's queue, within each interface's free slots, msgid assigned (a second whose
+-- msgid with these 4 digits is taken, above 10,000 in one second, is skipped: the next one).
 WITH cand AS (
     SELECT r.request_id, r.interface_code, r.priority, r.psn_no
     FROM medical_insurance_requests r
@@ -70,9 +71,11 @@ WITH cand AS (
     LEFT JOIN slots s ON s.interface_code = r.interface_code AND s.k = r.k
     WHERE (r.lim IS NULL OR s.slot IS NOT NULL) AND r.psn_rank = 1
     ORDER BY r.priority, r.request_id
-    LIMIT :batch_size
+    LIMIT MIN(:batch_size, 10000)
 ), seq AS (
     SELECT value AS base FROM medical_insurance_msgid_counter WHERE id = 1
+), secs (j) AS (
+    SELECT 0 UNION ALL SELECT j + 1 FROM secs WHERE j < 60
 )
 UPDATE medical_insurance_requests
    SET status = 'PROCESSING',
@@ -84,8 +87,20 @@ UPDATE medical_insurance_requests
        attempts = attempts + 1,
        limit_slot = p.slot,
        msgid_seq = seq.base + p.rn,
-       msgid = :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
-               || printf('%04d', (seq.base + p.rn) % 10000)
+       msgid = COALESCE(
+           (SELECT :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours',
+                                                printf('+%d seconds', secs.j))
+                   || printf('%04d', (seq.base + p.rn) % 10000)
+            FROM secs
+            WHERE NOT EXISTS (
+                SELECT 1 FROM medical_insurance_requests x
+                WHERE x.msgid = :fixmedins_code
+                                || strftime('%Y%m%d%H%M%S', 'now', '+8 hours',
+                                            printf('+%d seconds', secs.j))
+                                || printf('%04d', (seq.base + p.rn) % 10000))
+            LIMIT 1),
+           :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
+           || printf('%04d', (seq.base + p.rn) % 10000))
   FROM picked p, seq
  WHERE medical_insurance_requests.request_id = p.request_id
 RETURNING request_id, interface_code, input_data, msgid, attempts, max_retry_count, psn_no,
@@ -94,21 +109,49 @@ RETURNING request_id, interface_code, input_data, msgid, attempts, max_retry_cou
 
 -- name: assign_new_msgid
 -- A resend must carry a new msgid (the centre rejects a repeated one); stored before sending.
+-- The same rule as claim_batch: a second whose msgid with these 4 digits is taken is skipped.
+WITH secs (j) AS (
+    SELECT 0 UNION ALL SELECT j + 1 FROM secs WHERE j < 60
+), d AS (
+    SELECT value + 1 AS v, printf('%04d', (value + 1) % 10000) AS digits
+    FROM medical_insurance_msgid_counter WHERE id = 1
+)
 UPDATE medical_insurance_requests
-   SET msgid_seq = (SELECT value + 1 FROM medical_insurance_msgid_counter WHERE id = 1),
-       msgid = :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
-               || printf('%04d', ((SELECT value + 1 FROM medical_insurance_msgid_counter
-                                   WHERE id = 1) % 10000))
+   SET msgid_seq = (SELECT v FROM d),
+       msgid = COALESCE(
+           (SELECT :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours',
+                                                printf('+%d seconds', secs.j)) || d.digits
+            FROM secs, d
+            WHERE NOT EXISTS (
+                SELECT 1 FROM medical_insurance_requests x
+                WHERE x.msgid = :fixmedins_code
+                                || strftime('%Y%m%d%H%M%S', 'now', '+8 hours',
+                                            printf('+%d seconds', secs.j)) || d.digits)
+            LIMIT 1),
+           :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
+           || (SELECT digits FROM d))
  WHERE request_id = :request_id AND claim_token = :claim_token AND status = 'PROCESSING'
 RETURNING msgid;
 
 -- name: next_msgid
 -- A msgid for a message that has no request row (9001 sign-in, 9002 sign-out).
+-- The same rule as claim_batch (a second whose msgid with these 4 digits is taken is skipped).
 UPDATE medical_insurance_msgid_counter
    SET value = value + 1
  WHERE id = 1
-RETURNING :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
-          || printf('%04d', value % 10000) AS msgid;
+RETURNING COALESCE(
+    (SELECT :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours', printf('+%d seconds', s.j))
+            || printf('%04d', value % 10000)
+     FROM (WITH RECURSIVE secs (j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM secs WHERE j < 60)
+           SELECT j FROM secs) s
+     WHERE NOT EXISTS (
+         SELECT 1 FROM medical_insurance_requests x
+         WHERE x.msgid = :fixmedins_code
+                         || strftime('%Y%m%d%H%M%S', 'now', '+8 hours', printf('+%d seconds', s.j))
+                         || printf('%04d', value % 10000))
+     LIMIT 1),
+    :fixmedins_code || strftime('%Y%m%d%H%M%S', 'now', '+8 hours')
+    || printf('%04d', value % 10000)) AS msgid;
 
 -- name: complete_request
 -- The one write of a finished call, only while this claim still holds the row; a
