@@ -849,3 +849,74 @@ RETURNING request_id;
 SELECT DISTINCT stmt_date FROM medical_insurance_reconciliation
 WHERE stmt_date >= CAST(:since_date AS date) AND stmt_rslt <> 'ERROR'
 ORDER BY stmt_date;
+
+-- == workflows (issue 14: a settlement saga on the database) ==
+
+-- name: call_workflow_procedure
+-- `mi-worker call --workflow` goes through the HIS procedure itself, exactly as the HIS does.
+CALL sp_medical_insurance_workflow_v2(:workflow, :input_data, :timeout, NULL, NULL, NULL, NULL,
+                                      :idempotency_key, :his_fee_id, :psn_no, :poll_ms);
+
+-- name: wf_start
+-- What sp_medical_insurance_workflow_v2 inserts (through mi_wf_start); tests seed with it.
+INSERT INTO medical_insurance_workflows (name, input_data, idempotency_key, his_fee_id, psn_no,
+    timeout_seconds, deadline_at, error_code, error_message)
+VALUES (:name, :input_data, :idempotency_key, :his_fee_id, :psn_no, :timeout_seconds,
+    now() + make_interval(secs => CAST(:timeout_seconds AS integer)),
+    -1005, '请求超时: workflow not started yet')
+RETURNING workflow_id;
+
+-- name: wf_find_key
+-- Idempotency: the latest workflow of a key that still stands (COMPENSATED frees the key).
+SELECT workflow_id, status, result, error_code, error_message
+FROM medical_insurance_workflows
+WHERE idempotency_key = :idempotency_key AND status <> 'COMPENSATED'
+ORDER BY workflow_id DESC LIMIT 1;
+
+-- name: wf_get
+-- One workflow with whether its HIS deadline has passed (database clock).
+SELECT w.*, CASE WHEN clock_timestamp() >= w.deadline_at THEN 1 ELSE 0 END AS past_deadline
+FROM medical_insurance_workflows w
+WHERE w.workflow_id = :workflow_id;
+
+-- name: wf_open
+-- The advance job's work list: workflows still running or compensating, oldest first.
+SELECT w.*, CASE WHEN clock_timestamp() >= w.deadline_at THEN 1 ELSE 0 END AS past_deadline
+FROM medical_insurance_workflows w
+WHERE w.status IN ('RUNNING', 'COMPENSATING')
+ORDER BY w.workflow_id
+LIMIT :limit;
+
+-- name: wf_steps
+-- Every request row of one workflow (steps n > 0, undos -n), what the engine decides from.
+SELECT request_id, workflow_step, interface_code, status, input_data, response_data,
+       error_code, error_message, needs_reversal, msgid
+FROM medical_insurance_requests
+WHERE workflow_id = :workflow_id
+ORDER BY workflow_step;
+
+-- name: wf_enqueue_step
+-- One step (or undo) as an ordinary request row; the unique (workflow_id, workflow_step)
+-- index makes a second enqueue by a concurrent advancer fail instead of sending twice.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, his_fee_id, workflow_id,
+    workflow_step, deadline_at)
+VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
+    :psn_no, :insuplc_admdvs, :his_fee_id, :workflow_id, :workflow_step,
+    now() + make_interval(secs => CAST(:timeout_seconds AS integer)))
+RETURNING request_id;
+
+-- name: wf_update
+-- Move a workflow, only from the state the engine saw (a concurrent advancer wins) and never
+-- out of a final state.
+UPDATE medical_insurance_workflows
+SET status = :status, current_step = :current_step,
+    definition = COALESCE(CAST(:definition AS text), definition),
+    result = COALESCE(CAST(:result AS text), result),
+    error_code = :error_code, error_message = :error_message, updated_at = now(),
+    finished_at = CASE WHEN CAST(:status AS text) IN ('COMPLETED', 'COMPENSATED',
+                                                      'FAILED_NEEDS_MANUAL')
+                       THEN now() END
+WHERE workflow_id = :workflow_id AND status = :expected_status
+  AND status IN ('RUNNING', 'COMPENSATING')
+RETURNING workflow_id;

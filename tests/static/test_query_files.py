@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DIALECTS = ("sqlite", "postgresql", "mssql")
-ONLY_WITH_PROCEDURES = {"call_procedure"}
+ONLY_WITH_PROCEDURES = {"call_procedure", "call_workflow_procedure"}
 
 
 def outline(dialect: str):
