@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from mi_worker import alerts, reconcile, stats
-from mi_worker.config import Settings
+from mi_worker.config import ConfigError, Settings
 from mi_worker.db import Database
 from mi_worker.gateway.base import Gateway
 from mi_worker.gateway.client import NHSAClient
@@ -30,6 +30,9 @@ from mi_worker.retention import run_retention
 from mi_worker.reversal import run_reversals
 from mi_worker.states import Status, recover_abandoned
 from mi_worker.worker import Worker
+from mi_worker.workflows.definitions import DefinitionError
+from mi_worker.workflows.definitions import load as load_workflows
+from mi_worker.workflows.engine import Engine
 
 log = logging.getLogger("mi_worker.jobs")
 
@@ -108,6 +111,10 @@ class Scheduler:
                 keyword=settings.alerts.webhook_keyword,
                 attempts=settings.alerts.webhook_attempts, stats=stats.stats_of(worker),
                 on_delivered=lambda alert_id: db.run("mark_alert_notified", alert_id=alert_id))
+        try:  # checked at start: a bad definition stops the worker, naming every problem
+            self.workflows = load_workflows(settings.workflows.file)
+        except DefinitionError as exc:
+            raise ConfigError(f"config key workflows.file: {exc}") from None
         self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC",
                                              job_defaults={"coalesce": True,
                                                            "max_instances": 1,
@@ -129,6 +136,8 @@ class Scheduler:
             JobSpec("alerts", "interval", every(js.alerts_seconds),
                     lambda: alerts.scan(self.db, s, self.notifier), cluster_once=True),
         ]
+        table.append(JobSpec("workflows", "interval", every(s.workflows.advance_seconds),
+                             Engine(self.db, self.workflows).run, cluster_once=True))
         table.append(JobSpec("retention", "interval", every(js.retention_seconds),
                              lambda: run_retention(self.db, s,
                                                    stopping=lambda: self.worker.stopping),

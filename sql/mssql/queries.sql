@@ -1811,7 +1811,7 @@ INSERT INTO dbo.medical_insurance_workflows (
 )
 OUTPUT inserted.workflow_id INTO @u (workflow_id)
 VALUES (
-    :name, :input_data, :idempotency_key, :his_fee_id, :psn_no, @timeout_seconds,
+    :workflow, :input_data, :idempotency_key, :his_fee_id, :psn_no, @timeout_seconds,
     DATEADD(SECOND, @timeout_seconds, SYSUTCDATETIME()), -1005,
     N'请求超时: workflow not started yet'
 );
@@ -1872,7 +1872,9 @@ DECLARE @status NVARCHAR(30) = :status;
 UPDATE dbo.medical_insurance_workflows
 SET status = @status, current_step = :current_step,
     definition = COALESCE(:definition, definition), result = COALESCE(:result, result),
-    error_code = :error_code, error_message = :error_message, updated_at = SYSUTCDATETIME(),
+    error_code = :error_code, error_message = :error_message,
+    reason_code = COALESCE(:reason_code, reason_code), reason = COALESCE(:reason, reason),
+    updated_at = SYSUTCDATETIME(),
     finished_at = CASE WHEN @status IN (N'COMPLETED', N'COMPENSATED', N'FAILED_NEEDS_MANUAL')
                        THEN SYSUTCDATETIME() END
 OUTPUT inserted.workflow_id

@@ -861,7 +861,7 @@ CALL sp_medical_insurance_workflow_v2(:workflow, :input_data, :timeout, NULL, NU
 -- What sp_medical_insurance_workflow_v2 inserts (through mi_wf_start); tests seed with it.
 INSERT INTO medical_insurance_workflows (name, input_data, idempotency_key, his_fee_id, psn_no,
     timeout_seconds, deadline_at, error_code, error_message)
-VALUES (:name, :input_data, :idempotency_key, :his_fee_id, :psn_no, :timeout_seconds,
+VALUES (:workflow, :input_data, :idempotency_key, :his_fee_id, :psn_no, :timeout_seconds,
     now() + make_interval(secs => CAST(:timeout_seconds AS integer)),
     -1005, '请求超时: workflow not started yet')
 RETURNING workflow_id;
@@ -913,7 +913,9 @@ UPDATE medical_insurance_workflows
 SET status = :status, current_step = :current_step,
     definition = COALESCE(CAST(:definition AS text), definition),
     result = COALESCE(CAST(:result AS text), result),
-    error_code = :error_code, error_message = :error_message, updated_at = now(),
+    error_code = :error_code, error_message = :error_message,
+    reason_code = COALESCE(CAST(:reason_code AS integer), reason_code),
+    reason = COALESCE(CAST(:reason AS text), reason), updated_at = now(),
     finished_at = CASE WHEN CAST(:status AS text) IN ('COMPLETED', 'COMPENSATED',
                                                       'FAILED_NEEDS_MANUAL')
                        THEN now() END

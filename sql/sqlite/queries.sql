@@ -978,7 +978,7 @@ ORDER BY stmt_date;
 -- What sp_medical_insurance_workflow_v2 inserts; on SQLite the contract in Python runs it.
 INSERT INTO medical_insurance_workflows (name, input_data, idempotency_key, his_fee_id, psn_no,
     timeout_seconds, deadline_at, error_code, error_message)
-VALUES (:name, :input_data, :idempotency_key, :his_fee_id, :psn_no, :timeout_seconds,
+VALUES (:workflow, :input_data, :idempotency_key, :his_fee_id, :psn_no, :timeout_seconds,
     strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :timeout_seconds)),
     -1005, '请求超时: workflow not started yet')
 RETURNING workflow_id;
@@ -1032,6 +1032,7 @@ UPDATE medical_insurance_workflows
 SET status = :status, current_step = :current_step,
     definition = COALESCE(:definition, definition), result = COALESCE(:result, result),
     error_code = :error_code, error_message = :error_message,
+    reason_code = COALESCE(:reason_code, reason_code), reason = COALESCE(:reason, reason),
     updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now'),
     finished_at = CASE WHEN :status IN ('COMPLETED', 'COMPENSATED', 'FAILED_NEEDS_MANUAL')
                        THEN strftime('%Y-%m-%d %H:%M:%f', 'now') END

@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS medical_insurance_workflows (
     result          text,
     error_code      integer,
     error_message   text,
+    reason_code     integer,
+    reason          text,
     his_token       varchar(40),
     created_at      timestamptz  NOT NULL DEFAULT now(),
     updated_at      timestamptz  NOT NULL DEFAULT now(),

@@ -18,6 +18,8 @@ CREATE TABLE IF NOT EXISTS medical_insurance_workflows (
     result          TEXT,
     error_code      INTEGER,
     error_message   TEXT,
+    reason_code     INTEGER,
+    reason          TEXT,
     his_token       TEXT,
     created_at      TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
     updated_at      TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
