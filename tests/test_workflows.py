@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from conftest import InProcessWorker, make_settings, wait_until
 from workflow_helpers import (
     codes_sent,
     consistent,
-    fees,
     inpatient_input,
     outpatient_input,
     registration_input,
@@ -22,6 +19,7 @@ from workflow_helpers import (
     tree,
 )
 
+from conftest import InProcessWorker, make_settings, wait_until
 from mi_worker.workflows.contract import call_workflow
 from mi_worker.workflows.definitions import load
 

@@ -119,7 +119,8 @@ class Engine:
                 "workflow %s (%s) → %s %s", wid, wf.name, d.status, d.message)
         if d.status is WS.FAILED_NEEDS_MANUAL:
             by_no = {int(r["workflow_step"]): r for r in rows}
-            raise_alert(self.db, "WORKFLOW_NEEDS_MANUAL", "CRITICAL",
+            # one alert per workflow (alerts are de-duplicated by type)
+            raise_alert(self.db, f"WORKFLOW_MANUAL_{wid}", "CRITICAL",
                         f"workflow {wid} ({wf.name}) needs manual resolution: {d.message}"[:1900],
                         detail=tree_text(wf, by_no)[:4000], dedup_minutes=0)
         return d.status.value.lower()
