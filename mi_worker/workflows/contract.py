@@ -111,7 +111,7 @@ def answer(wid: int, state: Mapping) -> CallResult:
     0 + every step's output when COMPLETED, else the code the engine keeps on the row."""
     status = WS(state["status"])
     if status is WS.COMPLETED:
-        return CallResult(wid, state["result"], ErrorCode.OK, "")
+        return CallResult(wid, state["wf_result"], ErrorCode.OK, "")
     code = int(state["error_code"] if state["error_code"] is not None else ErrorCode.TIMEOUT)
     if status not in WF_FINAL and code not in (ErrorCode.TIMEOUT, ErrorCode.UNCERTAIN):
         code = int(ErrorCode.UNCERTAIN)

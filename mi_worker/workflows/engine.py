@@ -52,8 +52,8 @@ class Engine:
             data = json.loads(row["input_data"])
         except ValueError:
             data = None
-        if row.get("definition"):
-            wf = Workflow.from_json(row["definition"])
+        if row.get("wf_definition"):
+            wf = Workflow.from_json(row["wf_definition"])
         else:
             wf = self.registry.get(str(row["name"]))
             problem = "unknown workflow" if wf is None else check_input(wf, data)
@@ -131,8 +131,8 @@ class Engine:
         """One guarded move of the workflow row (False: another advancer moved it first)."""
         assert (expected, to) in WF_TRANSITIONS and expected not in WF_FINAL, (expected, to)
         got = self.db.run("wf_update", workflow_id=wid, expected_status=expected.value,
-                          status=to.value, current_step=step, definition=definition,
-                          result=result, error_code=int(code), error_message=message[:2000],
+                          status=to.value, current_step=step, wf_definition=definition,
+                          wf_result=result, error_code=int(code), error_message=message[:2000],
                           reason_code=None if reason is None else int(reason[0]),
                           reason=None if reason is None else str(reason[1])[:2000])
         return bool(got)

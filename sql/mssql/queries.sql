@@ -1819,7 +1819,7 @@ SELECT workflow_id FROM @u;
 
 -- name: wf_find_key
 -- Idempotency: the latest workflow of a key that still stands (COMPENSATED frees the key).
-SELECT TOP (1) workflow_id, status, result, error_code, error_message
+SELECT TOP (1) workflow_id, status, wf_result, error_code, error_message
 FROM dbo.medical_insurance_workflows
 WHERE idempotency_key = :idempotency_key AND status <> N'COMPENSATED'
 ORDER BY workflow_id DESC;
@@ -1871,7 +1871,7 @@ SET NOCOUNT ON;
 DECLARE @status NVARCHAR(30) = :status;
 UPDATE dbo.medical_insurance_workflows
 SET status = @status, current_step = :current_step,
-    definition = COALESCE(:definition, definition), result = COALESCE(:result, result),
+    wf_definition = COALESCE(:wf_definition, wf_definition), wf_result = COALESCE(:wf_result, wf_result),
     error_code = :error_code, error_message = :error_message,
     reason_code = COALESCE(:reason_code, reason_code), reason = COALESCE(:reason, reason),
     updated_at = SYSUTCDATETIME(),

@@ -141,11 +141,14 @@ GRANT SELECT ON OBJECT::dbo.medical_insurance_interfaces TO mi_worker_role;
 GRANT UPDATE ON OBJECT::dbo.medical_insurance_msgid_seq TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_worker_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_workflow_v2 TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_workflows TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts TO mi_worker_role;
 
 -- HIS callers: the procedures only.
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_his_caller_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_workflow_v2 TO mi_his_caller_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_his_caller_role;
 REVOKE EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data FROM mi_his_caller_role;
 REVOKE EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts FROM mi_his_caller_role;

@@ -868,7 +868,7 @@ RETURNING workflow_id;
 
 -- name: wf_find_key
 -- Idempotency: the latest workflow of a key that still stands (COMPENSATED frees the key).
-SELECT workflow_id, status, result, error_code, error_message
+SELECT workflow_id, status, wf_result, error_code, error_message
 FROM medical_insurance_workflows
 WHERE idempotency_key = :idempotency_key AND status <> 'COMPENSATED'
 ORDER BY workflow_id DESC LIMIT 1;
@@ -911,8 +911,8 @@ RETURNING request_id;
 -- out of a final state.
 UPDATE medical_insurance_workflows
 SET status = :status, current_step = :current_step,
-    definition = COALESCE(CAST(:definition AS text), definition),
-    result = COALESCE(CAST(:result AS text), result),
+    wf_definition = COALESCE(CAST(:wf_definition AS text), wf_definition),
+    wf_result = COALESCE(CAST(:wf_result AS text), wf_result),
     error_code = :error_code, error_message = :error_message,
     reason_code = COALESCE(CAST(:reason_code AS integer), reason_code),
     reason = COALESCE(CAST(:reason AS text), reason), updated_at = now(),

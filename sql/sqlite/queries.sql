@@ -985,7 +985,7 @@ RETURNING workflow_id;
 
 -- name: wf_find_key
 -- Idempotency: the latest workflow of a key that still stands (COMPENSATED frees the key).
-SELECT workflow_id, status, result, error_code, error_message
+SELECT workflow_id, status, wf_result, error_code, error_message
 FROM medical_insurance_workflows
 WHERE idempotency_key = :idempotency_key AND status <> 'COMPENSATED'
 ORDER BY workflow_id DESC LIMIT 1;
@@ -1030,7 +1030,7 @@ RETURNING request_id;
 -- out of a final state.
 UPDATE medical_insurance_workflows
 SET status = :status, current_step = :current_step,
-    definition = COALESCE(:definition, definition), result = COALESCE(:result, result),
+    wf_definition = COALESCE(:wf_definition, wf_definition), wf_result = COALESCE(:wf_result, wf_result),
     error_code = :error_code, error_message = :error_message,
     reason_code = COALESCE(:reason_code, reason_code), reason = COALESCE(:reason, reason),
     updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now'),

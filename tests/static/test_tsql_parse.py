@@ -237,6 +237,7 @@ UPGRADE_ONLY = frozenset({"create_migrations_table", "migration_lock", "record_m
 # the optional mi_his_result_reader_role, the monitors through mi_monitor_role.
 HIS_CALLER_GRANTS = {
     ("EXECUTE", "sp_medical_insurance_call_v2"), ("EXECUTE", "sp_check_sdk_service_status"),
+    ("EXECUTE", "sp_medical_insurance_workflow_v2"),  # issue 14: settlement workflows
 }
 
 

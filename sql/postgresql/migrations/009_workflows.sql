@@ -8,7 +8,7 @@ CREATE TABLE IF NOT EXISTS medical_insurance_workflows (
     workflow_id     bigserial PRIMARY KEY,
     name            varchar(64)  NOT NULL,
     input_data      text         NOT NULL,
-    definition      text,
+    wf_definition   text,
     status          varchar(30)  NOT NULL DEFAULT 'RUNNING',
     current_step    integer      NOT NULL DEFAULT 0,
     idempotency_key varchar(100),
@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS medical_insurance_workflows (
     psn_no          varchar(30),
     timeout_seconds integer      NOT NULL DEFAULT 60,
     deadline_at     timestamptz  NOT NULL,
-    result          text,
+    wf_result       text,
     error_code      integer,
     error_message   text,
     reason_code     integer,
@@ -45,7 +45,7 @@ RETURNS TABLE (o_workflow_id bigint, o_status text, o_result text, o_error_code 
                o_error_message text)
 LANGUAGE sql STABLE SECURITY DEFINER
 AS $$
-    SELECT w.workflow_id, w.status::text, w.result, w.error_code, w.error_message
+    SELECT w.workflow_id, w.status::text, w.wf_result, w.error_code, w.error_message
       FROM medical_insurance_workflows w
      WHERE w.idempotency_key = p_idempotency_key AND w.status <> 'COMPENSATED'
      ORDER BY w.workflow_id DESC LIMIT 1;
@@ -91,7 +91,7 @@ CREATE OR REPLACE FUNCTION mi_wf_poll(p_workflow_id bigint, p_his_token text)
 RETURNS TABLE (o_status text, o_result text, o_error_code integer, o_error_message text)
 LANGUAGE sql STABLE SECURITY DEFINER
 AS $$
-    SELECT w.status::text, w.result, w.error_code, w.error_message
+    SELECT w.status::text, w.wf_result, w.error_code, w.error_message
       FROM medical_insurance_workflows w
      WHERE w.workflow_id = p_workflow_id AND w.his_token = p_his_token;
 $$;

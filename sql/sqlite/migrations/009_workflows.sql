@@ -5,7 +5,7 @@ CREATE TABLE IF NOT EXISTS medical_insurance_workflows (
     workflow_id     INTEGER PRIMARY KEY AUTOINCREMENT,
     name            TEXT    NOT NULL,
     input_data      TEXT    NOT NULL,
-    definition      TEXT,
+    wf_definition   TEXT,
     status          TEXT    NOT NULL DEFAULT 'RUNNING'
         CHECK (status IN ('RUNNING', 'COMPLETED', 'COMPENSATING', 'COMPENSATED',
                           'FAILED_NEEDS_MANUAL')),
@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS medical_insurance_workflows (
     psn_no          TEXT,
     timeout_seconds INTEGER NOT NULL DEFAULT 60,
     deadline_at     TEXT    NOT NULL,
-    result          TEXT,
+    wf_result       TEXT,
     error_code      INTEGER,
     error_message   TEXT,
     reason_code     INTEGER,
