@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conftest import InProcessWorker, make_settings
 from workflow_helpers import codes_sent, consistent, outpatient_input, tree
 
+from conftest import InProcessWorker, make_settings
 from mi_worker.workflows.contract import call_workflow
 from mi_worker.workflows.definitions import load
 

@@ -74,7 +74,7 @@ class Workflow:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
 
     @staticmethod
-    def from_json(text: str) -> "Workflow":
+    def from_json(text: str) -> Workflow:
         raw = json.loads(text)
         steps = tuple(Step(**dict(s, produces=tuple(s.get("produces") or ()),
                                   undo=Undo(**s["undo"]) if s.get("undo") else None))

@@ -1866,7 +1866,7 @@ SELECT request_id FROM @u;
 
 -- name: wf_update
 -- Move a workflow, only from the state the engine saw (a concurrent advancer wins) and never
--- out of a final state.
+-- out of a final state; a compensation never goes back to RUNNING or to COMPLETED.
 SET NOCOUNT ON;
 DECLARE @status NVARCHAR(30) = :status;
 UPDATE dbo.medical_insurance_workflows
@@ -1879,4 +1879,5 @@ SET status = @status, current_step = :current_step,
                        THEN SYSUTCDATETIME() END
 OUTPUT inserted.workflow_id
 WHERE workflow_id = :workflow_id AND status = :expected_status
-  AND status IN (N'RUNNING', N'COMPENSATING');
+  AND status IN (N'RUNNING', N'COMPENSATING')
+  AND (status = N'RUNNING' OR @status IN (N'COMPENSATING', N'COMPENSATED', N'FAILED_NEEDS_MANUAL'));

@@ -908,7 +908,7 @@ RETURNING request_id;
 
 -- name: wf_update
 -- Move a workflow, only from the state the engine saw (a concurrent advancer wins) and never
--- out of a final state.
+-- out of a final state; a compensation never goes back to RUNNING or to COMPLETED.
 UPDATE medical_insurance_workflows
 SET status = :status, current_step = :current_step,
     wf_definition = COALESCE(CAST(:wf_definition AS text), wf_definition),
@@ -921,4 +921,5 @@ SET status = :status, current_step = :current_step,
                        THEN now() END
 WHERE workflow_id = :workflow_id AND status = :expected_status
   AND status IN ('RUNNING', 'COMPENSATING')
+  AND (status = 'RUNNING' OR CAST(:status AS text) IN ('COMPENSATING', 'COMPENSATED', 'FAILED_NEEDS_MANUAL'))
 RETURNING workflow_id;

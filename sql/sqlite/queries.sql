@@ -1027,7 +1027,7 @@ RETURNING request_id;
 
 -- name: wf_update
 -- Move a workflow, only from the state the engine saw (a concurrent advancer wins) and never
--- out of a final state.
+-- out of a final state; a compensation never goes back to RUNNING or to COMPLETED.
 UPDATE medical_insurance_workflows
 SET status = :status, current_step = :current_step,
     wf_definition = COALESCE(:wf_definition, wf_definition), wf_result = COALESCE(:wf_result, wf_result),
@@ -1038,4 +1038,5 @@ SET status = :status, current_step = :current_step,
                        THEN strftime('%Y-%m-%d %H:%M:%f', 'now') END
 WHERE workflow_id = :workflow_id AND status = :expected_status
   AND status IN ('RUNNING', 'COMPENSATING')
+  AND (status = 'RUNNING' OR :status IN ('COMPENSATING', 'COMPENSATED', 'FAILED_NEEDS_MANUAL'))
 RETURNING workflow_id;
