@@ -7,9 +7,9 @@ import signal
 from collections import Counter
 
 import pytest
-from conftest import InProcessWorker, make_settings, wait_until
 from workflow_helpers import codes_sent, consistent, outpatient_input
 
+from conftest import InProcessWorker, make_settings, wait_until
 from mi_worker.workflows.contract import call_workflow
 from mi_worker.workflows.definitions import load
 
