@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, make_settings, settings_toml, wait_until
 from workflow_helpers import consistent, outpatient_input
+
+from conftest import ROOT, make_settings, settings_toml, wait_until
 
 JOBS = {"heartbeat_seconds": 1}
 
