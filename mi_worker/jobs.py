@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
@@ -115,6 +116,12 @@ class Scheduler:
             self.workflows = load_workflows(settings.workflows.file)
         except DefinitionError as exc:
             raise ConfigError(f"config key workflows.file: {exc}") from None
+        self.engine = Engine(db, self.workflows)
+        # a step's outcome is written: advance its workflow now, on one thread of its own
+        self._advancer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mi-workflow")
+        if worker is not None:
+            worker.on_workflow_step = lambda wid: self._advancer.submit(
+                guarded("workflow_step")(self.engine.advance_id), wid)
         self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC",
                                              job_defaults={"coalesce": True,
                                                            "max_instances": 1,
@@ -137,7 +144,7 @@ class Scheduler:
                     lambda: alerts.scan(self.db, s, self.notifier), cluster_once=True),
         ]
         table.append(JobSpec("workflows", "interval", every(s.workflows.advance_seconds),
-                             Engine(self.db, self.workflows).run, cluster_once=True))
+                             self.engine.run, cluster_once=True))
         table.append(JobSpec("retention", "interval", every(js.retention_seconds),
                              lambda: run_retention(self.db, s,
                                                    stopping=lambda: self.worker.stopping),
@@ -202,6 +209,7 @@ class Scheduler:
             self.worker.extend_leases()
 
     def shutdown(self) -> None:
+        self._advancer.shutdown(wait=True)
         try:
             self.scheduler.shutdown(wait=False)
         except Exception:  # not started

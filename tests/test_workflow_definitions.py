@@ -111,3 +111,15 @@ def test_decider_undoes_only_what_took_effect_in_reverse():
     # past the HIS deadline no further step is sent
     d = decide(wf, WS.RUNNING, data, rows[:2], True, (0, ""))
     assert (d.act, d.error_code) == ("compensate", -1005)
+
+
+def test_compensation_waits_for_a_step_still_in_flight():
+    wf = REG["outpatient_settlement"]
+    data = {"psn_no": "P", "mdtrt_id": "M", "feedetail": []}
+    rows = [_row(1, "2203", "COMPLETED"), _row(2, "2204", "COMPLETED"),
+            _row(3, "2206", "COMPLETED"), _row(4, "2207", "PROCESSING")]
+    d = decide(wf, WS.COMPENSATING, data, rows, True, (-1005, "deadline"))
+    assert (d.act, d.status) == ("wait", WS.COMPENSATING)
+    rows[3] = _row(4, "2207", "COMPLETED", output={"setlinfo": {"setl_id": "S1"}})
+    d = decide(wf, WS.COMPENSATING, data, rows, True, (-1005, "deadline"))
+    assert (d.act, d.code) == ("enqueue", "2208")  # it settled: undone first, in reverse

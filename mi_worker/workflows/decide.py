@@ -203,6 +203,12 @@ def _compensate(n: int, code: int, message: str) -> Decision:
 def _next_undo(wf: Workflow, data: Mapping[str, Any], by_no: Mapping[int, Mapping[str, Any]],
                steps: List[Tuple[int, Step]], reason: Tuple[int, str]) -> Decision:
     code, why = reason
+    for n, step in steps:  # a step still in flight or in doubt is waited for, never overtaken
+        row = by_no.get(n)
+        if row is not None and effect(step, row) == "wait":
+            return Decision("wait", WS.COMPENSATING, ErrorCode.UNCERTAIN,
+                            f"结果不确定(撤销中): {why}; waiting for step {n} ({step.name} "
+                            f"{step.code}, {row['status']})", current_step=n)
     for n, step in reversed(steps):
         row = by_no.get(n)
         if row is None or effect(step, row) != "yes" or step.undo is None:

@@ -45,6 +45,14 @@ class Engine:
             counts[what] = counts.get(what, 0) + 1
         return counts
 
+    def advance_id(self, workflow_id: int) -> str:
+        """Advance one workflow now (a step of it just ended); safe beside the job: every
+        write is guarded, so a concurrent advancer's move wins and this one changes nothing."""
+        row = self.db.run_one("wf_get", workflow_id=workflow_id)
+        if row is None or WS(row["status"]) in WF_FINAL:
+            return "final"
+        return self.advance(row)
+
     def advance(self, row: Mapping[str, Any]) -> str:
         wid = int(row["workflow_id"])
         status = WS(row["status"])

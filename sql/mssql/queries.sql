@@ -74,6 +74,7 @@ DECLARE @claimed TABLE (
     insuplc_admdvs NVARCHAR(6) NULL,
     priority INT NOT NULL,
     parent_request_id BIGINT NULL,
+    workflow_id BIGINT NULL,
     seconds_left FLOAT NULL
 );
 
@@ -274,10 +275,11 @@ BEGIN
         inserted.insuplc_admdvs,
         inserted.priority,
         inserted.parent_request_id,
+        inserted.workflow_id,
         CAST(DATEDIFF(MILLISECOND, @now, inserted.deadline_at) AS FLOAT) / 1000.0
     INTO @claimed (
         request_id, interface_code, input_data, msgid, attempts, max_retry_count, psn_no,
-        insuplc_admdvs, priority, parent_request_id, seconds_left
+        insuplc_admdvs, priority, parent_request_id, workflow_id, seconds_left
     )
     FROM dbo.medical_insurance_requests AS t WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK)
     INNER JOIN @picked AS p ON t.request_id = p.request_id
@@ -305,6 +307,7 @@ SELECT
     insuplc_admdvs,
     priority,
     parent_request_id,
+    workflow_id,
     seconds_left
 FROM @claimed
 ORDER BY priority, request_id;

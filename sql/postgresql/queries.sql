@@ -83,7 +83,7 @@ WITH cand AS (
      WHERE t.request_id = p.request_id
     RETURNING t.request_id, t.interface_code, t.input_data, t.msgid, t.attempts,
               t.max_retry_count, t.psn_no, t.insuplc_admdvs, t.priority, t.parent_request_id,
-              CAST(EXTRACT(EPOCH FROM (t.deadline_at - now())) AS double precision)
+              t.workflow_id, CAST(EXTRACT(EPOCH FROM (t.deadline_at - now())) AS double precision)
                   AS seconds_left
 )
 SELECT * FROM claimed ORDER BY priority, request_id;

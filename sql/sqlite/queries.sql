@@ -89,7 +89,7 @@ UPDATE medical_insurance_requests
   FROM picked p, seq
  WHERE medical_insurance_requests.request_id = p.request_id
 RETURNING request_id, interface_code, input_data, msgid, attempts, max_retry_count, psn_no,
-          insuplc_admdvs, priority, parent_request_id,
+          insuplc_admdvs, priority, parent_request_id, workflow_id,
           (julianday(deadline_at) - julianday('now')) * 86400.0 AS seconds_left;
 
 -- name: assign_new_msgid
