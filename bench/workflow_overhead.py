@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from workflow_helpers import outpatient_input  # noqa: E402
+
 from mi_worker import config  # noqa: E402
 from mi_worker.his_call import call  # noqa: E402
 from mi_worker.jobs import Scheduler  # noqa: E402
@@ -29,7 +31,6 @@ from mi_worker.sandbox.testing import client_settings, running_sandbox  # noqa: 
 from mi_worker.worker import Worker  # noqa: E402
 from mi_worker.workflows.contract import call_workflow  # noqa: E402
 from mi_worker.workflows.definitions import load  # noqa: E402
-from workflow_helpers import outpatient_input  # noqa: E402
 
 
 def main(url: str, n: int) -> None:
@@ -48,7 +49,7 @@ def main(url: str, n: int) -> None:
         reg = load()
         wf_times, call_times = [], []
         try:
-            for i in range(n):
+            for _ in range(n):
                 doc = outpatient_input(f"B{uuid.uuid4().hex[:8]}")
                 t = time.perf_counter()
                 r = call_workflow(db, reg, "outpatient_settlement", doc, 60)
