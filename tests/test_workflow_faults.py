@@ -73,3 +73,27 @@ def test_an_undo_that_fails_leaves_the_workflow_needing_a_person(db_url, sandbox
     for part in ("visit 2203", "fee_upload 2204", "trial 2206", "settle 2207", "undo 2205"):
         assert part in text, text
     assert codes_sent(sandbox, "UF1") == PRE + ["2205"]
+
+
+INPATIENT = [
+    ("2402", BUSINESS, ["2301", "2402", "2302"]),
+    ("2303", BUSINESS, ["2301", "2402", "2303", "2405", "2302"]),
+    ("2304", AFTER, ["2301", "2402", "2303", "2304", "2601", "2405", "2302"]),
+    ("2304", BUSINESS, ["2301", "2402", "2303", "2304", "2405", "2302"]),
+]
+
+
+@pytest.mark.parametrize("code,fault,sent", INPATIENT,
+                         ids=[f"{c[0]}-{c[1][0]}" for c in INPATIENT])
+def test_inpatient_fault_undoes_discharge_and_fees_in_reverse(db_url, sandbox, code, fault,
+                                                              sent):
+    from workflow_helpers import inpatient_input
+    psn = f"I{code}{fault[0][:2]}"
+    sandbox.add_fault(fault[0], infno=code, count=1, **fault[1])
+    with InProcessWorker(make_settings(db_url, sandbox, jobs=JOBS)) as w:
+        r = call_workflow(w.db, load(), "inpatient_settlement", inpatient_input(psn), 60)
+        assert r.error_code == -1009, r
+    assert codes_sent(sandbox, psn) == sent
+    assert consistent(sandbox, f"ZY{psn}") == "clean"
+    assert [e.status for e in sandbox.ledger.find(kind="discharge", mdtrt_id=f"ZY{psn}")] \
+        in ([], ["cancelled"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from workflow_helpers import (
     codes_sent,
     consistent,
@@ -93,3 +94,20 @@ def test_idempotency_key_returns_the_first_result(db_url, sandbox):
         assert first.error_code == 0 and again.error_code == 0
         assert (again.request_id, again.result) == (first.request_id, first.result)
     assert codes_sent(sandbox, "ID1").count("2207") == 1
+
+
+@pytest.mark.parametrize("name,data,words", [
+    ("no_such_flow", "{}", "unknown workflow"),
+    ("outpatient_settlement", '{"psn_no": "BAD1"}', "needs input.mdtrtinfo"),
+    ("outpatient_settlement", "[1, 2]", "not a JSON object"),
+    ("Bad Name", "{}", "workflow must be a workflow name"),
+    ("inpatient_settlement", None, "skip_steps"),
+])
+def test_bad_input_is_1001_and_nothing_is_sent(db_url, sandbox, name, data, words):
+    if data is None:
+        data = inpatient_input("BAD2", skip_steps=["settle"])
+    with InProcessWorker(make_settings(db_url, sandbox, jobs=FAST)) as w:
+        r = run(w, name, data, timeout=10)
+    assert r.error_code == -1001, r
+    assert words in r.error_message, r
+    assert [c for c in sandbox.calls.calls() if c.infno not in ("9001", "9002")] == []
