@@ -12,9 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "system"))
 
-from conftest import InProcessWorker, make_settings  # noqa: E402
 from test_security_postgresql import _connect, _denied, logins  # noqa: E402,F401
 from workflow_helpers import consistent, outpatient_input  # noqa: E402
+
+from conftest import InProcessWorker, make_settings  # noqa: E402
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 CALL = "CALL sp_medical_insurance_workflow_v2(?, ?, ?, NULL, NULL, NULL, NULL)"
