@@ -21,6 +21,7 @@ from mi_worker.cli_errors import (
 )
 from mi_worker.cli_monitor import alerts, health, metrics, monitor_cmd, status
 from mi_worker.cli_requests import reconcile, requests
+from mi_worker.cli_workflows import registry, workflows
 from mi_worker.dashboard import auth
 from mi_worker.dashboard.cli import EXIT_REFUSED, dashboard, start_in_worker
 from mi_worker.gateway import catalog
@@ -30,6 +31,7 @@ from mi_worker.retention import run_retention
 from mi_worker.runner import SchemaNotReady, prepare_database
 from mi_worker.runner import run as run_worker
 from mi_worker.sandbox.cli import sandbox
+from mi_worker.workflows.contract import call_workflow
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]},
@@ -141,7 +143,9 @@ def db_retention(c: Context, as_json: bool) -> None:
 
 # -- call --------------------------------------------------------------------------------
 @main.command()
-@click.argument("interface_code")
+@click.argument("interface_code", required=False)
+@click.option("--workflow", default=None, help="Run a settlement workflow (see `mi-worker "
+              "workflows`) instead of one interface; request_id is then the workflow id.")
 @click.option("--input", "input_data", required=True, help="The input JSON object.")
 @click.option("--timeout", type=int, default=30, show_default=True)
 @click.option("--retry-count", type=int, default=3, show_default=True)
@@ -156,14 +160,24 @@ def db_retention(c: Context, as_json: bool) -> None:
 @pass_ctx
 def call(c: Context, interface_code: str, input_data: str, timeout: int, retry_count: int,
          priority: int, idempotency_key: Optional[str], his_fee_id: Optional[str],
-         psn_no: Optional[str], poll_ms: int, as_json: bool, unmask: bool = False) -> None:
-    """Enqueue one call and wait, exactly as the HIS procedure does; exit 1 on error."""
+         psn_no: Optional[str], poll_ms: int, as_json: bool, unmask: bool = False,
+         workflow: Optional[str] = None) -> None:
+    """Enqueue one call (or run one --workflow) and wait, exactly as the HIS procedure does;
+    exit 1 on error."""
     c.setup_logging("WARNING")
+    if (interface_code is None) == (workflow is None):
+        raise click.UsageError("give an INTERFACE_CODE or --workflow NAME (one of them)")
+    defs = registry(c) if workflow else {}
     database = c.db()
     try:
-        outcome = his_call(database, interface_code, input_data, timeout, retry_count,
-                           priority=priority, idempotency_key=idempotency_key,
-                           his_fee_id=his_fee_id, psn_no=psn_no, poll_ms=poll_ms)
+        if workflow:
+            outcome = call_workflow(database, defs, workflow, input_data, timeout,
+                                    idempotency_key=idempotency_key, his_fee_id=his_fee_id,
+                                    psn_no=psn_no, poll_ms=poll_ms)
+        else:
+            outcome = his_call(database, interface_code, input_data, timeout, retry_count,
+                               priority=priority, idempotency_key=idempotency_key,
+                               his_fee_id=his_fee_id, psn_no=psn_no, poll_ms=poll_ms)
     finally:
         database.close()
     shown = outcome.as_dict()
@@ -230,7 +244,7 @@ def doctor(c: Context, sign_in: bool, webhook: bool, his_role: str) -> None:
 
 
 for command in (health, status, monitor_cmd, alerts, metrics, requests, reconcile, sandbox,
-                dashboard, submit_cmd, result_cmd, catalog_group):
+                dashboard, submit_cmd, result_cmd, catalog_group, workflows):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,7 @@ from mi_worker import monitor
 from mi_worker import reconcile as rec
 from mi_worker import reconcile_detail as rd
 from mi_worker.cli_context import QUIET, Context, audit_unmask, emit, pass_ctx
+from mi_worker.cli_workflows import render_tree, workflow_tree
 from mi_worker.files.transfer import FileTransfer
 from mi_worker.gateway.client import NHSAClient
 from mi_worker.runner import build_gateway
@@ -46,21 +47,31 @@ def requests_list(c: Context, status_: Optional[str], interface_code: Optional[s
 
 @requests.command("show")
 @click.argument("request_id", type=int)
+@click.option("--workflow", "is_workflow", is_flag=True,
+              help="REQUEST_ID is a workflow id: show its whole tree.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--unmask", is_flag=True, help="Show personal data in full (the HIS row keeps it "
               "anyway); logged with your OS user.")
 @pass_ctx
-def requests_show(c: Context, request_id: int, as_json: bool, unmask: bool) -> None:
-    """One request with its reversal rows (personal data masked unless --unmask)."""
+def requests_show(c: Context, request_id: int, as_json: bool, unmask: bool,
+                  is_workflow: bool = False) -> None:
+    """One request with its reversal rows; a step of a workflow (or --workflow ID) shows the
+    whole workflow tree (personal data masked unless --unmask)."""
     c.setup_logging(QUIET)
     if unmask:
         audit_unmask(request_id)
     database = c.db()
     try:
-        row = database.run_one("get_request", request_id=request_id)
-        children = database.run("find_children", parent_request_id=request_id)
+        row = None if is_workflow else database.run_one("get_request", request_id=request_id)
+        children = [] if is_workflow else database.run("find_children",
+                                                       parent_request_id=request_id)
+        wid = request_id if is_workflow else (row or {}).get("workflow_id")
+        tree = workflow_tree(database, int(wid)) if wid is not None else None
     finally:
         database.close()
+    if tree is not None:
+        emit(tree, as_json, render_tree, c.tz, unmask=unmask)
+        return
     if not row:
         raise click.ClickException(f"request {request_id} not found")
     data = {**monitor.rows([row])[0], "reversals": monitor.rows(children)}

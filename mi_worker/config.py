@@ -209,6 +209,7 @@ def validate(s: Settings) -> None:
     """Range checks that a type cannot express; each error names its key."""
     checks = [
         ("worker.threads", s.worker.threads >= 1, "must be at least 1"),
+        ("workflows.advance_seconds", 0 < s.workflows.advance_seconds <= 60, "must be 0..60"),
         ("worker.batch_size", 1 <= s.worker.batch_size <= 1000, "must be 1..1000"),
         ("worker.max_batch_size", 1 <= s.worker.max_batch_size <= 10000, "must be 1..10000"),
         ("worker.prefetch", s.worker.prefetch >= -1, "must be -1 (adaptive), 0 or more"),

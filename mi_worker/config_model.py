@@ -159,6 +159,14 @@ class DisplaySettings:
 
 
 @dataclass
+class WorkflowSettings:
+    file: str = doc("JSON file of settlement workflow definitions that replace or add to the "
+                    "shipped ones by name (README, Workflows); checked at start", "")
+    advance_seconds: float = doc("Interval of the job that advances workflows (each step waits "
+                                 "up to this long after the previous one ends)", 0.2)
+
+
+@dataclass
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
@@ -168,6 +176,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     display: DisplaySettings = field(default_factory=DisplaySettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    workflows: WorkflowSettings = field(default_factory=WorkflowSettings)
     source: str = field(default="defaults", metadata={"internal": True})
     # "section.key" of every value given by the file or the environment (not defaulted): some
     # keys have a default only for the embedded first run (gateway.kind, database.url).

@@ -38,6 +38,16 @@ def states_markdown() -> str:
             for verb in verbs:
                 lines.append(f"| {'(new)' if src is None else src.value} | {dst.value} | "
                              f"{verb.value} | {', '.join(by_verb.get(verb, []))} |")
+    # The workflow row (issue 14): states.WF_TRANSITIONS, every move by `wf_update` (the
+    # new row by `wf_start`); its steps are request rows with the life above.
+    order = list(states.WorkflowStatus)
+    lines += ["", "Settlement workflows (`medical_insurance_workflows`, `states.WF_TRANSITIONS`;"
+              " new rows by `wf_start`, every move by `wf_update`):", "", "```mermaid",
+              "stateDiagram-v2"]
+    for src, dst in sorted(states.WF_TRANSITIONS, key=lambda t: (
+            -1 if t[0] is None else order.index(t[0]), order.index(t[1]))):
+        lines.append(f"    {'[*]' if src is None else src.value} --> {dst.value}")
+    lines.append("```")
     return "\n".join(lines) + "\n"
 
 

@@ -14,13 +14,14 @@ import datetime as dt
 import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from mi_worker import alerts, catalog_sync, reconcile, reconcile_detail, stats
-from mi_worker.config import Settings
+from mi_worker.config import ConfigError, Settings
 from mi_worker.db import Database
 from mi_worker.files.transfer import FileTransfer
 from mi_worker.gateway.base import Gateway
@@ -31,6 +32,9 @@ from mi_worker.retention import run_retention
 from mi_worker.reversal import run_reversals
 from mi_worker.states import Status, recover_abandoned
 from mi_worker.worker import Worker
+from mi_worker.workflows.definitions import DefinitionError
+from mi_worker.workflows.definitions import load as load_workflows
+from mi_worker.workflows.engine import Engine
 
 log = logging.getLogger("mi_worker.jobs")
 
@@ -109,6 +113,16 @@ class Scheduler:
                 keyword=settings.alerts.webhook_keyword,
                 attempts=settings.alerts.webhook_attempts, stats=stats.stats_of(worker),
                 on_delivered=lambda alert_id: db.run("mark_alert_notified", alert_id=alert_id))
+        try:  # checked at start: a bad definition stops the worker, naming every problem
+            self.workflows = load_workflows(settings.workflows.file)
+        except DefinitionError as exc:
+            raise ConfigError(f"config key workflows.file: {exc}") from None
+        self.engine = Engine(db, self.workflows)
+        # a step's outcome is written: advance its workflow now, on one thread of its own
+        self._advancer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mi-workflow")
+        if worker is not None:
+            worker.on_workflow_step = lambda wid: self._advancer.submit(
+                guarded("workflow_step")(self.engine.advance_id), wid)
         self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC",
                                              job_defaults={"coalesce": True,
                                                            "max_instances": 1,
@@ -130,6 +144,8 @@ class Scheduler:
             JobSpec("alerts", "interval", every(js.alerts_seconds),
                     lambda: alerts.scan(self.db, s, self.notifier), cluster_once=True),
         ]
+        table.append(JobSpec("workflows", "interval", every(s.workflows.advance_seconds),
+                             self.engine.run, cluster_once=True))
         table.append(JobSpec("retention", "interval", every(js.retention_seconds),
                              lambda: run_retention(self.db, s,
                                                    stopping=lambda: self.worker.stopping),
@@ -209,6 +225,7 @@ class Scheduler:
             self.worker.extend_leases()
 
     def shutdown(self) -> None:
+        self._advancer.shutdown(wait=True)
         try:
             self.scheduler.shutdown(wait=False)
         except Exception:  # not started

@@ -53,6 +53,7 @@ class ClaimedRequest:
     seconds_left: float
     claim_token: str
     claimed_monotonic: float
+    workflow_id: Optional[int] = None  # a step of a settlement workflow (issue 14)
 
     @property
     def deadline_monotonic(self) -> float:
@@ -262,7 +263,8 @@ class Queue:
             max_retry_count=int(r["max_retry_count"]), psn_no=r.get("psn_no"),
             insuplc_admdvs=r.get("insuplc_admdvs"), priority=int(r["priority"]),
             parent_request_id=r.get("parent_request_id"),
-            seconds_left=float(r["seconds_left"]), claim_token=token, claimed_monotonic=now)
+            seconds_left=float(r["seconds_left"]), claim_token=token, claimed_monotonic=now,
+            workflow_id=None if r.get("workflow_id") is None else int(r["workflow_id"]))
             for r in rows]
 
     def new_msgid(self, req: ClaimedRequest) -> Optional[str]:

@@ -378,6 +378,32 @@ def idempotent_answer(prior: Mapping[str, Any], key: str) -> HisAnswer:
                                           f"request {rid} in state {status}")
 
 
+class WorkflowStatus(str, enum.Enum):
+    """``medical_insurance_workflows.status`` (DESIGN.md §11; the steps are request rows)."""
+
+    RUNNING = "RUNNING"                    # steps are being sent in order
+    COMPLETED = "COMPLETED"                # every step took effect
+    COMPENSATING = "COMPENSATING"          # a step failed: undoing what took effect, in reverse
+    COMPENSATED = "COMPENSATED"            # failed, and everything that took effect is undone
+    FAILED_NEEDS_MANUAL = "FAILED_NEEDS_MANUAL"  # an undo (or a step's doubt) needs a person
+
+    def __str__(self) -> str:
+        return self.value
+
+
+W = WorkflowStatus
+WF_FINAL: FrozenSet[WorkflowStatus] = frozenset({W.COMPLETED, W.COMPENSATED,
+                                                 W.FAILED_NEEDS_MANUAL})
+#: Every allowed (from, to) of a workflow row; ``wf_update`` refuses to leave a final state.
+WF_TRANSITIONS: FrozenSet[Tuple[Optional[WorkflowStatus], WorkflowStatus]] = frozenset({
+    (None, W.RUNNING), (W.RUNNING, W.RUNNING), (W.RUNNING, W.COMPLETED),
+    (W.RUNNING, W.COMPENSATING), (W.RUNNING, W.COMPENSATED),
+    (W.RUNNING, W.FAILED_NEEDS_MANUAL), (W.COMPENSATING, W.COMPENSATING),
+    (W.COMPENSATING, W.COMPENSATED), (W.COMPENSATING, W.FAILED_NEEDS_MANUAL),
+})
+del W
+
+
 def diagram() -> Dict[Optional[Status], Dict[Status, Tuple[By, ...]]]:
     """TRANSITIONS grouped as from → to → verbs (for docs/states.md)."""
     out: Dict[Optional[Status], Dict[Status, Tuple[By, ...]]] = {}

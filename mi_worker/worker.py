@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from mi_worker import __version__, observe
 from mi_worker.claim_size import ClaimSizer
@@ -65,6 +65,9 @@ class Worker:
         self._slot_free = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._stopped = threading.Event()
+        # Called with the workflow id once a workflow step's outcome is written, so the next
+        # step starts at once instead of at the advance job's next pass (jobs.Scheduler).
+        self.on_workflow_step: Optional[Callable[[int], None]] = None
         self.db.give_up_when(self._stop.is_set)
 
     # -- state shared with the jobs ---------------------------------------------------------
@@ -241,6 +244,8 @@ class Worker:
             if self._inflight.pop(req.request_id, None) is not None:
                 self.processed_total += 1
             self._slot_free.notify_all()
+        if written and req.workflow_id is not None and self.on_workflow_step is not None:
+            self.on_workflow_step(req.workflow_id)
 
     def _outcome(self, req: ClaimedRequest) -> GatewayResult:
         """What became of one row: released (stopping), bad input, or the gateway's answer."""

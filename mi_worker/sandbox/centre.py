@@ -23,7 +23,7 @@ from mi_worker.gateway.envelope import (
     find_psn_no,
     is_valid_msgid,
 )
-from mi_worker.sandbox import defaults
+from mi_worker.sandbox import clinical, defaults
 from mi_worker.sandbox.ledger import (
     CANCELLED,
     DONE,
@@ -87,6 +87,7 @@ class Centre:
             "3201": self._h3201, "3202": self._h3202, "5201": self._h5201,
             "5203": self._h5203, "9001": self._h9001, "9002": self._h9002,
         }
+        clinical.install(self, Reject)  # fee details, discharge (the workflows' ledger)
 
     # ------------------------------------------------------------ envelope level
 

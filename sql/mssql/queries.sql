@@ -77,6 +77,7 @@ DECLARE @claimed TABLE (
     insuplc_admdvs NVARCHAR(6) NULL,
     priority INT NOT NULL,
     parent_request_id BIGINT NULL,
+    workflow_id BIGINT NULL,
     seconds_left FLOAT NULL
 );
 
@@ -303,10 +304,11 @@ BEGIN
         inserted.insuplc_admdvs,
         inserted.priority,
         inserted.parent_request_id,
+        inserted.workflow_id,
         CAST(DATEDIFF(MILLISECOND, @now, inserted.deadline_at) AS FLOAT) / 1000.0
     INTO @claimed (
         request_id, interface_code, input_data, msgid, attempts, max_retry_count, psn_no,
-        insuplc_admdvs, priority, parent_request_id, seconds_left
+        insuplc_admdvs, priority, parent_request_id, workflow_id, seconds_left
     )
     FROM dbo.medical_insurance_requests AS t WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK)
     INNER JOIN @picked AS p ON t.request_id = p.request_id
@@ -334,6 +336,7 @@ SELECT
     insuplc_admdvs,
     priority,
     parent_request_id,
+    workflow_id,
     seconds_left
 FROM @claimed
 ORDER BY priority, request_id;
@@ -1833,6 +1836,20 @@ DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
 DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
 DECLARE @psn_no NVARCHAR(30) = :psn_no;
 DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+
+-- == workflows (issue 14: a settlement saga on the database) ==
+
+-- name: call_workflow_procedure
+-- `mi-worker call --workflow` goes through the HIS procedure itself, exactly as the HIS does;
+-- pyodbc cannot read OUTPUT parameters, so the batch SELECTs them.
+SET NOCOUNT ON;
+DECLARE @workflow NVARCHAR(64) = :workflow;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @timeout INT = :timeout;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @poll_ms INT = :poll_ms;
 DECLARE @rid BIGINT;
 DECLARE @res NVARCHAR(MAX);
 DECLARE @ec INT;
@@ -1842,6 +1859,11 @@ EXEC dbo.sp_medical_insurance_submit_v2
     @input_data = @input_data,
     @timeout = @timeout,
     @retry_count = @retry_count,
+
+EXEC dbo.sp_medical_insurance_workflow_v2
+    @workflow = @workflow,
+    @input_data = @input_data,
+    @timeout = @timeout,
     @request_id = @rid OUTPUT,
     @result = @res OUTPUT,
     @error_code = @ec OUTPUT,
@@ -1851,6 +1873,11 @@ EXEC dbo.sp_medical_insurance_submit_v2
     @his_fee_id = @his_fee_id,
     @psn_no = @psn_no,
     @insuplc_admdvs = @insuplc_admdvs;
+
+    @idempotency_key = @idempotency_key,
+    @his_fee_id = @his_fee_id,
+    @psn_no = @psn_no,
+    @poll_ms = @poll_ms;
 SELECT
     @rid AS request_id,
     @res AS result,
@@ -2168,3 +2195,85 @@ SELECT
     msgid
 FROM dbo.medical_insurance_requests
 WHERE msgid = @msgid;
+
+-- name: wf_start
+-- What sp_medical_insurance_workflow_v2 inserts; tests seed with it.
+SET NOCOUNT ON;
+DECLARE @timeout_seconds INT = :timeout_seconds;
+DECLARE @u TABLE (workflow_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_workflows (
+    name, input_data, idempotency_key, his_fee_id, psn_no, timeout_seconds, deadline_at,
+    error_code, error_message
+)
+OUTPUT inserted.workflow_id INTO @u (workflow_id)
+VALUES (
+    :workflow, :input_data, :idempotency_key, :his_fee_id, :psn_no, @timeout_seconds,
+    DATEADD(SECOND, @timeout_seconds, SYSUTCDATETIME()), -1005,
+    N'请求超时: workflow not started yet'
+);
+SELECT workflow_id FROM @u;
+
+-- name: wf_find_key
+-- Idempotency: the latest workflow of a key that still stands (COMPENSATED frees the key).
+SELECT TOP (1) workflow_id, status, wf_result, error_code, error_message
+FROM dbo.medical_insurance_workflows
+WHERE idempotency_key = :idempotency_key AND status <> N'COMPENSATED'
+ORDER BY workflow_id DESC;
+
+-- name: wf_get
+-- One workflow with whether its HIS deadline has passed (database clock).
+SELECT w.*, CASE WHEN SYSUTCDATETIME() >= w.deadline_at THEN 1 ELSE 0 END AS past_deadline
+FROM dbo.medical_insurance_workflows w
+WHERE w.workflow_id = :workflow_id;
+
+-- name: wf_open
+-- The advance job's work list: workflows still running or compensating, oldest first.
+SELECT TOP (:limit) w.*,
+    CASE WHEN SYSUTCDATETIME() >= w.deadline_at THEN 1 ELSE 0 END AS past_deadline
+FROM dbo.medical_insurance_workflows w
+WHERE w.status IN (N'RUNNING', N'COMPENSATING')
+ORDER BY w.workflow_id;
+
+-- name: wf_steps
+-- Every request row of one workflow (steps n > 0, undos -n), what the engine decides from.
+SELECT request_id, workflow_step, interface_code, status, input_data, response_data,
+       error_code, error_message, needs_reversal, msgid
+FROM dbo.medical_insurance_requests
+WHERE workflow_id = :workflow_id
+ORDER BY workflow_step;
+
+-- name: wf_enqueue_step
+-- One step (or undo) as an ordinary request row; the unique (workflow_id, workflow_step)
+-- index makes a second enqueue by a concurrent advancer fail instead of sending twice.
+SET NOCOUNT ON;
+DECLARE @timeout_seconds INT = :timeout_seconds;
+DECLARE @u TABLE (request_id BIGINT NOT NULL);
+INSERT INTO dbo.medical_insurance_requests (
+    interface_code, input_data, status, priority, timeout_seconds, max_retry_count, psn_no,
+    insuplc_admdvs, his_fee_id, workflow_id, workflow_step, deadline_at
+)
+OUTPUT inserted.request_id INTO @u (request_id)
+VALUES (
+    :interface_code, :input_data, N'PENDING', :priority, @timeout_seconds, :max_retry_count,
+    :psn_no, :insuplc_admdvs, :his_fee_id, :workflow_id, :workflow_step,
+    DATEADD(SECOND, @timeout_seconds, SYSUTCDATETIME())
+);
+SELECT request_id FROM @u;
+
+-- name: wf_update
+-- Move a workflow, only from the state the engine saw (a concurrent advancer wins) and never
+-- out of a final state; a compensation never goes back to RUNNING or to COMPLETED.
+SET NOCOUNT ON;
+DECLARE @status NVARCHAR(30) = :status;
+UPDATE dbo.medical_insurance_workflows
+SET status = @status, current_step = :current_step,
+    wf_definition = COALESCE(:wf_definition, wf_definition), wf_result = COALESCE(:wf_result, wf_result),
+    error_code = :error_code, error_message = :error_message,
+    reason_code = COALESCE(:reason_code, reason_code), reason = COALESCE(:reason, reason),
+    updated_at = SYSUTCDATETIME(),
+    finished_at = CASE WHEN @status IN (N'COMPLETED', N'COMPENSATED', N'FAILED_NEEDS_MANUAL')
+                       THEN SYSUTCDATETIME() END
+OUTPUT inserted.workflow_id
+WHERE workflow_id = :workflow_id AND status = :expected_status
+  AND status IN (N'RUNNING', N'COMPENSATING')
+  AND (status = N'RUNNING' OR @status IN (N'COMPENSATING', N'COMPENSATED', N'FAILED_NEEDS_MANUAL'));

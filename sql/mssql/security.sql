@@ -150,6 +150,8 @@ GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_submit_v2 TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_result_v2 TO mi_worker_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_workflow_v2 TO mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_workflows TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data TO mi_worker_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts TO mi_worker_role;
 
@@ -158,6 +160,7 @@ GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_call_v2 TO mi_his_caller_role;
 -- Calls that do not wait (issue 15): the result procedure reads submitted rows only.
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_submit_v2 TO mi_his_caller_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_result_v2 TO mi_his_caller_role;
+GRANT EXECUTE ON OBJECT::dbo.sp_medical_insurance_workflow_v2 TO mi_his_caller_role;
 GRANT EXECUTE ON OBJECT::dbo.sp_check_sdk_service_status TO mi_his_caller_role;
 REVOKE EXECUTE ON OBJECT::dbo.sp_get_medical_insurance_monitor_data FROM mi_his_caller_role;
 REVOKE EXECUTE ON OBJECT::dbo.sp_check_medical_insurance_alerts FROM mi_his_caller_role;

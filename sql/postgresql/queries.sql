@@ -108,7 +108,7 @@ WITH cand AS (
      WHERE t.request_id = p.request_id
     RETURNING t.request_id, t.interface_code, t.input_data, t.msgid, t.attempts,
               t.max_retry_count, t.psn_no, t.insuplc_admdvs, t.priority, t.parent_request_id,
-              CAST(EXTRACT(EPOCH FROM (t.deadline_at - now())) AS double precision)
+              t.workflow_id, CAST(EXTRACT(EPOCH FROM (t.deadline_at - now())) AS double precision)
                   AS seconds_left
 )
 SELECT * FROM claimed ORDER BY priority, request_id;
@@ -1035,3 +1035,77 @@ WHERE detail_id = :detail_id AND fix_request_id IS NULL;
 SELECT request_id, interface_code, status, psn_no, insuplc_admdvs, msgid
 FROM medical_insurance_requests
 WHERE msgid = :msgid;
+
+-- == workflows (issue 14: a settlement saga on the database) ==
+
+-- name: call_workflow_procedure
+-- `mi-worker call --workflow` goes through the HIS procedure itself, exactly as the HIS does.
+CALL sp_medical_insurance_workflow_v2(:workflow, :input_data, :timeout, NULL, NULL, NULL, NULL,
+                                      :idempotency_key, :his_fee_id, :psn_no, :poll_ms);
+
+-- name: wf_start
+-- What sp_medical_insurance_workflow_v2 inserts (through mi_wf_start); tests seed with it.
+INSERT INTO medical_insurance_workflows (name, input_data, idempotency_key, his_fee_id, psn_no,
+    timeout_seconds, deadline_at, error_code, error_message)
+VALUES (:workflow, :input_data, :idempotency_key, :his_fee_id, :psn_no, :timeout_seconds,
+    now() + make_interval(secs => CAST(:timeout_seconds AS integer)),
+    -1005, '请求超时: workflow not started yet')
+RETURNING workflow_id;
+
+-- name: wf_find_key
+-- Idempotency: the latest workflow of a key that still stands (COMPENSATED frees the key).
+SELECT workflow_id, status, wf_result, error_code, error_message
+FROM medical_insurance_workflows
+WHERE idempotency_key = :idempotency_key AND status <> 'COMPENSATED'
+ORDER BY workflow_id DESC LIMIT 1;
+
+-- name: wf_get
+-- One workflow with whether its HIS deadline has passed (database clock).
+SELECT w.*, CASE WHEN clock_timestamp() >= w.deadline_at THEN 1 ELSE 0 END AS past_deadline
+FROM medical_insurance_workflows w
+WHERE w.workflow_id = :workflow_id;
+
+-- name: wf_open
+-- The advance job's work list: workflows still running or compensating, oldest first.
+SELECT w.*, CASE WHEN clock_timestamp() >= w.deadline_at THEN 1 ELSE 0 END AS past_deadline
+FROM medical_insurance_workflows w
+WHERE w.status IN ('RUNNING', 'COMPENSATING')
+ORDER BY w.workflow_id
+LIMIT :limit;
+
+-- name: wf_steps
+-- Every request row of one workflow (steps n > 0, undos -n), what the engine decides from.
+SELECT request_id, workflow_step, interface_code, status, input_data, response_data,
+       error_code, error_message, needs_reversal, msgid
+FROM medical_insurance_requests
+WHERE workflow_id = :workflow_id
+ORDER BY workflow_step;
+
+-- name: wf_enqueue_step
+-- One step (or undo) as an ordinary request row; the unique (workflow_id, workflow_step)
+-- index makes a second enqueue by a concurrent advancer fail instead of sending twice.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, his_fee_id, workflow_id,
+    workflow_step, deadline_at)
+VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
+    :psn_no, :insuplc_admdvs, :his_fee_id, :workflow_id, :workflow_step,
+    now() + make_interval(secs => CAST(:timeout_seconds AS integer)))
+RETURNING request_id;
+
+-- name: wf_update
+-- Move a workflow, only from the state the engine saw (a concurrent advancer wins) and never
+-- out of a final state; a compensation never goes back to RUNNING or to COMPLETED.
+UPDATE medical_insurance_workflows
+SET status = :status, current_step = :current_step,
+    wf_definition = COALESCE(CAST(:wf_definition AS text), wf_definition),
+    wf_result = COALESCE(CAST(:wf_result AS text), wf_result),
+    error_code = :error_code, error_message = :error_message,
+    reason_code = COALESCE(CAST(:reason_code AS integer), reason_code),
+    reason = COALESCE(CAST(:reason AS text), reason), updated_at = now(),
+    finished_at = CASE WHEN CAST(:status AS text) IN ('COMPLETED', 'COMPENSATED',
+                                                      'FAILED_NEEDS_MANUAL')
+                       THEN now() END
+WHERE workflow_id = :workflow_id AND status = :expected_status
+  AND status IN ('RUNNING', 'COMPENSATING')
+  AND (status = 'RUNNING' OR CAST(:status AS text) IN ('COMPENSATING', 'COMPENSATED', 'FAILED_NEEDS_MANUAL'))
+RETURNING workflow_id;

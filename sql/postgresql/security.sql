@@ -99,3 +99,13 @@ GRANT EXECUTE ON FUNCTION mi_monitor_health, mi_monitor_performance, mi_monitor_
     sp_check_medical_insurance_alerts TO mi_worker_role;
 
 COMMIT;
+
+-- Workflows (issue 14): the HIS runs sp_medical_insurance_workflow_v2 and its definer helpers;
+-- the worker advances workflow rows.
+REVOKE ALL ON PROCEDURE sp_medical_insurance_workflow_v2 FROM PUBLIC;
+REVOKE ALL ON FUNCTION mi_wf_find_key, mi_wf_start, mi_wf_poll FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE sp_medical_insurance_workflow_v2 TO mi_his_caller_role, mi_worker_role;
+GRANT EXECUTE ON FUNCTION mi_wf_find_key, mi_wf_start, mi_wf_poll
+    TO mi_his_caller_role, mi_worker_role;
+GRANT SELECT, INSERT, UPDATE ON medical_insurance_workflows TO mi_worker_role;
+GRANT USAGE ON SEQUENCE medical_insurance_workflows_workflow_id_seq TO mi_worker_role;

@@ -104,7 +104,7 @@ UPDATE medical_insurance_requests
   FROM picked p, seq
  WHERE medical_insurance_requests.request_id = p.request_id
 RETURNING request_id, interface_code, input_data, msgid, attempts, max_retry_count, psn_no,
-          insuplc_admdvs, priority, parent_request_id,
+          insuplc_admdvs, priority, parent_request_id, workflow_id,
           (julianday(deadline_at) - julianday('now')) * 86400.0 AS seconds_left;
 
 -- name: assign_new_msgid
@@ -1141,3 +1141,72 @@ WHERE detail_id = :detail_id AND fix_request_id IS NULL;
 SELECT request_id, interface_code, status, psn_no, insuplc_admdvs, msgid
 FROM medical_insurance_requests
 WHERE msgid = :msgid;
+
+-- == workflows (issue 14: a settlement saga on the database) ==
+
+-- name: wf_start
+-- What sp_medical_insurance_workflow_v2 inserts; on SQLite the contract in Python runs it.
+INSERT INTO medical_insurance_workflows (name, input_data, idempotency_key, his_fee_id, psn_no,
+    timeout_seconds, deadline_at, error_code, error_message)
+VALUES (:workflow, :input_data, :idempotency_key, :his_fee_id, :psn_no, :timeout_seconds,
+    strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :timeout_seconds)),
+    -1005, '请求超时: workflow not started yet')
+RETURNING workflow_id;
+
+-- name: wf_find_key
+-- Idempotency: the latest workflow of a key that still stands (COMPENSATED frees the key).
+SELECT workflow_id, status, wf_result, error_code, error_message
+FROM medical_insurance_workflows
+WHERE idempotency_key = :idempotency_key AND status <> 'COMPENSATED'
+ORDER BY workflow_id DESC LIMIT 1;
+
+-- name: wf_get
+-- One workflow with whether its HIS deadline has passed (database clock).
+SELECT w.*, CASE WHEN strftime('%Y-%m-%d %H:%M:%f', 'now') >= w.deadline_at THEN 1 ELSE 0 END
+    AS past_deadline
+FROM medical_insurance_workflows w
+WHERE w.workflow_id = :workflow_id;
+
+-- name: wf_open
+-- The advance job's work list: workflows still running or compensating, oldest first.
+SELECT w.*, CASE WHEN strftime('%Y-%m-%d %H:%M:%f', 'now') >= w.deadline_at THEN 1 ELSE 0 END
+    AS past_deadline
+FROM medical_insurance_workflows w
+WHERE w.status IN ('RUNNING', 'COMPENSATING')
+ORDER BY w.workflow_id
+LIMIT :limit;
+
+-- name: wf_steps
+-- Every request row of one workflow (steps n > 0, undos -n), what the engine decides from.
+SELECT request_id, workflow_step, interface_code, status, input_data, response_data,
+       error_code, error_message, needs_reversal, msgid
+FROM medical_insurance_requests
+WHERE workflow_id = :workflow_id
+ORDER BY workflow_step;
+
+-- name: wf_enqueue_step
+-- One step (or undo) as an ordinary request row; the unique (workflow_id, workflow_step)
+-- index makes a second enqueue by a concurrent advancer fail instead of sending twice.
+INSERT INTO medical_insurance_requests (interface_code, input_data, status, priority,
+    timeout_seconds, max_retry_count, psn_no, insuplc_admdvs, his_fee_id, workflow_id,
+    workflow_step, deadline_at)
+VALUES (:interface_code, :input_data, 'PENDING', :priority, :timeout_seconds, :max_retry_count,
+    :psn_no, :insuplc_admdvs, :his_fee_id, :workflow_id, :workflow_step,
+    strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', :timeout_seconds)))
+RETURNING request_id;
+
+-- name: wf_update
+-- Move a workflow, only from the state the engine saw (a concurrent advancer wins) and never
+-- out of a final state; a compensation never goes back to RUNNING or to COMPLETED.
+UPDATE medical_insurance_workflows
+SET status = :status, current_step = :current_step,
+    wf_definition = COALESCE(:wf_definition, wf_definition), wf_result = COALESCE(:wf_result, wf_result),
+    error_code = :error_code, error_message = :error_message,
+    reason_code = COALESCE(:reason_code, reason_code), reason = COALESCE(:reason, reason),
+    updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+    finished_at = CASE WHEN :status IN ('COMPLETED', 'COMPENSATED', 'FAILED_NEEDS_MANUAL')
+                       THEN strftime('%Y-%m-%d %H:%M:%f', 'now') END
+WHERE workflow_id = :workflow_id AND status = :expected_status
+  AND status IN ('RUNNING', 'COMPENSATING')
+  AND (status = 'RUNNING' OR :status IN ('COMPENSATING', 'COMPENSATED', 'FAILED_NEEDS_MANUAL'))
+RETURNING workflow_id;

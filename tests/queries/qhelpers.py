@@ -20,7 +20,7 @@ CHINA = dt.timezone(dt.timedelta(hours=8))
 
 _COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TABLES = {"medical_insurance_requests": "request_id", "sdk_heartbeat": "worker_id",
-           "medical_insurance_alerts": "alert_id"}
+           "medical_insurance_alerts": "alert_id", "medical_insurance_workflows": "workflow_id"}
 
 
 def _check_column(name: str) -> str:

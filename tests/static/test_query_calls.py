@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNNERS = {"run": 0, "run_one": 0, "prepared": 0, "_execute": 2}
 NOT_PARAMS = {"retry"}
 # call_procedure exists where the HIS contract is a stored procedure (Database.supports).
-ONLY_WITH_PROCEDURES = {"call_procedure", "submit_procedure", "result_procedure"}
+ONLY_WITH_PROCEDURES = {"call_procedure", "submit_procedure", "result_procedure",
+                        "call_workflow_procedure"}
 # The cluster lock is a number on PostgreSQL (advisory lock) and a name on SQL Server
 # (sp_getapplock): the caller passes both and each dialect binds what it uses.
 EITHER = {"try_cluster_lock": {"lock_key", "lock_name"},

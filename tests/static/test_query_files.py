@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DIALECTS = ("sqlite", "postgresql", "mssql")
-ONLY_WITH_PROCEDURES = {"call_procedure", "submit_procedure", "result_procedure"}
+ONLY_WITH_PROCEDURES = {"call_procedure", "submit_procedure", "result_procedure",
+                        "call_workflow_procedure"}
 
 
 def outline(dialect: str):

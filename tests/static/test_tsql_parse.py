@@ -238,6 +238,7 @@ UPGRADE_ONLY = frozenset({"create_migrations_table", "migration_lock", "record_m
 HIS_CALLER_GRANTS = {
     ("EXECUTE", "sp_medical_insurance_call_v2"), ("EXECUTE", "sp_check_sdk_service_status"),
     ("EXECUTE", "sp_medical_insurance_submit_v2"), ("EXECUTE", "sp_medical_insurance_result_v2"),
+    ("EXECUTE", "sp_medical_insurance_workflow_v2"),  # issue 14: settlement workflows
 }
 
 
