@@ -1836,20 +1836,6 @@ DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
 DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
 DECLARE @psn_no NVARCHAR(30) = :psn_no;
 DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
-
--- == workflows (issue 14: a settlement saga on the database) ==
-
--- name: call_workflow_procedure
--- `mi-worker call --workflow` goes through the HIS procedure itself, exactly as the HIS does;
--- pyodbc cannot read OUTPUT parameters, so the batch SELECTs them.
-SET NOCOUNT ON;
-DECLARE @workflow NVARCHAR(64) = :workflow;
-DECLARE @input_data NVARCHAR(MAX) = :input_data;
-DECLARE @timeout INT = :timeout;
-DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
-DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
-DECLARE @psn_no NVARCHAR(30) = :psn_no;
-DECLARE @poll_ms INT = :poll_ms;
 DECLARE @rid BIGINT;
 DECLARE @res NVARCHAR(MAX);
 DECLARE @ec INT;
@@ -1859,11 +1845,6 @@ EXEC dbo.sp_medical_insurance_submit_v2
     @input_data = @input_data,
     @timeout = @timeout,
     @retry_count = @retry_count,
-
-EXEC dbo.sp_medical_insurance_workflow_v2
-    @workflow = @workflow,
-    @input_data = @input_data,
-    @timeout = @timeout,
     @request_id = @rid OUTPUT,
     @result = @res OUTPUT,
     @error_code = @ec OUTPUT,
@@ -1873,11 +1854,6 @@ EXEC dbo.sp_medical_insurance_workflow_v2
     @his_fee_id = @his_fee_id,
     @psn_no = @psn_no,
     @insuplc_admdvs = @insuplc_admdvs;
-
-    @idempotency_key = @idempotency_key,
-    @his_fee_id = @his_fee_id,
-    @psn_no = @psn_no,
-    @poll_ms = @poll_ms;
 SELECT
     @rid AS request_id,
     @res AS result,
@@ -2195,6 +2171,41 @@ SELECT
     msgid
 FROM dbo.medical_insurance_requests
 WHERE msgid = @msgid;
+
+-- == workflows (issue 14: a settlement saga on the database) ==
+
+-- name: call_workflow_procedure
+-- `mi-worker call --workflow` goes through the HIS procedure itself, exactly as the HIS does;
+-- pyodbc cannot read OUTPUT parameters, so the batch SELECTs them.
+SET NOCOUNT ON;
+DECLARE @workflow NVARCHAR(64) = :workflow;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @timeout INT = :timeout;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @poll_ms INT = :poll_ms;
+DECLARE @rid BIGINT;
+DECLARE @res NVARCHAR(MAX);
+DECLARE @ec INT;
+DECLARE @em NVARCHAR(500);
+EXEC dbo.sp_medical_insurance_workflow_v2
+    @workflow = @workflow,
+    @input_data = @input_data,
+    @timeout = @timeout,
+    @request_id = @rid OUTPUT,
+    @result = @res OUTPUT,
+    @error_code = @ec OUTPUT,
+    @error_message = @em OUTPUT,
+    @idempotency_key = @idempotency_key,
+    @his_fee_id = @his_fee_id,
+    @psn_no = @psn_no,
+    @poll_ms = @poll_ms;
+SELECT
+    @rid AS request_id,
+    @res AS result,
+    @ec AS error_code,
+    @em AS error_message;
 
 -- name: wf_start
 -- What sp_medical_insurance_workflow_v2 inserts; tests seed with it.
