@@ -38,7 +38,8 @@ def beat(db, worker_id="test-heartbeat"):
 
 def test_every_dialect_defines_the_same_queries():
     names = {d: set(load(d)) for d in ("sqlite", "postgresql")}
-    procedure_only = {"call_procedure", "call_workflow_procedure"}
+    procedure_only = {"call_procedure", "call_workflow_procedure", "submit_procedure",
+                      "result_procedure"}
     assert names["postgresql"] - procedure_only == names["sqlite"]
     assert procedure_only <= names["postgresql"]
 
