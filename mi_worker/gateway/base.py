@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
-from mi_worker.states import ErrorCode, Outcome
+from mi_worker.states import Outcome
 
 __all__ = ["CallContext", "Gateway", "GatewayResult", "Outcome"]
 
@@ -70,11 +70,3 @@ class Gateway(Protocol):
     def close(self) -> None:
         """Release connections (and sign out where the transport signs in)."""
         ...
-
-
-# The HIS codes live in mi_worker.states.ErrorCode; these names stay for older imports.
-E_BAD_INPUT = ErrorCode.BAD_INPUT
-E_GATEWAY = ErrorCode.GATEWAY
-E_TIMEOUT = ErrorCode.TIMEOUT
-E_UNCERTAIN = ErrorCode.UNCERTAIN
-E_UNEXPECTED = ErrorCode.UNEXPECTED

@@ -24,10 +24,11 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
+from mi_worker.gateway.envelope import CHINA_TZ
 from mi_worker.sandbox import catalogs
 
 CODES = ("9101", "9102", "3202") + catalogs.CODES
-CHINA = dt.timezone(dt.timedelta(hours=8))
+CHINA = CHINA_TZ  # the one China time (gateway/envelope.py)
 
 
 @dataclass

@@ -13,11 +13,6 @@ import time
 import pytest
 
 from mi_worker.gateway.base import (
-    E_BAD_INPUT,
-    E_GATEWAY,
-    E_TIMEOUT,
-    E_UNCERTAIN,
-    E_UNEXPECTED,
     Outcome,
 )
 from mi_worker.gateway.client import NHSAClient
@@ -27,6 +22,7 @@ from mi_worker.sandbox.testing import (
     make_ctx,
     running_sandbox,
 )
+from mi_worker.states import ErrorCode
 
 PSN = {"data": {"psn_no": "P0001", "mdtrt_id": "MD1", "medfee_sumamt": "100.00",
                 "insuplc_admdvs": "990000"}}
@@ -80,7 +76,7 @@ def test_query_garbage_body_resent(box, client):
     box.add_fault("garbage", "5203", count=1)
     r = client.call(make_ctx("5203", {"data": {"psn_no": "P1", "setl_id": "none"}},
                              insuplc_admdvs="990000"))
-    assert r.outcome is Outcome.ERROR and r.error_code == E_GATEWAY  # definite: not found
+    assert r.outcome is Outcome.ERROR and r.error_code == ErrorCode.GATEWAY  # definite: not found
     assert "结算信息不存在" in r.error_message
     assert len(_calls(box, "5203")) == 2
 
@@ -101,7 +97,7 @@ def test_settlement_not_resent_ends_uncertain(box, client, fault):
     ctx = make_ctx("2207", PSN)
     r = client.call(ctx)
     assert r.outcome is Outcome.UNCERTAIN
-    assert r.error_code == E_UNCERTAIN
+    assert r.error_code == ErrorCode.UNCERTAIN
     assert "2601" in r.error_message and "2208" in r.error_message
     assert r.msgid == ctx.msgid and r.response is None
     calls = _calls(box, "2207")
@@ -131,7 +127,7 @@ def test_connect_failure_retried_with_same_msgid_then_retry():
     finally:
         c.close()
     assert r.outcome is Outcome.RETRY
-    assert r.error_code == E_GATEWAY and "not sent" in r.error_message
+    assert r.error_code == ErrorCode.GATEWAY and "not sent" in r.error_message
     assert [a["msgid"] for a in r.attempt_log] == [ctx.msgid] * 3
     assert r.msgid == ctx.msgid and r.retry_after > 0
 
@@ -179,7 +175,7 @@ def test_deadline_bounds_retries():
         assert 1 <= len(r.attempt_log) <= 4
         late = make_ctx("1101", timeout=-1)
         r = c.call(late)
-        assert r.outcome is Outcome.ERROR and r.error_code == E_TIMEOUT
+        assert r.outcome is Outcome.ERROR and r.error_code == ErrorCode.TIMEOUT
         assert r.attempt_log == []
     finally:
         c.close()
@@ -193,7 +189,7 @@ def test_query_read_timeout_capped_by_deadline(box):
         t0 = time.monotonic()
         r = c.call(make_ctx("1101", timeout=0.6))
         assert time.monotonic() - t0 < 2.0
-        assert r.outcome is Outcome.ERROR and r.error_code == E_TIMEOUT
+        assert r.outcome is Outcome.ERROR and r.error_code == ErrorCode.TIMEOUT
     finally:
         c.close()
 
@@ -216,7 +212,7 @@ def test_sign_no_expiry_resigns_once_then_succeeds(box, client):
 def test_sign_no_rejected_twice_is_error_without_loop(box, client):
     box.add_fault("infcode", "2207", message="签到已失效，请重新签到")
     r = client.call(make_ctx("2207", PSN))
-    assert r.outcome is Outcome.ERROR and r.error_code == E_GATEWAY
+    assert r.outcome is Outcome.ERROR and r.error_code == ErrorCode.GATEWAY
     assert len(_calls(box, "2207")) == 2
     assert len(_calls(box, "9001")) == 2
 
@@ -225,7 +221,7 @@ def test_business_error_not_retried(box, client):
     box.add_fault("infcode", "2207", count=1, message="个人账户余额不足")
     r = client.call(make_ctx("2207", PSN))
     assert r.outcome is Outcome.ERROR
-    assert r.error_code == E_GATEWAY and r.error_message == "个人账户余额不足"
+    assert r.error_code == ErrorCode.GATEWAY and r.error_message == "个人账户余额不足"
     assert r.infcode == "-1" and r.response["err_msg"] == "个人账户余额不足"
     assert len(_calls(box, "2207")) == 1
     assert box.ledger.open_settlements() == []
@@ -247,7 +243,7 @@ def test_missing_insuplc_is_bad_input(box):
         r = c.call(make_ctx("2207", {"data": {"psn_no": "P1"}}))
     finally:
         c.close()
-    assert r.outcome is Outcome.ERROR and r.error_code == E_BAD_INPUT
+    assert r.outcome is Outcome.ERROR and r.error_code == ErrorCode.BAD_INPUT
     assert r.attempt_log == []
     assert box.calls.count() == 0
 
@@ -256,7 +252,7 @@ def test_non_object_input_is_bad_input(client):
     ctx = make_ctx("1101")
     ctx.input = ["not", "an", "object"]
     r = client.call(ctx)
-    assert r.outcome is Outcome.ERROR and r.error_code == E_BAD_INPUT
+    assert r.outcome is Outcome.ERROR and r.error_code == ErrorCode.BAD_INPUT
 
 
 def test_unexpected_error_never_raises(box, client):
@@ -268,7 +264,7 @@ def test_unexpected_error_never_raises(box, client):
 
     ctx.new_msgid = broken
     r = client.call(ctx)
-    assert r.outcome is Outcome.ERROR and r.error_code == E_UNEXPECTED
+    assert r.outcome is Outcome.ERROR and r.error_code == ErrorCode.UNEXPECTED
     assert "database gone" in r.error_message
 
 

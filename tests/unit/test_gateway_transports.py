@@ -10,7 +10,7 @@ import pytest
 
 from mi_worker.config import ConfigError
 from mi_worker.gateway import gm
-from mi_worker.gateway.base import E_GATEWAY, Outcome
+from mi_worker.gateway.base import Outcome
 from mi_worker.gateway.client import NHSAClient, SignInError
 from mi_worker.gateway.factory import NoopGateway, build_gateway
 from mi_worker.gateway.settings import GatewaySettings
@@ -27,6 +27,7 @@ from mi_worker.sandbox.testing import (
     make_ctx,
     running_sandbox,
 )
+from mi_worker.states import ErrorCode
 
 
 @pytest.mark.parametrize("transport", ["single", "tif", "csb"])
@@ -55,7 +56,7 @@ def test_wrong_secret_rejected(transport):
                 c.sign_in()
         finally:
             c.close()
-        assert r.outcome is Outcome.ERROR and r.error_code == E_GATEWAY
+        assert r.outcome is Outcome.ERROR and r.error_code == ErrorCode.GATEWAY
         assert "签名校验失败" in r.error_message and "9001" in r.error_message
         assert r.attempt_log[0]["http_status"] == 401
         assert len(box.calls.calls("9001")) == 2  # one per call, never retried
