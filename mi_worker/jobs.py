@@ -165,7 +165,8 @@ class Scheduler:
                 # returns and an hour after each scheduled run; still missing raises an alert.
                 reconcile.catch_up(self.db, reconcile.setl_optins(s), js.reconcile_time,
                                    js.reconcile_catch_up_days,
-                                   extra_groups=js.reconcile_groups, notifier=self.notifier)
+                                   extra_groups=js.reconcile_groups, notifier=self.notifier,
+                                   on_mismatch=self.detail_reconciliation())
             soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
             # the same lock name as the daily run: never two 3201 rounds at once
             table.append(JobSpec("reconcile_catch_up", "date", {"run_date": soon},

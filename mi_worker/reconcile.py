@@ -166,14 +166,16 @@ def due_days(now_china: dt.datetime, reconcile_time: str, days: int) -> List[dt.
 
 def catch_up(db: Database, setl_optins: str, reconcile_time: str, days: int, *,
              extra_groups: List[str] = (), now_china: Optional[dt.datetime] = None,
-             timeout: int = 60, notifier: Any = None) -> Dict[str, Any]:
+             timeout: int = 60, notifier: Any = None,
+             on_mismatch: Optional[Callable[[Dict[str, Any]], Any]] = None) -> Dict[str, Any]:
     """Run the 3201 of every due day that has no answered one stored (worker down at the
     scheduled time, or the centre unreachable then), and raise RECONCILIATION_MISSING for a
     due day still without one.
 
     A day with no local settlement and no ``extra_groups`` has nothing to reconcile and is
     not missing. Call under the "reconcile" cluster lock (jobs.py), with workers running:
-    the 3201 rows go through the ordinary queue.
+    the 3201 rows go through the ordinary queue. ``on_mismatch`` is the automated 3202, as
+    for the scheduled run: a caught-up day that does not balance is reconciled in detail too.
     """
     out: Dict[str, Any] = {"caught_up": [], "missing": [], "nothing_to_do": []}
     if not reconcile_time or days <= 0:
@@ -188,7 +190,7 @@ def catch_up(db: Database, setl_optins: str, reconcile_time: str, days: int, *,
             continue
         try:
             results = reconcile(db, day, setl_optins, extra_groups=extra_groups,
-                                timeout=timeout)
+                                timeout=timeout, on_mismatch=on_mismatch)
         except Exception as exc:  # the day stays missing; say why in the alert
             log.error("reconciliation catch-up of %s failed: %s", day, exc)
             problems.append(f"{day.isoformat()} ({exc})")

@@ -93,3 +93,25 @@ def test_seeded_mismatch_resolves_to_the_exact_rows(db_url, sandbox, tmp_path):
         assert "Queue 2601 冲正?" in yes.stdout
         wait_until(lambda: lost_entry.status == "reversed", 30, message="2601 at the centre")
         assert reconcile_detail.fix_candidates(db, today) == []
+
+
+def test_caught_up_day_that_does_not_balance_is_reconciled_in_detail(db_url, sandbox, tmp_path,
+                                                                      monkeypatch):
+    """The catch-up job (a worker back after a missed 02:00) runs the same automated 3202 as
+    the scheduled run: the job table's own function, not a hand-built callback."""
+    today = dt.datetime.now(reconcile.CHINA).date()
+    settings = make_settings(db_url, sandbox, jobs={"reconcile_time": "02:00",
+                                                    "reversal_seconds": 3600},
+                             gateway={"file_directory": str(tmp_path / "files")})
+    with InProcessWorker(settings) as w:
+        r = _settle(w.db, "E1", "42.00")
+        assert r.error_code == 0, r
+        setl_id = json.loads(r.result)["output"]["setlinfo"]["setl_id"]
+        entry = sandbox.ledger.find(setl_id=setl_id, kind="settlement")[0]
+        entry.amounts["medfee_sumamt"] = 41.0  # 不一致 at the centre
+        monkeypatch.setattr(reconcile, "due_days", lambda *a: [today])
+        job = next(j for j in w.scheduler.jobs() if j.id == "reconcile_catch_up")
+        job.fn()
+        stored = w.db.run("recon_detail_for_day", stmt_date=today.isoformat())
+        assert [(d["stmt_rslt"], d["setl_id"]) for d in stored] == [("3", setl_id)], stored
+        assert w.db.run_one("open_alert", alert_type="RECONCILIATION_DETAIL")
