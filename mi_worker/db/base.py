@@ -86,6 +86,11 @@ class Dialect:
     def adapt_row(self, row: Row) -> Row:
         return row
 
+    def param_plans(self, queries: Dict[str, Query]) -> Dict[str, Any]:
+        """Per statement, an object with ``sizes`` (for ``cursor.setinputsizes``, set once
+        per cursor) and ``values(list) -> list`` (applied at each bind); none by default."""
+        return {}
+
     def execute_fetch(self, cur: Any, sql: str, bound: Any,
                       fetch: Callable[[Any], List[Row]]) -> List[Row]:
         """Run one statement and fetch its rows; SQLite wraps writes in BEGIN IMMEDIATE."""
@@ -144,6 +149,7 @@ class Database:
                  pool_size: int = 10) -> None:
         self.dialect = dialect
         self.queries: Dict[str, Query] = load(dialect.name)
+        self._plans: Dict[str, Any] = dialect.param_plans(self.queries)
         self.reconnect_max_seconds = reconnect_max_seconds
         self.pool_size = max(1, pool_size)
         self._idle: List[_Conn] = []
@@ -276,9 +282,11 @@ class Database:
                 raise DatabaseError(f"query {query.name}: missing parameters {missing}")
             return params
         try:
-            return [params[p] for p in query.param_order]
+            values = [params[p] for p in query.param_order]
         except KeyError as exc:
             raise DatabaseError(f"query {query.name}: missing parameter {exc}") from None
+        plan = self._plans.get(query.name)
+        return values if plan is None else plan.values(values)
 
     def run(self, name: str, retry: bool = True, **params: Any) -> List[Row]:
         """Run a named query in autocommit; return its rows as dicts (empty if none).
@@ -308,6 +316,9 @@ class Database:
                 cur = conn.cursors.get(name)
                 if cur is None:
                     cur = conn.cursors[name] = conn.raw.cursor()
+                    plan = self._plans.get(name)
+                    if plan is not None:  # kept by the cursor for every later execute
+                        cur.setinputsizes(plan.sizes)
                 rows = self.dialect.execute_fetch(cur, sql, bound, self._fetch)
                 self._release(conn)
                 return rows

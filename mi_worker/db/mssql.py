@@ -4,17 +4,19 @@ Quirks handled here: autocommit on (pyodbc's default is off, which would keep ev
 locks until the next commit); READ COMMITTED set explicitly so the session is at a level
 READPAST allows (on a READ_COMMITTED_SNAPSHOT database it is the READCOMMITTEDLOCK hint beside
 READPAST in the claim that makes READPAST legal); the filtered indexes' SET options fixed per
-session;
-migration files split on GO lines; error 1205 (deadlock victim) retried.
+session; parameter types fixed per statement (mssql_params.py); migration files split on GO
+lines; error 1205 (deadlock victim) retried.
 """
 from __future__ import annotations
 
 import re
-from typing import Any, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mi_worker.db.base import Row
+from mi_worker.db.mssql_params import plan
 from mi_worker.db.odbc import ODBCDialect, odbc_value, sqlstate
+from mi_worker.db.queries import Query
 
 DEFAULT_DRIVER = "ODBC Driver 18 for SQL Server"
 SESSION_SQL = (
@@ -66,6 +68,11 @@ class SQLServerDialect(ODBCDialect):
         shown = "unknown" if level is None else level
         return self.features, (f"SQL Server {version} compatibility level {shown}: results "
                                "written row by row")
+
+    def param_plans(self, queries: Dict[str, Query]) -> Dict[str, Any]:
+        """Fixed parameter types per statement (mssql_params.py): one plan per statement,
+        not one per combination of string lengths."""
+        return plan(queries)
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         state, message = sqlstate(exc)

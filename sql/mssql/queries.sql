@@ -1700,14 +1700,21 @@ SELECT
 -- name: heartbeat_counters
 -- This worker's monotonic totals by outcome (metrics read them here, never from the history).
 SET NOCOUNT ON;
+DECLARE @completed_total BIGINT = :completed_total;
+DECLARE @error_total BIGINT = :error_total;
+DECLARE @uncertain_total BIGINT = :uncertain_total;
+DECLARE @requeued_total BIGINT = :requeued_total;
+DECLARE @counters_json NVARCHAR(MAX) = :counters_json;
+DECLARE @service_name NVARCHAR(100) = :service_name;
+DECLARE @worker_id NVARCHAR(100) = :worker_id;
 UPDATE dbo.sdk_heartbeat
 SET
-    completed_total = :completed_total,
-    error_total = :error_total,
-    uncertain_total = :uncertain_total,
-    requeued_total = :requeued_total,
-    counters_json = :counters_json
-WHERE service_name = :service_name AND worker_id = :worker_id;
+    completed_total = @completed_total,
+    error_total = @error_total,
+    uncertain_total = @uncertain_total,
+    requeued_total = @requeued_total,
+    counters_json = @counters_json
+WHERE service_name = @service_name AND worker_id = @worker_id;
 
 -- name: metrics_workers
 -- Every worker's heartbeat row with its counters: the scrape reads one row per process.
@@ -2211,6 +2218,11 @@ SELECT
 -- What sp_medical_insurance_workflow_v2 inserts; tests seed with it.
 SET NOCOUNT ON;
 DECLARE @timeout_seconds INT = :timeout_seconds;
+DECLARE @workflow NVARCHAR(64) = :workflow;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
 DECLARE @u TABLE (workflow_id BIGINT NOT NULL);
 INSERT INTO dbo.medical_insurance_workflows (
     name, input_data, idempotency_key, his_fee_id, psn_no, timeout_seconds, deadline_at,
@@ -2218,7 +2230,7 @@ INSERT INTO dbo.medical_insurance_workflows (
 )
 OUTPUT inserted.workflow_id INTO @u (workflow_id)
 VALUES (
-    :workflow, :input_data, :idempotency_key, :his_fee_id, :psn_no, @timeout_seconds,
+    @workflow, @input_data, @idempotency_key, @his_fee_id, @psn_no, @timeout_seconds,
     DATEADD(SECOND, @timeout_seconds, SYSUTCDATETIME()), -1005,
     N'请求超时: workflow not started yet'
 );
@@ -2226,20 +2238,23 @@ SELECT workflow_id FROM @u;
 
 -- name: wf_find_key
 -- Idempotency: the latest workflow of a key that still stands (COMPENSATED frees the key).
+DECLARE @idempotency_key NVARCHAR(100) = :idempotency_key;
 SELECT TOP (1) workflow_id, status, wf_result, error_code, error_message
 FROM dbo.medical_insurance_workflows
-WHERE idempotency_key = :idempotency_key AND status <> N'COMPENSATED'
+WHERE idempotency_key = @idempotency_key AND status <> N'COMPENSATED'
 ORDER BY workflow_id DESC;
 
 -- name: wf_get
 -- One workflow with whether its HIS deadline has passed (database clock).
+DECLARE @workflow_id BIGINT = :workflow_id;
 SELECT w.*, CASE WHEN SYSUTCDATETIME() >= w.deadline_at THEN 1 ELSE 0 END AS past_deadline
 FROM dbo.medical_insurance_workflows w
-WHERE w.workflow_id = :workflow_id;
+WHERE w.workflow_id = @workflow_id;
 
 -- name: wf_open
 -- The advance job's work list: workflows still running or compensating, oldest first.
-SELECT TOP (:limit) w.*,
+DECLARE @limit INT = :limit;
+SELECT TOP (@limit) w.*,
     CASE WHEN SYSUTCDATETIME() >= w.deadline_at THEN 1 ELSE 0 END AS past_deadline
 FROM dbo.medical_insurance_workflows w
 WHERE w.status IN (N'RUNNING', N'COMPENSATING')
@@ -2247,10 +2262,11 @@ ORDER BY w.workflow_id;
 
 -- name: wf_steps
 -- Every request row of one workflow (steps n > 0, undos -n), what the engine decides from.
+DECLARE @workflow_id BIGINT = :workflow_id;
 SELECT request_id, workflow_step, interface_code, status, input_data, response_data,
        error_code, error_message, needs_reversal, msgid
 FROM dbo.medical_insurance_requests
-WHERE workflow_id = :workflow_id
+WHERE workflow_id = @workflow_id
 ORDER BY workflow_step;
 
 -- name: wf_enqueue_step
@@ -2258,6 +2274,15 @@ ORDER BY workflow_step;
 -- index makes a second enqueue by a concurrent advancer fail instead of sending twice.
 SET NOCOUNT ON;
 DECLARE @timeout_seconds INT = :timeout_seconds;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @input_data NVARCHAR(MAX) = :input_data;
+DECLARE @priority INT = :priority;
+DECLARE @max_retry_count INT = :max_retry_count;
+DECLARE @psn_no NVARCHAR(30) = :psn_no;
+DECLARE @insuplc_admdvs NVARCHAR(6) = :insuplc_admdvs;
+DECLARE @his_fee_id NVARCHAR(64) = :his_fee_id;
+DECLARE @workflow_id BIGINT = :workflow_id;
+DECLARE @workflow_step INT = :workflow_step;
 DECLARE @u TABLE (request_id BIGINT NOT NULL);
 INSERT INTO dbo.medical_insurance_requests (
     interface_code, input_data, status, priority, timeout_seconds, max_retry_count, psn_no,
@@ -2265,8 +2290,8 @@ INSERT INTO dbo.medical_insurance_requests (
 )
 OUTPUT inserted.request_id INTO @u (request_id)
 VALUES (
-    :interface_code, :input_data, N'PENDING', :priority, @timeout_seconds, :max_retry_count,
-    :psn_no, :insuplc_admdvs, :his_fee_id, :workflow_id, :workflow_step,
+    @interface_code, @input_data, N'PENDING', @priority, @timeout_seconds, @max_retry_count,
+    @psn_no, @insuplc_admdvs, @his_fee_id, @workflow_id, @workflow_step,
     DATEADD(SECOND, @timeout_seconds, SYSUTCDATETIME())
 );
 SELECT request_id FROM @u;
@@ -2276,15 +2301,24 @@ SELECT request_id FROM @u;
 -- out of a final state; a compensation never goes back to RUNNING or to COMPLETED.
 SET NOCOUNT ON;
 DECLARE @status NVARCHAR(30) = :status;
+DECLARE @current_step INT = :current_step;
+DECLARE @wf_definition NVARCHAR(MAX) = :wf_definition;
+DECLARE @wf_result NVARCHAR(MAX) = :wf_result;
+DECLARE @error_code INT = :error_code;
+DECLARE @error_message NVARCHAR(MAX) = :error_message;
+DECLARE @reason_code INT = :reason_code;
+DECLARE @reason NVARCHAR(MAX) = :reason;
+DECLARE @workflow_id BIGINT = :workflow_id;
+DECLARE @expected_status NVARCHAR(30) = :expected_status;
 UPDATE dbo.medical_insurance_workflows
-SET status = @status, current_step = :current_step,
-    wf_definition = COALESCE(:wf_definition, wf_definition), wf_result = COALESCE(:wf_result, wf_result),
-    error_code = :error_code, error_message = :error_message,
-    reason_code = COALESCE(:reason_code, reason_code), reason = COALESCE(:reason, reason),
+SET status = @status, current_step = @current_step,
+    wf_definition = COALESCE(@wf_definition, wf_definition), wf_result = COALESCE(@wf_result, wf_result),
+    error_code = @error_code, error_message = @error_message,
+    reason_code = COALESCE(@reason_code, reason_code), reason = COALESCE(@reason, reason),
     updated_at = SYSUTCDATETIME(),
     finished_at = CASE WHEN @status IN (N'COMPLETED', N'COMPENSATED', N'FAILED_NEEDS_MANUAL')
                        THEN SYSUTCDATETIME() END
 OUTPUT inserted.workflow_id
-WHERE workflow_id = :workflow_id AND status = :expected_status
+WHERE workflow_id = @workflow_id AND status = @expected_status
   AND status IN (N'RUNNING', N'COMPENSATING')
   AND (status = N'RUNNING' OR @status IN (N'COMPENSATING', N'COMPENSATED', N'FAILED_NEEDS_MANUAL'));
