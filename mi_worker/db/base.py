@@ -353,21 +353,16 @@ class Database:
 
     def _fetch(self, cur: Any) -> List[Row]:
         # A statement may produce several results (T-SQL batches, psqlODBC quirks): take the
-        # last one that has columns.
+        # last one that has columns. An error raised while moving to the next result is a
+        # failure of a later statement of the batch (review S9): it propagates, never dropped.
         rows: List[Row] = []
+        nextset = getattr(cur, "nextset", None)
         while True:
             if cur.description:
                 cols = [d[0].lower() for d in cur.description]
                 rows = [self.dialect.adapt_row(dict(zip(cols, r))) for r in cur.fetchall()]
-            nextset = getattr(cur, "nextset", None)
-            if nextset is None:
-                break
-            try:
-                if not nextset():
-                    break
-            except Exception:
-                break
-        return rows
+            if nextset is None or not nextset():
+                return rows
 
     @contextlib.contextmanager
     def cluster_lock(self, name: str) -> Iterator[bool]:
