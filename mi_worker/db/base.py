@@ -16,6 +16,13 @@ import threading
 import time
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional
 
+from mi_worker.db.errors import (
+    ConnectionLost,
+    ConnectRefused,
+    DatabaseError,
+    SessionLost,
+    UniqueViolation,
+)
 from mi_worker.db.problems import location, permanent_kind
 from mi_worker.db.queries import Query, load
 from mi_worker.masking import mask_url
@@ -23,29 +30,11 @@ from mi_worker.masking import mask_url
 log = logging.getLogger("mi_worker.db")
 
 Row = Dict[str, Any]
+__all__ = ["ConnectionLost", "ConnectRefused", "Database", "DatabaseError", "Dialect",
+           "SessionLost", "UniqueViolation", "lock_key"]
 
 
-class DatabaseError(RuntimeError):
-    """A statement failed for a reason other than a lost connection (bad SQL, constraint…)."""
-
-
-class ConnectionLost(RuntimeError):
-    """The database could not be reached (after the configured retries)."""
-
-
-class ConnectRefused(DatabaseError):
-    """Connecting failed in a way waiting cannot fix: no driver, login refused, no database.
-
-    ``kind`` is 'driver', 'login' or 'no_database'; ``where`` is host:port/database.
-    """
-
-    def __init__(self, message: str, kind: str, where: str) -> None:
-        super().__init__(message)
-        self.kind, self.where = kind, where
-
-
-class UniqueViolation(DatabaseError):
-    """A unique index refused the statement (a concurrent claim won, a duplicate key)."""
+_LOST = object()  # the thread's pinned session broke inside its block
 
 
 #: Capabilities a dialect may declare (Hangfire's JobStorageFeatures, river's Supports*()):
@@ -212,6 +201,9 @@ class Database:
     # -- connections -------------------------------------------------------------------
     def _acquire(self) -> _Conn:
         pinned = getattr(self._local, "pinned", None)
+        if pinned is _LOST:
+            raise SessionLost("the database session holding this block's lock was lost; "
+                              "the block stops instead of running on without the lock")
         if pinned is not None:
             return pinned
         with self._cond:
@@ -230,8 +222,8 @@ class Database:
 
     def _release(self, conn: _Conn, broken: bool = False) -> None:
         if getattr(self._local, "pinned", None) is conn:
-            if broken:
-                self._local.pinned = None
+            if broken:  # review S7: never carry on unpinned, on a session without the lock
+                self._local.pinned = _LOST
                 self._discard(conn)
             return
         if broken or self._closed:
@@ -260,8 +252,15 @@ class Database:
         finally:
             current = self._local.pinned
             self._local.pinned = None
-            if current is not None:
+            if isinstance(current, _Conn):
                 self._release(current)
+
+    def _drop_pinned(self) -> None:
+        """Close the thread's pinned session: the server frees every session lock it held."""
+        current = getattr(self._local, "pinned", None)
+        if isinstance(current, _Conn):
+            self._local.pinned = _LOST
+            self._discard(current)
 
     def close(self) -> None:
         self._closed = True
@@ -302,6 +301,8 @@ class Database:
         while True:
             try:
                 conn = self._acquire()
+            except SessionLost:
+                raise
             except Exception as exc:
                 kind = permanent_kind(exc)
                 if kind:  # no driver, login refused, no such database: retrying cannot help
@@ -333,6 +334,9 @@ class Database:
                     continue
                 if not broken:
                     raise DatabaseError(f"{name} failed on {self.dialect.name}: {exc}") from exc
+                if getattr(self._local, "pinned", None) is _LOST:
+                    raise SessionLost(f"{name}: the session of this block was lost: {exc}") \
+                        from exc
                 if not retry:
                     raise ConnectionLost(f"{name}: connection lost: {exc}") from exc
                 delay = self._back_off(name, exc, deadline, delay, "connection lost")
@@ -380,8 +384,22 @@ class Database:
                 yield granted
             finally:
                 if granted:
-                    with contextlib.suppress(Exception):
-                        self.run("release_cluster_lock", lock_key=key, lock_name=name)
+                    self._release_cluster_lock(key, name)
+
+    def _release_cluster_lock(self, key: int, name: str) -> None:
+        """Release a session lock; when that fails on a live session, close the session so
+        the lock cannot stay behind on a pooled connection and stop the job cluster-wide
+        (review S7: application and advisory locks count re-entrant takes)."""
+        try:
+            row = self.run_one("release_cluster_lock", lock_key=key, lock_name=name)
+            released = bool(row and int(row["released"]) == 1)
+        except SessionLost:
+            return  # the session, and so the lock, is already gone
+        except (ConnectionLost, DatabaseError) as exc:
+            log.warning("cluster lock %s not released (%s): closing its session", name, exc)
+            released = False
+        if not released:
+            self._drop_pinned()
 
 
 def lock_key(name: str) -> int:
