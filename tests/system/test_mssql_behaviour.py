@@ -145,6 +145,31 @@ def test_supplementary_characters_under_an_sc_collation(new_db, sandbox):
     assert code == 0, message  # a false -1001 "not a JSON object" before D3
 
 
+# D14: the occurrence PostgreSQL's procedure takes (data.psn_no, then a top-level psn_no,
+# then a nested one), and numbers read like strings (011_psn_no_search.sql).
+PSN_CASES = [
+    ('{"data":{"psn_no":"A"}}', "A"),
+    ('{"x":{"psn_no":"N"},"psn_no":"T","data":{"y":{"psn_no":"Q"}, "psn_no": 123}}', "123"),
+    ('{"x":{"psn_no":"N"},"psn_no":"T"}', "T"),
+    ('{"note":"psn_no","psn_no":"Z"}', "Z"),
+    ('{"data":{"feedetail":[{"psn_no":"F"}],"psn_no":"D"}}', "D"),
+    ('{"input":{"data":{"psn_no":"deep"}}}', "deep"),
+    ('{"data" : {\n "k":1, "psn_no" : "S" }}', "S"),
+    ('{"psn_no":null}', None),
+]
+
+
+def test_psn_no_search_order_matches_postgresql(new_db):
+    conn = _odbc(new_db())
+    try:
+        for text, want in PSN_CASES:
+            got = conn.cursor().execute("SELECT dbo.fn_mi_json_text(?, N'psn_no')", text) \
+                .fetchone()[0]
+            assert got == want, text
+    finally:
+        conn.close()
+
+
 def test_blank_keys_are_no_keys(new_db, sandbox):
     url = new_db()
     with InProcessWorker(make_settings(url, sandbox)):

@@ -24,6 +24,104 @@ SET CONCAT_NULL_YIELDS_NULL ON;
 SET NUMERIC_ROUNDABORT OFF;
 GO
 
+-- Preflight (review S8): a table of the same name left by an earlier integration (the seed
+-- schema of the original design document) is not created again below, and what is built on
+-- it would fail half-way (an index on a missing column, a procedure naming one). Stop first,
+-- naming the columns it lacks. The list is every column this file creates (a test keeps the
+-- two in step); a database that already ran this file has them all.
+DECLARE @need TABLE (table_name SYSNAME NOT NULL, column_name SYSNAME NOT NULL);
+INSERT INTO @need (table_name, column_name) VALUES
+    (N'medical_insurance_requests', N'request_id'),
+    (N'medical_insurance_requests', N'interface_code'),
+    (N'medical_insurance_requests', N'input_data'),
+    (N'medical_insurance_requests', N'status'),
+    (N'medical_insurance_requests', N'priority'),
+    (N'medical_insurance_requests', N'timeout_seconds'),
+    (N'medical_insurance_requests', N'max_retry_count'),
+    (N'medical_insurance_requests', N'attempts'),
+    (N'medical_insurance_requests', N'psn_no'),
+    (N'medical_insurance_requests', N'insuplc_admdvs'),
+    (N'medical_insurance_requests', N'idempotency_key'),
+    (N'medical_insurance_requests', N'his_fee_id'),
+    (N'medical_insurance_requests', N'msgid'),
+    (N'medical_insurance_requests', N'worker_id'),
+    (N'medical_insurance_requests', N'claim_token'),
+    (N'medical_insurance_requests', N'limit_slot'),
+    (N'medical_insurance_requests', N'request_time'),
+    (N'medical_insurance_requests', N'deadline_at'),
+    (N'medical_insurance_requests', N'next_attempt_at'),
+    (N'medical_insurance_requests', N'claimed_at'),
+    (N'medical_insurance_requests', N'lease_expires_at'),
+    (N'medical_insurance_requests', N'response_time'),
+    (N'medical_insurance_requests', N'infcode'),
+    (N'medical_insurance_requests', N'response_data'),
+    (N'medical_insurance_requests', N'error_code'),
+    (N'medical_insurance_requests', N'error_message'),
+    (N'medical_insurance_requests', N'attempt_log'),
+    (N'medical_insurance_requests', N'needs_reversal'),
+    (N'medical_insurance_requests', N'parent_request_id'),
+    (N'medical_insurance_requests', N'resolved_at'),
+    (N'medical_insurance_requests', N'resolved_by'),
+    (N'medical_insurance_requests', N'resolution_note'),
+    (N'sdk_heartbeat', N'service_name'),
+    (N'sdk_heartbeat', N'worker_id'),
+    (N'sdk_heartbeat', N'host'),
+    (N'sdk_heartbeat', N'pid'),
+    (N'sdk_heartbeat', N'version'),
+    (N'sdk_heartbeat', N'started_at'),
+    (N'sdk_heartbeat', N'last_heartbeat'),
+    (N'sdk_heartbeat', N'status'),
+    (N'sdk_heartbeat', N'in_flight'),
+    (N'sdk_heartbeat', N'processed_total'),
+    (N'medical_insurance_error_log', N'log_id'),
+    (N'medical_insurance_error_log', N'request_id'),
+    (N'medical_insurance_error_log', N'error_code'),
+    (N'medical_insurance_error_log', N'error_message'),
+    (N'medical_insurance_error_log', N'detail'),
+    (N'medical_insurance_error_log', N'create_time'),
+    (N'medical_insurance_alerts', N'alert_id'),
+    (N'medical_insurance_alerts', N'alert_type'),
+    (N'medical_insurance_alerts', N'alert_level'),
+    (N'medical_insurance_alerts', N'alert_message'),
+    (N'medical_insurance_alerts', N'detail'),
+    (N'medical_insurance_alerts', N'raised_at'),
+    (N'medical_insurance_alerts', N'last_seen_at'),
+    (N'medical_insurance_alerts', N'resolved_at'),
+    (N'medical_insurance_alerts', N'notified_at'),
+    (N'medical_insurance_reconciliation', N'recon_id'),
+    (N'medical_insurance_reconciliation', N'stmt_date'),
+    (N'medical_insurance_reconciliation', N'insutype'),
+    (N'medical_insurance_reconciliation', N'clr_type'),
+    (N'medical_insurance_reconciliation', N'setl_optins'),
+    (N'medical_insurance_reconciliation', N'medfee_sumamt'),
+    (N'medical_insurance_reconciliation', N'fund_pay_sumamt'),
+    (N'medical_insurance_reconciliation', N'acct_pay'),
+    (N'medical_insurance_reconciliation', N'setl_cnt'),
+    (N'medical_insurance_reconciliation', N'stmt_rslt'),
+    (N'medical_insurance_reconciliation', N'stmt_rslt_dscr'),
+    (N'medical_insurance_reconciliation', N'request_id'),
+    (N'medical_insurance_reconciliation', N'created_at'),
+    (N'medical_insurance_limits', N'interface_code'),
+    (N'medical_insurance_limits', N'max_in_flight'),
+    (N'medical_insurance_interfaces', N'interface_code'),
+    (N'medical_insurance_interfaces', N'interface_name'),
+    (N'medical_insurance_interfaces', N'kind'),
+    (N'medical_insurance_interfaces', N'reversible'),
+    (N'medical_insurance_interfaces', N'cancel_code');
+DECLARE @missing NVARCHAR(MAX) = N'';
+SELECT @missing = @missing + N' ' + n.table_name + N'.' + n.column_name
+FROM @need AS n
+WHERE OBJECT_ID(N'dbo.' + n.table_name, N'U') IS NOT NULL
+    AND COL_LENGTH(N'dbo.' + n.table_name, n.column_name) IS NULL;
+IF @missing <> N''
+BEGIN
+    DECLARE @message NVARCHAR(2048) = N'mi-worker cannot be installed over existing tables '
+        + N'that lack its columns (an earlier integration''s schema?):' + LEFT(@missing, 1700)
+        + N'. Rename or migrate those tables, then run db upgrade again.';
+    THROW 50040, @message, 1;
+END;
+GO
+
 -- msgid sequence numbers (the last 4 digits of msgid are seq % 10000). The claim reserves a
 -- range per batch with sp_sequence_get_range.
 IF OBJECT_ID(N'dbo.medical_insurance_msgid_seq', N'SO') IS NULL

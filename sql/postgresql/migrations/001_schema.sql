@@ -1,6 +1,107 @@
 -- mi-worker schema for PostgreSQL (also openGauss / KingbaseES in PostgreSQL mode).
 -- Times are timestamptz in UTC from the database clock; views add China-time columns.
 
+-- Preflight (review S8): a table of the same name left by an earlier integration (the seed
+-- schema of the original design document) is not created again below (IF NOT EXISTS), and
+-- what is built on it would fail half-way. Stop first, naming the columns it lacks. The list
+-- is every column this file creates (a test keeps the two in step).
+DO $preflight$
+DECLARE
+    missing text;
+BEGIN
+    SELECT string_agg(n.t || '.' || n.c, ' ' ORDER BY n.t, n.c) INTO missing
+    FROM (VALUES
+    ('medical_insurance_requests', 'request_id'),
+    ('medical_insurance_requests', 'interface_code'),
+    ('medical_insurance_requests', 'input_data'),
+    ('medical_insurance_requests', 'status'),
+    ('medical_insurance_requests', 'priority'),
+    ('medical_insurance_requests', 'timeout_seconds'),
+    ('medical_insurance_requests', 'max_retry_count'),
+    ('medical_insurance_requests', 'attempts'),
+    ('medical_insurance_requests', 'psn_no'),
+    ('medical_insurance_requests', 'insuplc_admdvs'),
+    ('medical_insurance_requests', 'idempotency_key'),
+    ('medical_insurance_requests', 'his_fee_id'),
+    ('medical_insurance_requests', 'msgid'),
+    ('medical_insurance_requests', 'worker_id'),
+    ('medical_insurance_requests', 'claim_token'),
+    ('medical_insurance_requests', 'limit_slot'),
+    ('medical_insurance_requests', 'request_time'),
+    ('medical_insurance_requests', 'deadline_at'),
+    ('medical_insurance_requests', 'next_attempt_at'),
+    ('medical_insurance_requests', 'claimed_at'),
+    ('medical_insurance_requests', 'lease_expires_at'),
+    ('medical_insurance_requests', 'response_time'),
+    ('medical_insurance_requests', 'infcode'),
+    ('medical_insurance_requests', 'response_data'),
+    ('medical_insurance_requests', 'error_code'),
+    ('medical_insurance_requests', 'error_message'),
+    ('medical_insurance_requests', 'attempt_log'),
+    ('medical_insurance_requests', 'needs_reversal'),
+    ('medical_insurance_requests', 'parent_request_id'),
+    ('medical_insurance_requests', 'resolved_at'),
+    ('medical_insurance_requests', 'resolved_by'),
+    ('medical_insurance_requests', 'resolution_note'),
+    ('sdk_heartbeat', 'service_name'),
+    ('sdk_heartbeat', 'worker_id'),
+    ('sdk_heartbeat', 'host'),
+    ('sdk_heartbeat', 'pid'),
+    ('sdk_heartbeat', 'version'),
+    ('sdk_heartbeat', 'started_at'),
+    ('sdk_heartbeat', 'last_heartbeat'),
+    ('sdk_heartbeat', 'status'),
+    ('sdk_heartbeat', 'in_flight'),
+    ('sdk_heartbeat', 'processed_total'),
+    ('medical_insurance_error_log', 'log_id'),
+    ('medical_insurance_error_log', 'request_id'),
+    ('medical_insurance_error_log', 'error_code'),
+    ('medical_insurance_error_log', 'error_message'),
+    ('medical_insurance_error_log', 'detail'),
+    ('medical_insurance_error_log', 'create_time'),
+    ('medical_insurance_alerts', 'alert_id'),
+    ('medical_insurance_alerts', 'alert_type'),
+    ('medical_insurance_alerts', 'alert_level'),
+    ('medical_insurance_alerts', 'alert_message'),
+    ('medical_insurance_alerts', 'detail'),
+    ('medical_insurance_alerts', 'raised_at'),
+    ('medical_insurance_alerts', 'last_seen_at'),
+    ('medical_insurance_alerts', 'resolved_at'),
+    ('medical_insurance_alerts', 'notified_at'),
+    ('medical_insurance_reconciliation', 'recon_id'),
+    ('medical_insurance_reconciliation', 'stmt_date'),
+    ('medical_insurance_reconciliation', 'insutype'),
+    ('medical_insurance_reconciliation', 'clr_type'),
+    ('medical_insurance_reconciliation', 'setl_optins'),
+    ('medical_insurance_reconciliation', 'medfee_sumamt'),
+    ('medical_insurance_reconciliation', 'fund_pay_sumamt'),
+    ('medical_insurance_reconciliation', 'acct_pay'),
+    ('medical_insurance_reconciliation', 'setl_cnt'),
+    ('medical_insurance_reconciliation', 'stmt_rslt'),
+    ('medical_insurance_reconciliation', 'stmt_rslt_dscr'),
+    ('medical_insurance_reconciliation', 'request_id'),
+    ('medical_insurance_reconciliation', 'created_at'),
+    ('medical_insurance_limits', 'interface_code'),
+    ('medical_insurance_limits', 'max_in_flight'),
+    ('medical_insurance_interfaces', 'interface_code'),
+    ('medical_insurance_interfaces', 'interface_name'),
+    ('medical_insurance_interfaces', 'kind'),
+    ('medical_insurance_interfaces', 'reversible'),
+    ('medical_insurance_interfaces', 'cancel_code')
+    ) AS n (t, c)
+    WHERE EXISTS (SELECT 1 FROM information_schema.tables AS it
+                  WHERE it.table_schema = current_schema() AND it.table_name = n.t)
+      AND NOT EXISTS (SELECT 1 FROM information_schema.columns AS ic
+                      WHERE ic.table_schema = current_schema() AND ic.table_name = n.t
+                        AND ic.column_name = n.c);
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'mi-worker cannot be installed over existing tables that lack its '
+            'columns (an earlier integration''s schema?): %. Rename or migrate those tables, '
+            'then run db upgrade again.', missing;
+    END IF;
+END
+$preflight$;
+
 CREATE SEQUENCE IF NOT EXISTS medical_insurance_msgid_seq;
 
 CREATE TABLE IF NOT EXISTS medical_insurance_requests (
