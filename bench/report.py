@@ -295,6 +295,10 @@ def markdown(r: Dict[str, Any]) -> str:
             L.append("```")
         L.append("")
 
+    cat = sc.get("catalog")
+    if cat:
+        L.extend(_catalog(cat))
+
     pr = sc.get("profile")
     if pr:
         L.append("## Profile of one drain (1 process, threads 16, batch 16)")
@@ -327,6 +331,30 @@ def markdown(r: Dict[str, Any]) -> str:
         L.append(f"- {n}")
     L.append("")
     return "\n".join(L)
+
+
+def _catalog(cat: Dict[str, Any]) -> List[str]:
+    L = ["## Catalogue load (目录下载, `mi-worker catalog download`)", ""]
+    if not _ok(cat):
+        return L + [f"{cat.get('status')}", ""]
+    L.append(f"Sandbox catalogues {', '.join(f'{c} {n:,} rows' for c, n in cat['catalogues'].items())}"
+             f"; batch {cat['batch_size']}; worker {cat['worker']}; {cat['measure']}.")
+    L.append("")
+    L.append("| database | catalogue | rows | zip | load rows/s | download | total s | "
+             "query / download / load s (median) | dominant | incremental s |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    for r in cat["results"]:
+        ph, share = r["phases_s"], r["phase_share"]
+        mbps = {k: (v / 1e6 if isinstance(v, (int, float)) else v)
+                for k, v in r["download_bytes_per_s"].items() if k != "runs"}
+        L.append(f"| {r['database']} | {r['code']} {r['name']} ({r['encoding']}) | "
+                 f"{r['rows']:,} | {r['bytes'] / 1e6:.2f} MB | {_m(r['load_rows_per_s'])} | "
+                 f"{_m(mbps, ' MB/s', 1)} | {_m(r['total_s'], '', 2)} | "
+                 + " / ".join(f"{ph[p]['median']:.2f}" for p in ("query", "download", "load"))
+                 + f" | {r['dominant']} ({100 * share[r['dominant']]:.0f} %) | "
+                 f"{_m(r['incremental_s'], '', 2)} |")
+    L.append("")
+    return L
 
 
 def _scan_lines(plan: List[str]) -> List[str]:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Sequence
 
 from bench import common
 
@@ -26,13 +26,14 @@ def gateway_settings(url: str) -> Dict[str, Any]:
 
 
 @contextlib.contextmanager
-def sandbox(workdir: Path, latency: float) -> Iterator[str]:
-    """A running sandbox with ``latency`` seconds per answer; yields gateway.url."""
+def sandbox(workdir: Path, latency: float, extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """A running sandbox with ``latency`` seconds per answer (and ``extra_args`` of
+    ``mi-worker sandbox``, e.g. ``--catalog-rows 1301=5000``); yields gateway.url."""
     from mi_worker.sandbox import defaults
     port = common.free_port()
     logf = open(workdir / f"sandbox-{port}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "mi_worker", "sandbox", "--port", str(port),
-                             "--latency", str(latency)], cwd=str(common.CODE_ROOT),
+                             "--latency", str(latency), *extra_args], cwd=str(common.CODE_ROOT),
                             env=common.child_env(), stdout=logf, stderr=subprocess.STDOUT)
     logf.close()
     base = f"http://127.0.0.1:{port}"

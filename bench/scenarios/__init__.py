@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 from bench import common
 
-ORDER = ["drain", "latency", "saturation", "idle", "growth", "profile"]
+ORDER = ["drain", "latency", "saturation", "idle", "growth", "profile", "catalog"]
 
 
 @dataclass

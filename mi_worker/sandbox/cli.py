@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from mi_worker.sandbox import defaults
+from mi_worker.sandbox import catalogs, defaults
 from mi_worker.sandbox.server import TRANSPORTS, SandboxServer
 
 
@@ -23,12 +23,25 @@ from mi_worker.sandbox.server import TRANSPORTS, SandboxServer
               help="PEM key of --tls-cert (if not inside it).")
 @click.option("--tls-client-ca", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Require client certificates signed by this CA (mutual TLS).")
+@click.option("--catalog-rows", "catalog_rows", multiple=True, metavar="CODE=ROWS",
+              help="Rows of a 13xx catalogue (目录下载), e.g. 1301=100000; repeatable. "
+                   "Default: " + ", ".join(f"{c} {n}" for c, n in catalogs.DEFAULT_ROWS.items())
+                   + f", others {catalogs.OTHER_ROWS}.")
 def sandbox(host: str, port: int, transport: str, secret: str, latency: float,
-            no_sign_in: bool, tls_cert: str, tls_key: str, tls_client_ca: str) -> None:
+            no_sign_in: bool, tls_cert: str, tls_key: str, tls_client_ca: str,
+            catalog_rows: tuple) -> None:
     """Run the SANDBOX (a fake 医保中心), never the real national platform."""
+    sizes = {}
+    for item in catalog_rows:
+        code, _, rows = item.partition("=")
+        if code not in catalogs.CODES or not rows.isdigit():
+            raise click.BadParameter(f"{item!r}: want CODE=ROWS with CODE 1301…1319",
+                                     param_hint="--catalog-rows")
+        sizes[code] = int(rows)
     server = SandboxServer(host=host, port=port, transport=transport, secret=secret,
                            latency=latency, require_sign_in=not no_sign_in,
                            tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca)
+    server.catalogs.size.update(sizes)
     server.start()
     line = "=" * 78
     click.secho(line, fg="yellow", err=True)

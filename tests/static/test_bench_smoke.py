@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ["drain", "latency", "saturation", "idle", "growth", "profile"]
+SCENARIOS = ["drain", "latency", "saturation", "idle", "growth", "profile", "catalog"]
 
 
 def _summary_ok(s) -> bool:
@@ -79,3 +79,9 @@ def test_quick_bench_writes_valid_json(tmp_path):
     assert [r["n"] for r in growth["results"]] == growth["sizes"]
     assert isinstance(growth["plan"]["pending"]["plan"], list)
     assert isinstance(growth["index_seek"], bool)
+    cat = data["scenarios"]["catalog"]
+    assert {(r["dialect"], r["code"]) for r in cat["results"]} == {
+        (d, c) for d in ("sqlite", "postgresql") for c in cat["catalogues"]}
+    for r in cat["results"]:
+        assert r["rows_in_table"] == r["rows"] and r["load_rows_per_s"]["median"] > 0
+        assert _summary_ok(r["total_s"]) and _summary_ok(r["incremental_s"])
