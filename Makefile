@@ -34,9 +34,13 @@ lint: install-test                ## ruff + the T-SQL parse gate
 	$(BIN)/ruff check mi_worker tests $(wildcard bench)
 	$(PY) -m pytest -q tests/static/test_tsql_parse.py
 
+# The suite runs in TEST_JOBS processes (pytest-xdist; each has its own PostgreSQL template
+# and sandbox ports), then the tests marked serial alone: they stop the shared PostgreSQL.
+TEST_JOBS ?= 3
 test: install-test system-deps    ## the whole suite (SQLite, PostgreSQL; SQL Server if Docker)
 	$(BIN)/ruff check mi_worker tests $(wildcard bench)
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -n $(TEST_JOBS) --dist loadgroup -m "not serial" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -m serial $(PYTEST_ARGS) || [ $$? = 5 ]  # 5: none selected
 
 test-fast: install-test           ## unit + per-statement tests on SQLite only (seconds)
 	MI_WORKER_TEST_DIALECTS=sqlite $(PY) -m pytest -q -x tests/unit tests/queries $(PYTEST_ARGS)

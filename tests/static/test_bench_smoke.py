@@ -67,7 +67,7 @@ def test_quick_bench_writes_valid_json(tmp_path):
         assert ratio["peer"] in ("procrastinate", "pgqueuer") and ratio["ratio"] > 0
 
     lat = data["scenarios"]["latency"]
-    assert {v["poll_ms"] for v in lat["variants"]} >= {100, 10}
+    assert {v["poll_ms"] for v in lat["variants"]} == {100}  # the 10 ms poll: full run only
     for v in lat["variants"]:
         for key in ("overhead_p50_ms", "overhead_p95_ms", "overhead_p99_ms", "overhead_max_ms"):
             assert _summary_ok(v[key]), key

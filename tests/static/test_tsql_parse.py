@@ -22,6 +22,10 @@ import pytest
 
 from mi_worker.db.queries import parse
 
+# One process parses the T-SQL once for every test of these modules (make test runs
+# pytest-xdist with --dist loadgroup; parsing is the cost, the trees are cached per process).
+pytestmark = pytest.mark.xdist_group("tsql")
+
 ROOT = Path(__file__).resolve().parents[2]
 MSSQL = ROOT / "sql" / "mssql"
 FILES = sorted(MSSQL.rglob("*.sql"))

@@ -34,6 +34,10 @@ import pytest
 
 from mi_worker.db.queries import parse as parse_queries
 
+# One process parses the T-SQL once for every test of these modules (make test runs
+# pytest-xdist with --dist loadgroup; parsing is the cost, the trees are cached per process).
+pytestmark = pytest.mark.xdist_group("tsql")
+
 ROOT = Path(__file__).resolve().parents[2]
 MSSQL = ROOT / "sql" / "mssql"
 MIGRATIONS = sorted((MSSQL / "migrations").glob("*.sql"))

@@ -47,8 +47,10 @@ def test_a_lost_lock_session_stops_the_job(pg):
         with db.cluster_lock("s7-job") as won:
             assert won and _held(other, "s7-job")
             db.run("count_by_status")  # the job works on its pinned session
-            killed = _admin_query(admin, "SELECT pg_terminate_backend(pid) AS k FROM pg_locks "
-                                         "WHERE locktype = 'advisory' AND granted")
+            killed = _admin_query(admin, "SELECT pg_terminate_backend(l.pid) AS k "
+                                         "FROM pg_locks l JOIN pg_database d ON d.oid = "
+                                         "l.database WHERE d.datname = current_database() "
+                                         "AND l.locktype = 'advisory' AND l.granted")
             assert killed and all(r["k"] for r in killed)
             wait_until(lambda: not _held(other, "s7-job"), 10, message="lock freed")
             with pytest.raises(SessionLost):

@@ -215,6 +215,7 @@ def test_retry_backoff_lives_in_the_row(db):
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 @pytest.mark.slow
+@pytest.mark.serial
 def test_database_outage_workers_reconnect_nothing_lost(db_url, sandbox, spawn, db):
     if os.geteuid() != 0 or not os.path.isdir("/etc/postgresql"):
         pytest.skip("needs root and a local Debian PostgreSQL cluster to stop and start")
