@@ -149,6 +149,20 @@ def db_url(request, tmp_path) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_pg_url(pg_template) -> Iterator[str]:
+    """A new, empty (never migrated) PostgreSQL database: installs over what a hospital has."""
+    name = f"mi_e_{uuid.uuid4().hex[:10]}"
+    admin = _pg_admin()
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _pg_url(name)
+    finally:
+        with contextlib.suppress(Exception):
+            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
 def db(db_url):
     from mi_worker.db import connect
     database = connect(db_url)

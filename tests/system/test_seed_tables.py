@@ -6,12 +6,9 @@ PostgreSQL (SQL Server's 001 has the same preflight, parse-gated here)."""
 from __future__ import annotations
 
 import contextlib
-import uuid
 
 import pytest
 from test_cli_errors import assert_user_error, run_cli
-
-from conftest import _pg_admin, _pg_url
 
 SEED = """
 CREATE TABLE medical_insurance_error_log (
@@ -21,27 +18,16 @@ CREATE TABLE medical_insurance_error_log (
 
 
 @pytest.fixture
-def seeded_pg():
-    try:
-        admin = _pg_admin()
-    except Exception as exc:  # noqa: BLE001 - the pg_template fixture decides skip vs fail
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    name = f"mi_seed_{uuid.uuid4().hex[:8]}"
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+def seeded_pg(empty_pg_url):
     from mi_worker.db import connect
-    db = connect(_pg_url(name))
+    db = connect(empty_pg_url)
     with contextlib.closing(db.raw()) as raw:
         raw.cursor().execute(SEED)
     db.close()
-    try:
-        yield _pg_url(name)
-    finally:
-        with contextlib.suppress(Exception):
-            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    return empty_pg_url
 
 
-def test_upgrade_over_a_seed_table_stops_naming_its_missing_columns(seeded_pg, pg_template):
+def test_upgrade_over_a_seed_table_stops_naming_its_missing_columns(seeded_pg):
     env = {"MI_WORKER_DATABASE_URL": seeded_pg}
     rc, out, _ = run_cli(["db", "upgrade"], env=env)
     assert_user_error(rc, out, 3, "medical_insurance_error_log.detail",

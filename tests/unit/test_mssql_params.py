@@ -9,6 +9,7 @@ tests/system/test_odbc_input_sizes.py."""
 from __future__ import annotations
 
 import pytest
+from fake_sqlserver import FakeConnection
 
 from mi_worker.db import mssql_params
 from mi_worker.db.base import Database
@@ -46,39 +47,11 @@ def test_a_parameter_outside_a_declare_is_refused():
         mssql_params.QueryParams(q)
 
 
-class _Cursor:
-    def __init__(self, log):
-        self.log, self.description = log, None
-
-    def setinputsizes(self, sizes):
-        self.log.append(("sizes", list(sizes)))
-
-    def execute(self, sql, params):
-        self.log.append(("execute", list(params)))
-        self.description = [("request_id",), ("needs_reversal",)]
-
-    def fetchall(self):
-        return [(1, 0)]
-
-    def nextset(self):
-        return False
-
-
-class _Connection:
-    def __init__(self, log):
-        self.log = log
-
-    def cursor(self):
-        return _Cursor(self.log)
-
-    def close(self):
-        pass
-
-
 def test_database_sets_the_sizes_once_per_cursor_and_clips_long_strings(monkeypatch):
-    log: list = []
+    conn = FakeConnection(["request_id", "needs_reversal"], (1, 0))
+    log = conn.log
     dialect = SQLServerDialect("mssql+pyodbc://u:p@h:1433/db")
-    monkeypatch.setattr(dialect, "connect", lambda: _Connection(log))
+    monkeypatch.setattr(dialect, "connect", lambda: conn)
     db = Database(dialect, pool_size=1)
     params = dict(status="COMPLETED", infcode="0", response_data="r" * 9000, error_code=0,
                   error_message="m" * 5000, msgid="H1", attempt_log="[]", late_reversible=0,
