@@ -127,6 +127,7 @@ WRITES: Mapping[str, By] = {
     "enqueue_request": By.ENQUEUE,
     "enqueue_reversal": By.ENQUEUE,
     "enqueue_async": By.ENQUEUE,
+    "wf_enqueue_step": By.ENQUEUE,  # a workflow step or undo: an ordinary PENDING row
     "claim_batch": By.CLAIM,
     "complete_request": By.COMPLETE,
     "complete_batch": By.COMPLETE,

@@ -129,3 +129,14 @@ def test_call_workflow_procedure_early_answers(db):
     r = db.run_one("call_workflow_procedure", workflow="outpatient_settlement", **args)
     assert int(r["error_code"]) == -1005  # nobody advanced it within the 1 s
     assert db.run_one("wf_get", workflow_id=int(r["request_id"]))["status"] == "RUNNING"
+
+
+def test_a_step_is_an_ordinary_pending_row(db):
+    """wf_enqueue_step is one of the row's writes (states.WRITES): it makes PENDING, as every
+    ENQUEUE does, so the claim, retry, lease and reversal rules apply to steps unchanged."""
+    from mi_worker import states
+    rid = step(db, start(db), 1)
+    row = db.run_one("get_request", request_id=rid)
+    assert row["status"] == states.Status.PENDING.value
+    assert states.WRITES["wf_enqueue_step"] is states.By.ENQUEUE
+    assert states.allowed(None, states.Status.PENDING, states.WRITES["wf_enqueue_step"])
