@@ -68,6 +68,7 @@ class DashboardServer:
         self.host = host
         self.port = int(getattr(self.server, "effective_port", port))
         self._thread: Optional[threading.Thread] = None
+        self._closing = False
 
     @property
     def url(self) -> str:
@@ -77,7 +78,13 @@ class DashboardServer:
 
     def serve_forever(self) -> None:
         log.info("dashboard on %s", self.url)
-        self.server.run()
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            # stop() closes the sockets under waitress's select loop, which then ends with
+            # EBADF (or "fd -1"): that is the loop's way of stopping, not an error
+            if not self._closing:
+                raise
 
     def start(self) -> DashboardServer:
         self._thread = threading.Thread(target=self.serve_forever, name="dashboard",
@@ -86,6 +93,7 @@ class DashboardServer:
         return self
 
     def stop(self) -> None:
+        self._closing = True
         self.server.close()
         if self._thread is not None:
             self._thread.join(10)

@@ -42,7 +42,8 @@ def test_kill_9_mid_workflow_another_worker_finishes_it(db_url, sandbox, spawn, 
     sandbox.add_fault("latency", infno=code, seconds=1.5, count=1)
     for kind, infno in faults:
         sandbox.add_fault(kind, infno=infno, count=1)
-    settings = make_settings(db_url, sandbox, jobs=JOBS)
+    # the shortest lease the config allows: the dead worker's row is recovered sooner
+    settings = make_settings(db_url, sandbox, jobs=JOBS, worker={"lease_seconds": 10})
     first = spawn(settings, "a")
     wid = _start(db, psn)
     wait_until(lambda: sandbox.calls.count(code) >= 1, timeout=60,
