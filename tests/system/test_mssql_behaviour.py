@@ -10,7 +10,8 @@ ON, inside BEGIN TRAN (-1006), READ UNCOMMITTED and SNAPSHOT isolation, LOCK_TIM
 supplementary-character-aware (_SC) database; blank idempotency keys; grants surviving an
 upgrade over the seed's procedure (D2); two hosts upgrading an empty database at once (D8);
 the table hints of the claim (S1); ONLINE rebuilds of 005 (D7, D10); four workers draining
-20,000 rows with no short claim while the queue is full (D1).
+20,000 rows with no short claim while the queue is full (D1); the psn_no search order (D14);
+one cached plan per statement whatever the string lengths (S3).
 """
 from __future__ import annotations
 
@@ -234,6 +235,29 @@ def test_two_hosts_upgrade_an_empty_database_at_once(new_db):
     versions = [int(r["version"]) for r in db.run("applied_migrations")]
     db.close()
     assert versions == sorted(set(versions)) and versions[-1] >= 5
+
+
+def test_one_cached_plan_per_statement_whatever_the_string_lengths(new_db):
+    """S3: the worker's fixed parameter types (mssql_params.py) give a statement one
+    parameter declaration, so 40 messages of 40 lengths leave one cached plan, not 40."""
+    from mi_worker.db import connect
+    url = new_db()
+    db = connect(url)
+    try:
+        for n in range(1, 41):
+            db.run("log_error", request_id=n, error_code=-1999, error_message="m" * n * 7,
+                   detail="d" * n)
+    finally:
+        db.close()
+    conn = _odbc(url)
+    plans = conn.cursor().execute(
+        "SELECT COUNT(*) FROM sys.dm_exec_cached_plans AS p "
+        "CROSS APPLY sys.dm_exec_sql_text(p.plan_handle) AS t "
+        "WHERE t.text LIKE N'%INSERT INTO dbo.medical_insurance_error_log (request_id, "
+        "error_code, error_message, detail)%' AND t.text NOT LIKE N'%dm_exec_cached_plans%'"
+    ).fetchone()[0]
+    conn.close()
+    assert plans == 1, plans
 
 
 def test_005_rebuilt_the_indexes(new_db):
