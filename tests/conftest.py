@@ -119,16 +119,8 @@ def db_url(request, tmp_path) -> Iterator[str]:
         db.close()
         yield url
     elif request.param == "postgresql":
-        template = request.getfixturevalue("pg_template")
-        name = f"mi_t_{uuid.uuid4().hex[:10]}"
-        admin = _pg_admin()
-        admin.cursor().execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        try:
-            yield _pg_url(name)
-        finally:
-            with contextlib.suppress(Exception):
-                admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.close()
+        with _pg_database("mi_t", request.getfixturevalue("pg_template")) as url:
+            yield url
     else:
         server = request.getfixturevalue("mssql_server")
         name = f"mi_t_{uuid.uuid4().hex[:10]}"
@@ -148,18 +140,27 @@ def db_url(request, tmp_path) -> Iterator[str]:
             master.close()
 
 
-@pytest.fixture
-def empty_pg_url(pg_template) -> Iterator[str]:
-    """A new, empty (never migrated) PostgreSQL database: installs over what a hospital has."""
-    name = f"mi_e_{uuid.uuid4().hex[:10]}"
+@contextlib.contextmanager
+def _pg_database(prefix: str, template: Optional[str] = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of ``template``, or empty), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = _pg_admin()
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    admin.cursor().execute(f'CREATE DATABASE "{name}"'
+                           + (f' TEMPLATE "{template}"' if template else ""))
     try:
         yield _pg_url(name)
     finally:
         with contextlib.suppress(Exception):
             admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def empty_pg_url(pg_template) -> Iterator[str]:
+    """A new, empty (never migrated) PostgreSQL database: installs over what a hospital has.
+    (``pg_template`` only for its verdict: skip here, or fail in CI, when PostgreSQL is away.)"""
+    with _pg_database("mi_e") as url:
+        yield url
 
 
 @pytest.fixture
