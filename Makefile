@@ -36,6 +36,7 @@ lint: install-test                ## ruff + the T-SQL parse gate
 
 # The suite runs in TEST_JOBS processes (pytest-xdist; each has its own PostgreSQL template
 # and sandbox ports), then the tests marked serial alone: they stop the shared PostgreSQL.
+# 1 by default: on 2 cores 3 jobs starve the multi-process tests' heartbeats.
 TEST_JOBS ?= 1
 test: install-test system-deps    ## the whole suite (SQLite, PostgreSQL; SQL Server if Docker)
 	$(BIN)/ruff check mi_worker tests $(wildcard bench)

@@ -223,8 +223,7 @@ class Database:
     def _release(self, conn: _Conn, broken: bool = False) -> None:
         if getattr(self._local, "pinned", None) is conn:
             if broken:  # review S7: never carry on unpinned, on a session without the lock
-                self._local.pinned = _LOST
-                self._discard(conn)
+                self._drop_pinned()
             return
         if broken or self._closed:
             self._discard(conn)
@@ -256,7 +255,8 @@ class Database:
                 self._release(current)
 
     def _drop_pinned(self) -> None:
-        """Close the thread's pinned session: the server frees every session lock it held."""
+        """Close the thread's pinned session (the server frees every session lock it held);
+        the rest of its ``pinned()`` block then fails with SessionLost."""
         current = getattr(self._local, "pinned", None)
         if isinstance(current, _Conn):
             self._local.pinned = _LOST

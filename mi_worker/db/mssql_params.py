@@ -81,7 +81,8 @@ class QueryParams:
             i for i, s in enumerate(self.sizes) if s and s[0] == SQL_WVARCHAR and s[1])
 
     def values(self, values: List[object]) -> Sequence[object]:
-        """The values to bind: a string longer than the bound width is clipped to it."""
+        """The values to bind (the list, clipped in place): a string longer than the bound
+        width is cut to it."""
         for i in self.clip:
             v = values[i]
             if isinstance(v, str) and len(v) > NVARCHAR_WIDTH:
