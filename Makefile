@@ -35,13 +35,14 @@ lint: install-test                ## ruff + the T-SQL parse gate
 	$(PY) -m pytest -q tests/static/test_tsql_parse.py
 
 # The suite runs in TEST_JOBS processes (pytest-xdist; each has its own PostgreSQL template
-# and sandbox ports), then the tests marked serial alone: they stop the shared PostgreSQL.
-# 1 by default: on 2 cores 3 jobs starve the multi-process tests' heartbeats.
-TEST_JOBS ?= 1
+# and sandbox ports), then, one at a time, the tests that must not share the machine: serial
+# (they stop the shared PostgreSQL or build wheels in build/) and slow (several worker
+# processes each: beside other tests their heartbeats starve on 2 cores and leases run out).
+TEST_JOBS ?= 3
 test: install-test system-deps    ## the whole suite (SQLite, PostgreSQL; SQL Server if Docker)
 	$(BIN)/ruff check mi_worker tests $(wildcard bench)
-	$(PY) -m pytest -q -ra -n $(TEST_JOBS) --dist loadgroup -m "not serial" $(PYTEST_ARGS)
-	$(PY) -m pytest -q -ra -m serial $(PYTEST_ARGS) || [ $$? = 5 ]  # 5: none selected
+	$(PY) -m pytest -q -ra -n $(TEST_JOBS) --dist loadgroup -m "not serial and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -m "serial or slow" $(PYTEST_ARGS) || [ $$? = 5 ]  # 5: none selected
 
 test-fast: install-test           ## unit + per-statement tests on SQLite only (seconds)
 	MI_WORKER_TEST_DIALECTS=sqlite $(PY) -m pytest -q -x tests/unit tests/queries $(PYTEST_ARGS)

@@ -19,8 +19,8 @@ import pytest
 from conftest import ROOT
 
 # The tests build mi-worker's own wheel from this checkout, which uses one build/ folder:
-# under pytest-xdist they run in one process, one after another.
-pytestmark = pytest.mark.xdist_group("wheelhouse")
+# they run in make test's serial part, never beside another build.
+pytestmark = pytest.mark.serial
 
 spec = importlib.util.spec_from_file_location("wheelhouse", ROOT / "deploy" / "wheelhouse.py")
 wheelhouse = importlib.util.module_from_spec(spec)
