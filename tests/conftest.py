@@ -236,15 +236,20 @@ class WorkerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("MI_WORKER_CONFIG", None)
         self._logf = open(self.log, "wb")
+        self._termed = False
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mi_worker", "--config", str(self.config), "run"],
             cwd=str(ROOT), env=env, stdout=self._logf, stderr=subprocess.STDOUT)
 
     def signal(self, sig: int) -> None:
+        if sig == signal.SIGTERM:
+            self._termed = True
         self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
+        """SIGTERM once (a second SIGTERM means "exit now" to the worker, by design)."""
+        if self.proc.poll() is None and not self._termed:
+            self._termed = True
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
