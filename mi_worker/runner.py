@@ -6,6 +6,7 @@ Windows service wrapper sends) where it exists. The first signal starts a gracef
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -156,22 +157,45 @@ def build_gateway(settings: Settings, db: Database, sandbox_url: Optional[str]) 
 
 
 def install_signals(stop: Callable[[], None]) -> None:
+    """First signal: graceful stop; second: exit at once.
+
+    The handler itself only writes the signal number to a pipe (os.write takes no Python
+    lock); a daemon thread reads it and does the work. Calling ``stop()`` from the handler
+    deadlocked: Python runs a handler in the main thread between two bytecodes, and when
+    the main thread (the claim loop) held the worker's lock at that moment, ``stop()``
+    waited for that same lock forever (the heartbeat then waited behind it, the leases ran
+    out and the process had to be killed).
+    """
     if threading.current_thread() is not threading.main_thread():
         return
-    count = {"n": 0}
+    read_fd, write_fd = os.pipe()
+
+    def relay() -> None:
+        count = 0
+        while True:
+            data = os.read(read_fd, 1)
+            if not data:
+                return
+            count += 1
+            if count > 1:
+                log.error("second signal: exiting now")
+                os._exit(1)
+            log.info("signal %s: stopping gracefully (send again to exit at once)", data[0])
+            stop()
+
+    threading.Thread(target=relay, name="mi-signal", daemon=True).start()
 
     def handler(signum, _frame):
-        count["n"] += 1
-        if count["n"] > 1:
-            log.error("second signal: exiting now")
-            os._exit(1)
-        log.info("signal %s: stopping gracefully (send again to exit at once)", signum)
-        stop()
+        os.write(write_fd, bytes([signum & 0xFF]))
 
     for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
         sig = getattr(signal, name, None)
         if sig is not None:
             signal.signal(sig, handler)
+    if hasattr(signal, "SIGUSR1"):
+        # `kill -USR1 <pid>`: every thread's stack to stderr (the log), to see where a
+        # worker that does not stop is waiting. The process goes on running.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def run(settings: Settings) -> int:

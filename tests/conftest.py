@@ -254,6 +254,9 @@ class WorkerProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            # Every thread's stack into the log (runner.install_signals), for the report.
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
             self.proc.kill()
             return self.proc.wait(10)
         finally:

@@ -157,6 +157,7 @@ def test_per_patient_ordering_under_contention(db_url, sandbox, spawn, db):
         assert [msgid_to_id[c.msgid] for c in sent] == rids  # strictly in arrival order
 
 
+@pytest.mark.slow
 def test_per_interface_limit_holds_across_workers(db_url, sandbox, spawn, db):
     sandbox.add_fault("latency", seconds=0.2)
     settings = make_settings(db_url, sandbox, worker={"threads": 8, "limits": {"2207": 2}})
