@@ -181,7 +181,10 @@ def install_signals(stop: Callable[[], None]) -> None:
                 log.error("second signal: exiting now")
                 os._exit(1)
             log.info("signal %s: stopping gracefully (send again to exit at once)", data[0])
-            stop()
+            try:
+                stop()
+            except Exception:  # the relay must live on: a second signal still exits
+                log.exception("graceful stop failed; send the signal again to exit at once")
 
     threading.Thread(target=relay, name="mi-signal", daemon=True).start()
 
@@ -193,8 +196,9 @@ def install_signals(stop: Callable[[], None]) -> None:
         if sig is not None:
             signal.signal(sig, handler)
     if hasattr(signal, "SIGUSR1"):
-        # `kill -USR1 <pid>`: every thread's stack to stderr (the log), to see where a
-        # worker that does not stop is waiting. The process goes on running.
+        # `kill -USR1 <pid>`: every thread's stack to standard error (where the log's
+        # console copy goes; not into logging.file), to see where a worker that does not
+        # stop is waiting. The process goes on running.
         faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 

@@ -254,7 +254,7 @@ class WorkerProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            # Every thread's stack into the log (runner.install_signals), for the report.
+            # Every thread's stack to its stderr, i.e. into self.log (runner.install_signals).
             self.proc.send_signal(signal.SIGUSR1)
             time.sleep(1)
             self.proc.kill()

@@ -171,7 +171,8 @@ def test_four_processes_drain_5000_rows_each_claimed_once(db_url, sandbox, spawn
     assert count_status(db, "PENDING") == 0 and count_status(db, "PROCESSING") == 0
     msgids = [db.run_one("get_request", request_id=i)["msgid"] for i in ids]
     sent = sandbox.calls.msgids("1101")
-    extra = sorted(set(sent) - set(msgids)) + sorted(m for m, k in collections.Counter(sent).items() if k > 1)
+    repeated = [m for m, k in collections.Counter(sent).items() if k > 1]
+    extra = sorted(set(sent) - set(msgids)) + sorted(repeated)
     why = [line for p in procs for line in p.output().splitlines()
            if any(w in line for w in ("attempt failed", "lease", "recover", "took", "skipped"))]
     # every row sent exactly once

@@ -2,10 +2,13 @@
 lock must still stop the worker (the handler used to call stop() itself and deadlock)."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,3 +47,20 @@ def test_second_signal_exits_at_once_with_1():
     done = run_child("os.kill(os.getpid(), signal.SIGTERM); time.sleep(10); print('alive')")
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "alive" not in done.stdout
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 on this platform")
+def test_sigusr1_dumps_every_thread_and_the_process_runs_on():
+    child = textwrap.dedent("""
+        import os, signal, time
+        from mi_worker.runner import install_signals
+        install_signals(lambda: None)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.3)
+        print("alive", flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", child], cwd=str(ROOT), capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip() == "alive", done.stderr
+    assert "mi_worker/runner.py" in done.stderr and "relay" in done.stderr  # the mi-signal thread
+    assert "Current thread" in done.stderr
