@@ -22,6 +22,7 @@ from mi_worker.states import (
     his_answer,
     idempotent_answer,
 )
+from mi_worker.wait_plan import poll_delays
 
 MAX_INPUT_CHARS = 1_048_576
 
@@ -116,20 +117,32 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
         return CallResult(None, None, ErrorCode.ENQUEUE_FAILED, f"入队失败: could not enqueue: {exc}")
     request_id = int(row["request_id"])
     deadline = time.monotonic() + timeout
-    poll = max(poll_ms or 100, 10) / 1000.0
-    step = min(0.01, poll)  # 10 ms, doubling up to poll_ms, as the procedures do
+    # When to look: from the interface's recent latency when a worker published one, as the
+    # procedures do (mi_worker/wait_plan.py).
+    waits = poll_delays(_expected_ms(db, interface_code), poll_ms)
     while True:
+        delay = next(waits)
+        if delay > 0:
+            # Never sleep past the deadline (the call would answer up to poll_ms late).
+            time.sleep(max(0.01, min(delay, deadline - time.monotonic())))
         state = db.run_one("poll_result", request_id=request_id)
         if state["result_status"] != ResultStatus.IN_PROGRESS or int(state["past_deadline"]):
             break
-        # Never sleep past the deadline (the call would answer up to poll_ms late).
-        time.sleep(max(0.01, min(step, deadline - time.monotonic())))
-        step = min(step * 2, poll)
     if state["result_status"] == ResultStatus.IN_PROGRESS and state["status"] == Status.PENDING:
         db.run("timeout_if_pending", request_id=request_id,
                error_message=f"请求超时: no worker claimed the request within {timeout} s")
         state = db.run_one("poll_result", request_id=request_id)
     return result_from_state(request_id, state)
+
+
+def _expected_ms(db: Database, interface_code: str) -> Optional[int]:
+    """The published estimate for this interface, or None (then the fixed schedule)."""
+    try:
+        row = db.run_one("interface_wait_ms", retry=False, interface_code=interface_code)
+    except Exception:  # an optimisation: never a reason to fail a call already enqueued
+        return None
+    value = row.get("expected_ms") if row else None
+    return int(value) if value is not None else None
 
 
 def check_call(db: Database, interface_code: str, input_data: str, timeout: int,

@@ -1,7 +1,8 @@
 """Scheduled maintenance jobs inside every worker (APScheduler 3, BackgroundScheduler).
 
 "Jobs" here are maintenance passes, not the queued unit (that is a *request* row).
-Per process: heartbeat (which also extends this worker's leases) and sign-in.
+Per process: heartbeat (which also extends this worker's leases), sign-in and the latency
+estimates the HIS procedures time their first poll by.
 Once per cluster, under a database lock so ten workers do not all sweep: expire PENDING rows
 past their deadline, recover rows of dead workers, reverse uncertain settlements, scan
 alerts, reconcile. No job may kill the worker: each catches and logs everything. Every job
@@ -20,9 +21,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from mi_worker import alerts, catalog_sync, reconcile, reconcile_detail, stats
+from mi_worker import alerts, catalog_sync, reconcile, reconcile_detail, stats, wait_plan
 from mi_worker.config import ConfigError, Settings
-from mi_worker.db import Database
+from mi_worker.db import Database, DatabaseError
+from mi_worker.db.problems import is_permission_denied
 from mi_worker.files.transfer import FileTransfer
 from mi_worker.gateway.base import Gateway
 from mi_worker.gateway.client import NHSAClient
@@ -123,6 +125,7 @@ class Scheduler:
         if worker is not None:
             worker.on_workflow_step = lambda wid: self._advancer.submit(
                 guarded("workflow_step")(self.engine.advance_id), wid)
+        self._latency_refused = False  # see publish_latency
         self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC",
                                              job_defaults={"coalesce": True,
                                                            "max_instances": 1,
@@ -134,6 +137,8 @@ class Scheduler:
         every = lambda seconds: {"seconds": seconds}  # noqa: E731
         table = [
             JobSpec("heartbeat", "interval", every(js.heartbeat_seconds), self.heartbeat),
+            JobSpec("latency", "interval", every(wait_plan.PUBLISH_SECONDS),
+                    self.publish_latency),
             JobSpec("expire", "interval", every(js.expire_seconds),
                     lambda: expire_pending(self.db), cluster_once=True),
             JobSpec("lease_recovery", "interval", every(js.lease_recovery_seconds),
@@ -224,6 +229,25 @@ class Scheduler:
         self.db.run("heartbeat_counters", **stats.heartbeat_counter_params(self.worker))
         if status == "RUNNING":
             self.worker.extend_leases()
+
+    def publish_latency(self) -> None:
+        """This worker's INSERT-to-result median per interface, for the HIS procedures'
+        first poll (mi_worker/wait_plan.py); nothing when no row finished since last time."""
+        if self._latency_refused:
+            return
+        for row in self.worker.latency.publishable():
+            try:
+                self.db.run("record_interface_latency", **row)
+            except DatabaseError as exc:
+                if not is_permission_denied(exc):
+                    raise
+                # a database upgraded without security.sql run again: callers keep the
+                # fixed poll schedule; say so once instead of every two seconds
+                self._latency_refused = True
+                log.warning("cannot record interface latency (%s): HIS callers keep the "
+                            "fixed poll schedule; run security.sql again to grant UPDATE on "
+                            "medical_insurance_interfaces (expected_ms, expected_at)", exc)
+                return
 
     def shutdown(self) -> None:
         self._advancer.shutdown(wait=True)

@@ -54,6 +54,7 @@ class ClaimedRequest:
     claim_token: str
     claimed_monotonic: float
     workflow_id: Optional[int] = None  # a step of a settlement workflow (issue 14)
+    queued_seconds: float = 0.0  # INSERT to claim, on the database clock (issue 17)
 
     @property
     def deadline_monotonic(self) -> float:
@@ -242,6 +243,7 @@ class Queue:
     def claim(self, n: int) -> List[ClaimedRequest]:
         """Lease up to ``n`` runnable rows; [] when none (or a concurrent claim won a race)."""
         token = uuid.uuid4().hex
+        sent = time.monotonic()
         try:
             rows = self.db.run(
                 # Rows scanned are row-locked (FOR UPDATE): scan only a few more than wanted,
@@ -264,7 +266,9 @@ class Queue:
             insuplc_admdvs=r.get("insuplc_admdvs"), priority=int(r["priority"]),
             parent_request_id=r.get("parent_request_id"),
             seconds_left=float(r["seconds_left"]), claim_token=token, claimed_monotonic=now,
-            workflow_id=None if r.get("workflow_id") is None else int(r["workflow_id"]))
+            workflow_id=None if r.get("workflow_id") is None else int(r["workflow_id"]),
+            # the wait the database saw before the claim began, plus the claim's own trip
+            queued_seconds=float(r.get("queued_seconds") or 0.0) + (now - sent))
             for r in rows]
 
     def new_msgid(self, req: ClaimedRequest) -> Optional[str]:

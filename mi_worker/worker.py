@@ -26,6 +26,7 @@ from mi_worker.db import ConnectionLost, Database, DatabaseError
 from mi_worker.gateway.base import CallContext, Gateway, GatewayResult
 from mi_worker.queue import RELEASED, ClaimedRequest, Queue
 from mi_worker.states import ErrorCode, Outcome, Stage, flag_late_completion, may_release_at_stop
+from mi_worker.wait_plan import LatencyBook
 
 log = logging.getLogger("mi_worker.worker")
 
@@ -53,6 +54,8 @@ class Worker:
         # adaptive (mi_worker/claim_size.py) unless fixed by settings.
         ws = settings.worker
         self.sizer = ClaimSizer(self.threads, ws.batch_size, ws.max_batch_size, ws.prefetch)
+        # INSERT-to-result time per interface, published for the HIS procedures' first poll
+        self.latency = LatencyBook()
         self.started_at = time.time()
         self.processed_total = 0
         # Every claimed row until its outcome is in the database: (ClaimedRequest, stage).
@@ -230,7 +233,9 @@ class Worker:
                 observe.finished(self, req, result)  # metrics counters + the per-call INFO line
             late = flag_late_completion(req.interface_code,
                                         self.settings.jobs.reverse_late_completions)
-            self.queue.finish(req, result, lambda ok: self._written(req, ok),
+            # the caller's answer: what the latency book measures (a requeue is not one)
+            answer = result.outcome in (Outcome.COMPLETED, Outcome.ERROR)
+            self.queue.finish(req, result, lambda ok: self._written(req, ok, answer),
                               flag_late_completion=late)
         finally:
             with self._slot_free:
@@ -238,12 +243,17 @@ class Worker:
                 self.sizer.observe_call(time.monotonic() - started)
                 self._slot_free.notify_all()
 
-    def _written(self, req: ClaimedRequest, written: bool) -> None:
-        """The one place a row leaves this worker: its outcome is written (or cannot be)."""
+    def _written(self, req: ClaimedRequest, written: bool, answer: bool = False) -> None:
+        """The one place a row leaves this worker: its outcome is written (or cannot be).
+        ``answer``: the write ends the caller's wait, so a first attempt's INSERT-to-written
+        time goes into the latency book."""
         with self._slot_free:
             if self._inflight.pop(req.request_id, None) is not None:
                 self.processed_total += 1
             self._slot_free.notify_all()
+        if written and answer and req.attempts == 1:
+            self.latency.observe(req.interface_code, 1000.0 * (
+                req.queued_seconds + time.monotonic() - req.claimed_monotonic))
         if written and req.workflow_id is not None and self.on_workflow_step is not None:
             self.on_workflow_step(req.workflow_id)
 

@@ -93,3 +93,12 @@ def advice(kind: str, where: str) -> str:
         return (f"the database {where} does not exist: create it (CREATE DATABASE …) or fix the "
                 "name in database.url, then run `mi-worker db upgrade`")
     return f"check that the database server at {where} is running and reachable"
+
+
+def is_permission_denied(exc: BaseException) -> bool:
+    """A statement refused for want of a grant: PostgreSQL 42501 "permission denied for
+    table …", SQL Server 229 "The UPDATE permission was denied on the object …" (an optional
+    write such as the latency estimate then stops instead of failing every pass)."""
+    text = str(exc).lower()
+    return ("permission denied" in text or "42501" in text
+            or ("permission was denied" in text and "object" in text))

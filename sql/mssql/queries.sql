@@ -78,7 +78,8 @@ DECLARE @claimed TABLE (
     priority INT NOT NULL,
     parent_request_id BIGINT NULL,
     workflow_id BIGINT NULL,
-    seconds_left FLOAT NULL
+    seconds_left FLOAT NULL,
+    queued_seconds FLOAT NULL
 );
 
 -- (1) Candidates. The per-patient rule is PostgreSQL's NOT EXISTS split in two, one per
@@ -305,10 +306,14 @@ BEGIN
         inserted.priority,
         inserted.parent_request_id,
         inserted.workflow_id,
-        CAST(DATEDIFF(MILLISECOND, @now, inserted.deadline_at) AS FLOAT) / 1000.0
+        CAST(DATEDIFF(MILLISECOND, @now, inserted.deadline_at) AS FLOAT) / 1000.0,
+        -- queued_seconds: DATEDIFF in milliseconds overflows INT past 24 days (a revived
+        -- async row can be that old); a day or more is reported as one day
+        CASE WHEN inserted.request_time < DATEADD(DAY, -1, @now) THEN 86400.0
+             ELSE CAST(DATEDIFF(MILLISECOND, inserted.request_time, @now) AS FLOAT) / 1000.0 END
     INTO @claimed (
         request_id, interface_code, input_data, msgid, attempts, max_retry_count, psn_no,
-        insuplc_admdvs, priority, parent_request_id, workflow_id, seconds_left
+        insuplc_admdvs, priority, parent_request_id, workflow_id, seconds_left, queued_seconds
     )
     FROM dbo.medical_insurance_requests AS t WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK)
     INNER JOIN @picked AS p ON t.request_id = p.request_id
@@ -337,7 +342,8 @@ SELECT
     priority,
     parent_request_id,
     workflow_id,
-    seconds_left
+    seconds_left,
+    queued_seconds
 FROM @claimed
 ORDER BY priority, request_id;
 
@@ -2322,3 +2328,24 @@ OUTPUT inserted.workflow_id
 WHERE workflow_id = @workflow_id AND status = @expected_status
   AND status IN (N'RUNNING', N'COMPENSATING')
   AND (status = N'RUNNING' OR @status IN (N'COMPENSATING', N'COMPENSATED', N'FAILED_NEEDS_MANUAL'));
+
+-- == wait plan (issue 17: the HIS procedure's first poll timed from the interface's latency) ==
+-- name: record_interface_latency
+-- A worker's INSERT-to-result median for one interface (mi_worker/wait_plan.py), read by
+-- sp_medical_insurance_call_v2. An interface missing from the catalogue table gets no
+-- estimate (its callers keep the fixed schedule).
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+DECLARE @expected_ms INT = :expected_ms;
+UPDATE dbo.medical_insurance_interfaces
+SET expected_ms = @expected_ms, expected_at = SYSUTCDATETIME()
+WHERE interface_code = @interface_code;
+
+-- name: interface_wait_ms
+-- The estimate, as the procedure reads it: NULL when unknown or older than 600 s
+-- (wait_plan.STALE_SECONDS).
+SET NOCOUNT ON;
+DECLARE @interface_code VARCHAR(10) = :interface_code;
+SELECT (SELECT i.expected_ms FROM dbo.medical_insurance_interfaces AS i
+        WHERE i.interface_code = @interface_code AND i.expected_ms > 0
+          AND i.expected_at > DATEADD(SECOND, -600, SYSUTCDATETIME())) AS expected_ms;

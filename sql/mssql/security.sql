@@ -89,7 +89,9 @@
 --                                list_reconciliation
 --   mi_schema_version            SELECT                   applied_migrations (start-up check)
 --   medical_insurance_interfaces SELECT                   his_refusal (embedded path only; the
---                                catalogue, no patient data)
+--                                catalogue, no patient data), interface_wait_ms
+--                                UPDATE (expected_ms,    record_interface_latency (issue 17)
+--                                expected_at)
 --   medical_insurance_msgid_seq  UPDATE                   NEXT VALUE FOR (assign_new_msgid,
 --                                next_msgid) and sp_sequence_get_range (claim_batch)
 --   EXECUTE sp_check_sdk_service_status (service_status),
@@ -140,6 +142,9 @@ GRANT INSERT ON OBJECT::dbo.medical_insurance_error_log TO mi_worker_role;
 GRANT SELECT, INSERT ON OBJECT::dbo.medical_insurance_reconciliation TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.mi_schema_version TO mi_worker_role;
 GRANT SELECT ON OBJECT::dbo.medical_insurance_interfaces TO mi_worker_role;
+-- the latency estimates the HIS procedure times its first poll by (issue 17)
+GRANT UPDATE (expected_ms, expected_at) ON OBJECT::dbo.medical_insurance_interfaces
+    TO mi_worker_role;
 -- Files with the centre and catalogue sync (issue 15).
 GRANT INSERT ON OBJECT::dbo.medical_insurance_files TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE ON OBJECT::dbo.medical_insurance_catalog TO mi_worker_role;

@@ -109,7 +109,9 @@ WITH cand AS (
     RETURNING t.request_id, t.interface_code, t.input_data, t.msgid, t.attempts,
               t.max_retry_count, t.psn_no, t.insuplc_admdvs, t.priority, t.parent_request_id,
               t.workflow_id, CAST(EXTRACT(EPOCH FROM (t.deadline_at - now())) AS double precision)
-                  AS seconds_left
+                  AS seconds_left,
+              CAST(EXTRACT(EPOCH FROM (now() - t.request_time)) AS double precision)
+                  AS queued_seconds
 )
 SELECT * FROM claimed ORDER BY priority, request_id;
 
@@ -1109,3 +1111,17 @@ WHERE workflow_id = :workflow_id AND status = :expected_status
   AND status IN ('RUNNING', 'COMPENSATING')
   AND (status = 'RUNNING' OR CAST(:status AS text) IN ('COMPENSATING', 'COMPENSATED', 'FAILED_NEEDS_MANUAL'))
 RETURNING workflow_id;
+
+-- == wait plan (issue 17: the HIS procedure's first poll timed from the interface's latency) ==
+-- name: record_interface_latency
+-- A worker's INSERT-to-result median for one interface (mi_worker/wait_plan.py), read by
+-- sp_medical_insurance_call_v2 through mi_his_wait_ms. An interface missing from the
+-- catalogue table gets no estimate (its callers keep the fixed schedule).
+UPDATE medical_insurance_interfaces
+   SET expected_ms = CAST(:expected_ms AS integer), expected_at = now()
+ WHERE interface_code = :interface_code;
+
+-- name: interface_wait_ms
+-- The estimate the embedded path (mi-worker call on SQLite) times its first poll by; NULL
+-- when unknown or older than wait_plan.STALE_SECONDS. The same rule as mi_his_wait_ms.
+SELECT mi_his_wait_ms(CAST(:interface_code AS varchar)) AS expected_ms;

@@ -49,7 +49,7 @@ REVOKE ALL ON PROCEDURE sp_medical_insurance_submit_v2, sp_medical_insurance_res
     FROM PUBLIC;
 REVOKE ALL ON FUNCTION mi_his_enqueue_async, mi_his_result, mi_his_expire_async FROM PUBLIC;
 REVOKE ALL ON FUNCTION sp_check_sdk_service_status, mi_his_refusal, mi_his_find_key,
-    mi_his_enqueue, mi_his_poll, mi_his_timeout FROM PUBLIC;
+    mi_his_enqueue, mi_his_poll, mi_his_timeout, mi_his_wait_ms FROM PUBLIC;
 REVOKE ALL ON FUNCTION mi_monitor_health, mi_monitor_performance, mi_monitor_interfaces,
     mi_monitor_queue, mi_monitor_workers, sp_get_medical_insurance_monitor_data,
     sp_check_medical_insurance_alerts FROM PUBLIC;
@@ -62,7 +62,7 @@ GRANT EXECUTE ON PROCEDURE sp_medical_insurance_submit_v2, sp_medical_insurance_
 GRANT EXECUTE ON FUNCTION mi_his_enqueue_async, mi_his_result, mi_his_expire_async
     TO mi_his_caller_role;
 GRANT EXECUTE ON FUNCTION sp_check_sdk_service_status, mi_his_refusal, mi_his_find_key,
-    mi_his_enqueue, mi_his_poll, mi_his_timeout TO mi_his_caller_role;
+    mi_his_enqueue, mi_his_poll, mi_his_timeout, mi_his_wait_ms TO mi_his_caller_role;
 
 -- The worker.
 GRANT SELECT, INSERT, UPDATE ON medical_insurance_requests TO mi_worker_role;
@@ -74,6 +74,8 @@ GRANT INSERT ON medical_insurance_error_log TO mi_worker_role;
 GRANT SELECT, INSERT ON medical_insurance_reconciliation TO mi_worker_role;
 GRANT SELECT ON mi_schema_version TO mi_worker_role;
 GRANT SELECT ON medical_insurance_interfaces TO mi_worker_role;
+-- the latency estimates the HIS procedure times its first poll by (issue 17)
+GRANT UPDATE (expected_ms, expected_at) ON medical_insurance_interfaces TO mi_worker_role;
 -- Files with the centre and catalogue sync (issue 15).
 GRANT SELECT, INSERT ON medical_insurance_files TO mi_worker_role;
 GRANT SELECT, INSERT, UPDATE ON medical_insurance_catalog TO mi_worker_role;
@@ -93,7 +95,7 @@ GRANT EXECUTE ON PROCEDURE sp_medical_insurance_submit_v2, sp_medical_insurance_
 GRANT EXECUTE ON FUNCTION mi_his_enqueue_async, mi_his_result, mi_his_expire_async
     TO mi_worker_role;
 GRANT EXECUTE ON FUNCTION sp_check_sdk_service_status, mi_his_refusal, mi_his_find_key,
-    mi_his_enqueue, mi_his_poll, mi_his_timeout TO mi_worker_role;
+    mi_his_enqueue, mi_his_poll, mi_his_timeout, mi_his_wait_ms TO mi_worker_role;
 GRANT EXECUTE ON FUNCTION mi_monitor_health, mi_monitor_performance, mi_monitor_interfaces,
     mi_monitor_queue, mi_monitor_workers, sp_get_medical_insurance_monitor_data,
     sp_check_medical_insurance_alerts TO mi_worker_role;

@@ -105,7 +105,8 @@ UPDATE medical_insurance_requests
  WHERE medical_insurance_requests.request_id = p.request_id
 RETURNING request_id, interface_code, input_data, msgid, attempts, max_retry_count, psn_no,
           insuplc_admdvs, priority, parent_request_id, workflow_id,
-          (julianday(deadline_at) - julianday('now')) * 86400.0 AS seconds_left;
+          (julianday(deadline_at) - julianday('now')) * 86400.0 AS seconds_left,
+          (julianday('now') - julianday(request_time)) * 86400.0 AS queued_seconds;
 
 -- name: assign_new_msgid
 -- A resend must carry a new msgid (the centre rejects a repeated one); stored before sending.
@@ -1210,3 +1211,19 @@ WHERE workflow_id = :workflow_id AND status = :expected_status
   AND status IN ('RUNNING', 'COMPENSATING')
   AND (status = 'RUNNING' OR :status IN ('COMPENSATING', 'COMPENSATED', 'FAILED_NEEDS_MANUAL'))
 RETURNING workflow_id;
+
+-- == wait plan (issue 17: the HIS procedure's first poll timed from the interface's latency) ==
+-- name: record_interface_latency
+-- A worker's INSERT-to-result median for one interface (mi_worker/wait_plan.py). An
+-- interface missing from the catalogue table gets no estimate (fixed schedule).
+UPDATE medical_insurance_interfaces
+   SET expected_ms = :expected_ms, expected_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+ WHERE interface_code = :interface_code;
+
+-- name: interface_wait_ms
+-- The estimate mi-worker call times its first poll by; NULL when unknown or older than
+-- wait_plan.STALE_SECONDS (600 s), as the procedures read it.
+SELECT (SELECT i.expected_ms FROM medical_insurance_interfaces i
+         WHERE i.interface_code = :interface_code AND i.expected_ms > 0
+           AND i.expected_at > strftime('%Y-%m-%d %H:%M:%f', 'now', '-600 seconds'))
+       AS expected_ms;

@@ -78,8 +78,18 @@ def test_claim_marks_the_row_processing_with_lease_token_attempt_and_msgid(db):
         "PROCESSING", "worker-7", "tok-a")
     assert row["msgid"] == r["msgid"] and row["claimed_at"] is not None
     assert row["attempts"] == 1 and row["limit_slot"] is None  # no cap: no slot
+    assert float(r["queued_seconds"]) == pytest.approx(0, abs=5)
     assert seconds_from_now(db, rid, "lease_expires_at") == pytest.approx(40, abs=5)
     assert claim(db, 5) == []  # a PROCESSING row is never claimed twice
+
+
+def test_claim_reports_how_long_the_row_waited_in_the_queue(db):
+    # the worker's latency book (issue 17) adds this to its own time for the row
+    rid = enqueue(db, "1101", timeout=600)
+    set_time(db, rid, request_time=-42)
+    [r] = claim(db, 5)
+    assert r["request_id"] == rid
+    assert float(r["queued_seconds"]) == pytest.approx(42, abs=3)
 
 
 def test_claim_gives_each_row_its_own_msgid(db):

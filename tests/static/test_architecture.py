@@ -32,7 +32,7 @@ FLOORS: List[Tuple[int, Set[str]]] = [
     (2, {"mi_worker.gateway", "mi_worker.logs", "mi_worker.workflows"}),
     (1, {"mi_worker.states"}),
     (0, {"mi_worker", "mi_worker.config_fields", "mi_worker.masking", "mi_worker.notify",
-         "mi_worker.gateway.catalog", "mi_worker.display"}),
+         "mi_worker.gateway.catalog", "mi_worker.display", "mi_worker.wait_plan"}),
 ]
 
 

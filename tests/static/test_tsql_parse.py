@@ -250,7 +250,9 @@ def _grants() -> Dict[str, Set[Tuple[str, str]]]:
     text = (MSSQL / "security.sql").read_text(encoding="utf-8")
     text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     grants: Dict[str, Set[Tuple[str, str]]] = {}
-    for m in re.finditer(r"^GRANT\s+([A-Z, ]+?)\s+ON\s+OBJECT::dbo\.(\w+)\s+TO\s+(\w+);", text, re.M):
+    # a column list (GRANT UPDATE (a, b) ON …) counts as the right on the object
+    for m in re.finditer(r"^GRANT\s+([A-Z, ]+?)\s*(?:\([\w, ]+\))?\s+ON\s+OBJECT::dbo\.(\w+)"
+                         r"\s+TO\s+(\w+);", text, re.M):
         for right in m.group(1).split(","):
             grants.setdefault(m.group(3), set()).add((right.strip(), m.group(2)))
     return grants
