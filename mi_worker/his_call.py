@@ -103,6 +103,7 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
     doc = checked
     psn = psn_no or find_field(doc, "psn_no")
     admdvs = insuplc_admdvs or find_field(doc, "insuplc_admdvs")
+    inserted = time.monotonic()  # the estimate below is measured from the INSERT
     try:
         row = db.run_one("enqueue_request", retry=False, interface_code=interface_code,
                          input_data=input_data, priority=priority, timeout_seconds=timeout,
@@ -120,11 +121,16 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
     # When to look: from the interface's recent latency when a worker published one, as the
     # procedures do (mi_worker/wait_plan.py).
     waits = poll_delays(_expected_ms(db, interface_code), poll_ms)
+    first = True
     while True:
         delay = next(waits)
+        if first:  # the first sleep ends that long after the INSERT, not after this line
+            delay, floor, first = delay - (time.monotonic() - inserted), 0.0, False
+        else:
+            floor = 0.01
         if delay > 0:
             # Never sleep past the deadline (the call would answer up to poll_ms late).
-            time.sleep(max(0.01, min(delay, deadline - time.monotonic())))
+            time.sleep(max(floor, min(delay, deadline - time.monotonic())))
         state = db.run_one("poll_result", request_id=request_id)
         if state["result_status"] != ResultStatus.IN_PROGRESS or int(state["past_deadline"]):
             break

@@ -45,7 +45,8 @@ def poll_delays(expected_ms: Optional[int], poll_ms: int) -> Iterator[float]:
     """Seconds to sleep before each look after the INSERT, forever (the caller stops at a
     final state or its deadline, and caps each sleep by the time left).
 
-    With an estimate: sleep ``expected_ms``, then 10 ms growing by half (10, 15, 22, 33 …)
+    With an estimate: sleep until ``expected_ms`` after the INSERT (the first value is
+    measured from there: the caller subtracts what the INSERT and lookup took), then 10 ms growing by half (10, 15, 22, 33 …)
     up to ``poll_ms``. Without one: look at once, then 10 ms doubling up to ``poll_ms`` (the
     schedule of every release before this one)."""
     poll = max(int(poll_ms or 100), FIRST_STEP_MS)

@@ -87,6 +87,9 @@ def _caller(db_url: str, rate: float, seconds: float, warm: float, poll_ms: int,
 def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, seconds: float,
             warm: float) -> Dict[str, Any]:
     name = ctx.dbs.new("lat")
+    # every look of a waiting caller is one call of mi_his_poll: counted by the server
+    # (pg_stat_user_functions) for sessions opened from here on
+    common.pg_query(name, f"ALTER DATABASE {name} SET track_functions = 'all'")
     try:
         cfg = common.write_config(
             ctx.workdir / f"{name}.toml",
@@ -99,6 +102,13 @@ def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, second
             recs = _caller(common.pg_url(name), rate, seconds, warm, variant["poll_ms"],
                            threads=48)
             rss = common.rss_mb(wp.pids[0])
+            expected = common.pg_query(
+                name, "SELECT expected_ms FROM medical_insurance_interfaces "
+                      "WHERE interface_code = '1101'")
+        # the callers' sessions have ended, so their function counts are flushed
+        time.sleep(1.0)
+        looks = common.pg_query(name, "SELECT COALESCE(SUM(calls), 0) FROM pg_stat_user_functions "
+                                      "WHERE funcname = 'mi_his_poll'")[0][0]
         rows = {int(r[0]): r for r in common.pg_query(name, """
             SELECT request_id, attempt_log,
                    EXTRACT(EPOCH FROM (claimed_at - request_time)) * 1000.0,
@@ -106,7 +116,8 @@ def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, second
             FROM medical_insurance_requests""")}
     finally:
         ctx.dbs.drop(name)
-    over, e2e, gw, claim_wait, after_gw, lags, polls = [], [], [], [], [], [], []
+    over, e2e, gw, claim_wait, after_gw, lags = [], [], [], [], [], []
+    seen_after: List[float] = []  # written -> the caller has it: the poll's share
     errors = 0
     measured = [r for r in recs if not r["warm"]]
     for r in measured:
@@ -119,18 +130,20 @@ def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, second
         g = sum(float(a.get("latency_ms") or 0) for a in attempts)
         e = r["e2e"] * 1000
         e2e.append(e)
-        # the procedure looks once right after its INSERT, then once per step until done
-        polls.append((1 + e // max(variant["poll_ms"], 10)) / max(r["e2e"], 1e-3))
         gw.append(g)
         over.append(e - g)
         claim_wait.append(float(row[2]))
         after_gw.append(e - g - float(row[2]))
+        seen_after.append(e - float(row[2]) - float(row[3]))
     if errors > 0.01 * max(len(measured), 1):
         # almost always PostgreSQL restarted under the run (another suite's outage test):
         # worded so common.retrying waits for the server and runs it again
         raise RuntimeError(f"{errors} of {len(measured)} calls failed (connection lost?)")
-    for xs in (over, e2e, gw, claim_wait, after_gw, lags, polls):
+    for xs in (over, e2e, gw, claim_wait, after_gw, lags, seen_after):
         xs.sort()
+    # all calls, warm-up included: the server counts looks per database, not per call
+    waited = sum(r["e2e"] for r in recs)
+    polls_per_call = float(looks) / max(len(recs), 1)
     pct = common.percentile
     span = seconds
     return {"calls": len(measured), "errors": errors, "achieved_rate": len(measured) / span,
@@ -139,8 +152,11 @@ def one_run(ctx: Context, url: str, variant: Dict[str, Any], rate: float, second
             "e2e_p50_ms": pct(e2e, 50), "gateway_p50_ms": pct(gw, 50),
             "claim_wait_ms": {"p50": pct(claim_wait, 50), "p99": pct(claim_wait, 99)},
             "rest_ms": {"p50": pct(after_gw, 50), "p99": pct(after_gw, 99)},
+            "seen_after_ms": {"p50": pct(seen_after, 50), "p99": pct(seen_after, 99)},
             "schedule_lag_ms": {"p50": pct(lags, 50), "p99": pct(lags, 99), "max": pct(lags, 100)},
-            "caller_polls_per_s": pct(polls, 50), "worker_rss_mb": rss}
+            "caller_polls_per_s": float(looks) / max(waited, 1e-3),
+            "polls_per_call": polls_per_call,
+            "expected_ms": expected[0][0] if expected else None, "worker_rss_mb": rss}
 
 
 def run(ctx: Context) -> Dict[str, Any]:
@@ -169,6 +185,9 @@ def run(ctx: Context) -> Dict[str, Any]:
             entry["claim_wait_p50_ms"] = common.summarize(
                 [g["claim_wait_ms"]["p50"] for g in got], 1)
             entry["rest_p50_ms"] = common.summarize([g["rest_ms"]["p50"] for g in got], 1)
+            for key in ("p50", "p99"):
+                entry[f"seen_after_{key}_ms"] = common.summarize(
+                    [g["seen_after_ms"][key] for g in got], 1)
             entry["e2e_p50_ms"] = common.summarize([g["e2e_p50_ms"] for g in got], 1)
             entry["gateway_p50_ms"] = common.summarize([g["gateway_p50_ms"] for g in got], 1)
             entry["achieved_rate"] = common.summarize([g["achieved_rate"] for g in got], 1)
@@ -179,5 +198,7 @@ def run(ctx: Context) -> Dict[str, Any]:
             entry["worker_rss_mb"] = common.summarize([g["worker_rss_mb"] for g in got], 1)
             entry["caller_polls_per_s"] = common.summarize(
                 [g["caller_polls_per_s"] for g in got], 1)
+            entry["polls_per_call"] = common.summarize([g["polls_per_call"] for g in got], 2)
+            entry["expected_ms_published"] = [g["expected_ms"] for g in got]
             out["variants"].append(entry)
     return out

@@ -318,8 +318,10 @@ BEGIN
             COMMIT TRANSACTION;
 
         -- When to look (mi_worker/wait_plan.py, issue 17). With the interface's recent
-        -- INSERT-to-result median from the workers (expected_ms, fresh within 600 s): wait that
-        -- long, look, then look every 10 ms growing by half up to @poll_ms. Without one: look
+        -- INSERT-to-result median from the workers (expected_ms, fresh within 600 s): wait until
+        -- that long after the INSERT (the estimate is measured from its request_time, taken
+        -- when @v_deadline was), look, then look every 10 ms growing by half up to @poll_ms.
+        -- Without one: look
         -- at once, then 10 ms doubling up to @poll_ms, as before. Each wait is capped by the
         -- time left before the deadline (D9). The estimate only moves when the caller looks,
         -- never what it is told.
@@ -338,15 +340,18 @@ BEGIN
                 SET @v_expect = 600000;
             -- Less than an hour is left, so DATEDIFF in milliseconds cannot overflow.
             SET @v_wait = DATEDIFF(MILLISECOND, SYSUTCDATETIME(), @v_deadline);
+            SET @v_expect = @v_expect - DATEDIFF(MILLISECOND,
+                DATEADD(MILLISECOND, -@v_timeout * 1000, @v_deadline), SYSUTCDATETIME());
             IF @v_wait > @v_expect
                 SET @v_wait = @v_expect;
-            IF @v_wait < 10
-                SET @v_wait = 10;
-            SET @v_delay = RIGHT(
-                CONVERT(VARCHAR(23), DATEADD(MILLISECOND, @v_wait, CAST('2000-01-01' AS DATETIME2(3))), 121),
-                12
-            );
-            WAITFOR DELAY @v_delay;
+            IF @v_wait > 0
+            BEGIN
+                SET @v_delay = RIGHT(
+                    CONVERT(VARCHAR(23), DATEADD(MILLISECOND, @v_wait, CAST('2000-01-01' AS DATETIME2(3))), 121),
+                    12
+                );
+                WAITFOR DELAY @v_delay;
+            END;
         END;
 
         WHILE 1 = 1

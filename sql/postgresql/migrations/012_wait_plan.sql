@@ -73,6 +73,7 @@ DECLARE
     v_existing   record;
     v_expect     integer;
     v_fixed      boolean;
+    v_t0         timestamptz := now();  -- the INSERT's request_time (this transaction's start)
 BEGIN
     request_id := NULL;
     result := NULL;
@@ -188,7 +189,8 @@ BEGIN
     COMMIT;
 
     -- When to look (mi_worker/wait_plan.py, issue 17). With the interface's recent
-    -- INSERT-to-result median from the workers (mi_his_wait_ms): sleep that long, look, then
+    -- INSERT-to-result median from the workers (mi_his_wait_ms): sleep until that long after
+    -- request_time (the estimate is measured from there), look, then
     -- look every 10 ms growing by half up to p_poll_ms. Without one (new interface, no fresh
     -- estimate, or the function not executable by this login): look at once, then 10 ms
     -- doubling up to p_poll_ms, as before. Each sleep is capped by the time left before the
@@ -201,8 +203,10 @@ BEGIN
     v_fixed := v_expect IS NULL OR v_expect <= 0;
     v_step := LEAST(0.01, v_poll);
     IF NOT v_fixed THEN
-        PERFORM pg_sleep(LEAST(LEAST(v_expect, 600000) / 1000.0, GREATEST(
-            extract(epoch FROM v_deadline - clock_timestamp())::double precision, 0.01)));
+        PERFORM pg_sleep(GREATEST(LEAST(
+            LEAST(v_expect, 600000) / 1000.0
+                - extract(epoch FROM clock_timestamp() - v_t0)::double precision,
+            extract(epoch FROM v_deadline - clock_timestamp())::double precision), 0));
     END IF;
     LOOP
         SELECT p.o_status, p.o_result_status, p.o_response_data, p.o_error_code, p.o_error_message
