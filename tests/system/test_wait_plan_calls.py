@@ -15,10 +15,10 @@ from typing import Dict, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from queries.qhelpers import beat, db_time, raw
 
 from conftest import InProcessWorker, make_settings, wait_until
 from mi_worker import his_call, wait_plan
-from queries.qhelpers import beat, db_time, raw
 
 DONE_AFTER = 0.15
 INPUT = '{"data":{"psn_no":"P1"}}'
