@@ -223,14 +223,21 @@ def markdown(r: Dict[str, Any]) -> str:
                      f"worker {lat['worker']}; {lat['measure']}.")
             L.append("")
             L.append("| variant | overhead p50 ms | p95 | p99 | max | claim wait p50 | rest p50 "
-                     "| end-to-end p50 | achieved rate/s | errors |")
-            L.append("|---|---|---|---|---|---|---|---|---|---|")
+                     "| seen after p50 / p99 | end-to-end p50 | looks per call | polls/s "
+                     "| achieved rate/s | errors |")
+            L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            na = {"median": None}
             for v in lat["variants"]:
                 L.append(f"| {v['label']} | {_m(v['overhead_p50_ms'], '', 1)} | "
                          f"{_m(v['overhead_p95_ms'], '', 1)} | {_m(v['overhead_p99_ms'], '', 1)}"
                          f" | {_m(v['overhead_max_ms'], '', 1)} | "
                          f"{_m(v['claim_wait_p50_ms'], '', 1)} | {_m(v['rest_p50_ms'], '', 1)} "
-                         f"| {_m(v['e2e_p50_ms'], '', 1)} | {_m(v['achieved_rate'], '', 1)} | "
+                         f"| {_m(v.get('seen_after_p50_ms', na), '', 1)} / "
+                         f"{_m(v.get('seen_after_p99_ms', na), '', 1)} "
+                         f"| {_m(v['e2e_p50_ms'], '', 1)} | "
+                         f"{_m(v.get('polls_per_call', na), '', 2)} | "
+                         f"{_m(v.get('caller_polls_per_s', na), '', 1)} | "
+                         f"{_m(v['achieved_rate'], '', 1)} | "
                          f"{v['errors']} of {v['calls']} |")
         L.append("")
 
@@ -377,19 +384,17 @@ NOTES = [
     "drain, batch_size=16, max_concurrent_tasks=32: the smallest the library accepts for batch "
     "16), default durable tables; both over psycopg 3 from bench/.venv-peers, installed only "
     "there.",
-    "Latency: the procedure polls its row every p_poll_ms (default 100 ms) with pg_sleep, so a "
-    "result written just after a poll waits up to one poll step: the step adds ~step/2 on "
-    "average and up to one step at p99 to the queue overhead. The worker's own idle back-off "
-    "(worker.min_poll_interval doubling up to worker.poll_interval after a claim that found "
-    "less than a full batch) adds the claim wait. Both are shown separately (claim wait = "
-    "claimed_at - request_time; rest = overhead - claim wait: result write + the procedure's "
-    "poll step + round trips). The procedure's floor is 10 ms (GREATEST(p_poll_ms, 10)). The "
-    "procedure checks once right after its INSERT and then every step, so its end-to-end time "
-    "is quantised to whole steps: with a 50 ms gateway and the default 100 ms step nearly every "
-    "call returns at ~100 ms, i.e. overhead ≈ 100 - 50 ms whatever the queue does (p50 ≈ p99). "
-    "A 10 ms step brings it to ~11 ms p50 at the cost of up to 10x more poll SELECTs per "
-    "waiting caller; an adaptive step (short at first, longer later) in "
-    "sp_medical_insurance_call_v2 would keep both low.",
+    "Latency: sp_medical_insurance_call_v2 sleeps until the interface's published "
+    "INSERT-to-result median (medical_insurance_interfaces.expected_ms, written by the worker "
+    "every 2 s) has passed since its INSERT, looks, then looks every 10 ms growing by half up "
+    "to p_poll_ms (mi_worker/wait_plan.py; without an estimate, as in the first seconds of a "
+    "run: a look at once, then 10 ms doubling). Looks are counted by the server: every look is "
+    "one call of mi_his_poll, and the run's database has track_functions = 'all' "
+    "(pg_stat_user_functions); polls/s = looks / summed caller wait, warm-up included. "
+    "Breakdown: claim wait = claimed_at - request_time (the worker's idle back-off, "
+    "worker.min_poll_interval doubling to worker.poll_interval); rest = overhead - claim wait; "
+    "seen after = caller end-to-end - (response_time - request_time): from the result's write "
+    "to the caller having it (the poll's share plus the return trip).",
     "Saturation: rate between the 10th and 90th percentile of response_time (steady state), "
     "sandbox in its own process (python -m mi_worker sandbox --latency 0.1), worker with "
     "gateway.kind = nhsa (the production HTTP client).",
