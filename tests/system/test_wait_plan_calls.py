@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -57,8 +57,13 @@ def _pg_looks(db) -> int:
     return int(got[0]["n"])
 
 
-def _call_counting_looks(db, db_url) -> Tuple[int, float, int]:
-    """(error_code, seconds, looks) of one call of 1101 with timeout 5 s."""
+def _call_counting_looks(db, db_url) -> Tuple[int, float, Optional[int]]:
+    """(error_code, seconds, looks) of one call of 1101 with timeout 5 s. SQL Server has no
+    per-function counter a test login can read cheaply: its looks are None (timing only)."""
+    if db.name == "mssql":
+        t0 = time.monotonic()
+        res = his_call.call(db, "1101", INPUT, timeout=5, retry_count=0)
+        return int(res.error_code), time.monotonic() - t0, None
     if db.name == "postgresql":
         from mi_worker.db.odbc import import_pyodbc
         from mi_worker.db.postgresql import odbc_string
@@ -101,7 +106,7 @@ def test_with_an_estimate_the_caller_looks_once_when_the_answer_is_due(db, db_ur
     assert code == 0
     # answered at ~150 ms, seen at the first look, 400 ms after the INSERT: one look
     assert 0.38 <= took < 1.5, took
-    assert looks == 1, looks
+    assert looks in (1, None), looks
 
 
 def test_without_a_fresh_estimate_the_fixed_schedule_applies(db, db_url):
@@ -116,7 +121,7 @@ def test_without_a_fresh_estimate_the_fixed_schedule_applies(db, db_url):
     assert code == 0
     # looks at 0, 10, 30, 70, 150, 250 ms: the ~150 ms answer is seen by 250 ms (+ slack)
     assert took < 0.38, took
-    assert looks >= 4, looks
+    assert looks is None or looks >= 4, looks
 
 
 def test_a_worker_publishes_the_estimate_from_real_calls(db, db_url, sandbox):
