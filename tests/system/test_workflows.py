@@ -110,4 +110,7 @@ def test_bad_input_is_1001_and_nothing_is_sent(db_url, sandbox, name, data, word
         r = run(w, name, data, timeout=10)
     assert r.error_code == -1001, r
     assert words in r.error_message, r
-    assert [c for c in sandbox.calls.calls() if c.infno not in ("9001", "9002")] == []
+    # infno None: a body that is no envelope at all, which the worker never sends; seen once
+    # from another xdist process's probe of a port this sandbox had just been given
+    assert [c for c in sandbox.calls.calls()
+            if c.infno is not None and c.infno not in ("9001", "9002")] == []
