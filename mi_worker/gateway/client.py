@@ -29,6 +29,7 @@ from tenacity import Retrying, retry_if_exception, wait_exponential, wait_random
 from mi_worker.gateway import catalog, envelope
 from mi_worker.gateway.attempts import GiveUp, LeaseGone, Msgid, NoAnswer
 from mi_worker.gateway.base import CallContext, GatewayResult, Outcome
+from mi_worker.gateway.http_pool import ThreadLocalHttp
 from mi_worker.gateway.session import SignInSessions
 from mi_worker.gateway.settings import GatewaySettings
 from mi_worker.gateway.transports import (
@@ -64,7 +65,9 @@ class NHSAClient:
         """
         self.settings = settings
         self.transport: Transport = make_transport(settings)
-        self.http = http_client or build_http_client(settings, pool_size)
+        # an injected httpx.Client (tests, tools) is used as it is
+        self.http: httpx.Client | ThreadLocalHttp = \
+            http_client or build_http_client(settings, pool_size)
         self._sleep = sleep
         self._sign_no_re = re.compile(settings.sign_no_error_pattern, re.IGNORECASE)
         self._seq = itertools.count(secrets.randbelow(10000))

@@ -4,8 +4,8 @@ A  single  one URL (a 前置机 or the province's unified entry); infno only in 
 B  tif     government TIF gateway: base + "/" + infno, or a path per infno; x-tif-* headers.
 C  csb     Alibaba CSB: base + "/" + infno; _api_* headers signed with HMAC-SHA1.
 
-The httpx client is built here too: one per process, shared by the worker threads (httpx.Client
-is thread-safe), with the 医保专网's CA bundle / client certificate and separate connect and
+The HTTP client is built here too: one per process, a small httpx.Client per thread under it
+(gateway/http_pool.py), with the 医保专网's CA bundle / client certificate and separate connect and
 read timeouts — connect failures are always safe to retry, read failures are not.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import httpx
 
 from mi_worker.config_fields import ConfigError
 from mi_worker.gateway import signing
+from mi_worker.gateway.http_pool import ThreadLocalHttp, per_thread_client_factory
 from mi_worker.gateway.settings import GatewaySettings, is_pkcs12
 
 BASE_HEADERS = {"Content-Type": "application/json;charset=utf-8", "Accept": "application/json"}
@@ -101,17 +102,15 @@ def timeout(settings: GatewaySettings, read: float | None = None) -> httpx.Timeo
                          pool=settings.connect_timeout)
 
 
-def build_http_client(settings: GatewaySettings, pool_size: int | None = None) -> httpx.Client:
-    """The shared httpx.Client: pool sized for the worker threads, TLS per configuration."""
+def build_http_client(settings: GatewaySettings, pool_size: int | None = None) -> ThreadLocalHttp:
+    """The process's HTTP client: a small httpx.Client per thread (http_pool explains why),
+    at most ``pool_size`` (the worker's threads, else gateway.max_connections) requests at
+    once, TLS per configuration (one SSLContext shared by all)."""
     size = max(1, pool_size or settings.max_connections)
-    return httpx.Client(
-        verify=tls_verify(settings),
-        timeout=timeout(settings),
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size,
-                            keepalive_expiry=settings.keepalive_seconds),
-        trust_env=False,  # never route the 医保专网 through a desktop proxy setting
-        follow_redirects=False,
-    )
+    return ThreadLocalHttp(
+        per_thread_client_factory(tls_verify(settings), timeout(settings),
+                                  settings.keepalive_seconds),
+        size, pool_timeout=settings.connect_timeout)
 
 
 def tls_verify(settings: GatewaySettings) -> bool | ssl.SSLContext:
