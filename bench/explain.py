@@ -62,8 +62,31 @@ def explain_claim(dbname: str, batch_size: int = 16) -> Dict[str, Any]:
     finally:
         conn.close()
     text = "\n".join(lines)
+    index, pending_only = candidate_scan(lines)
     m = re.search(r"Execution Time: ([0-9.]+) ms", text)
     return {"plan": lines, "uses_ix_mir_claim": "ix_mir_claim" in text,
+            "candidate_index": index, "pending_only": pending_only,
             "seq_scan_on_requests": bool(re.search(r"Seq Scan on medical_insurance_requests",
                                                    text)),
             "execution_ms": float(m.group(1)) if m else None}
+
+
+_CAND = re.compile(r"Index (?:Only )?Scan using (\w+) on medical_insurance_requests r ")
+
+
+def candidate_scan(lines: List[str]) -> tuple[str | None, bool]:
+    """The index the claim's candidate scan (alias ``r``) uses, and whether that scan reads
+    PENDING rows only: the partial index ix_mir_claim (WHERE status = 'PENDING'), or any
+    index whose Index Cond is ``status = 'PENDING'`` (ix_mir_status_id when the planner
+    knows only a few rows are PENDING). Either way the history is never read; a Seq Scan or
+    an index walked without that condition would read it."""
+    for i, line in enumerate(lines):
+        m = _CAND.search(line)
+        if not m:
+            continue
+        index = m.group(1)
+        if index == "ix_mir_claim":
+            return index, True
+        cond = lines[i + 1] if i + 1 < len(lines) else ""
+        return index, "Index Cond: ((status)::text = 'PENDING'::text)" in cond
+    return None, False
