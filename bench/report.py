@@ -254,6 +254,15 @@ def markdown(r: Dict[str, Any]) -> str:
                      f" of the ideal {sat['ideal_rps']:.0f}/s; worker RSS "
                      f"{_m(sat['worker_rss_mb'], ' MB', 1)}; rows not COMPLETED: "
                      f"{sat['not_completed']}.")
+            if sat.get("gateway_ms"):
+                g_ms = sat["gateway_ms"]["median"]
+                L.append("")
+                L.append(f"Gateway time measured by the worker around each exchange: "
+                         f"{_m(sat['gateway_ms'], ' ms', 1)} median (the sandbox's 100 ms sleep "
+                         f"plus its HTTP server, loopback and the client's parsing), so no client "
+                         f"could pass {sat['threads'] / (g_ms / 1000.0):.0f}/s with "
+                         f"{sat['threads']} slots here; mi-worker reached "
+                         f"{sat['of_measured_bound']['median'] * 100:.1f} % of that bound.")
             for t in sat.get("variants", []):
                 L.append("")
                 L.append(f"With worker.prefetch = {t['prefetch']}: {_m(t['rps'], '/s', 1)} = "
