@@ -94,8 +94,10 @@ class GatewaySettings:
     connect_timeout: float = doc("Seconds to open a connection (nothing sent yet: always "
                                  "retried)", 10.0)
     read_timeout: float = doc("Seconds to wait for the answer once the request is sent", 30.0)
-    max_connections: int = doc("HTTP connection pool size shared by the worker threads "
-                               "(at least worker.threads)", 64)
+    max_connections: int = doc("Most HTTP requests in flight at once in a process that has "
+                               "no worker threads to size it by (the CLI's tools); "
+                               "`mi-worker run` allows worker.threads. Each thread keeps its "
+                               "own kept-alive connection (gateway/http_pool.py)", 64)
     keepalive_seconds: float = doc("Idle seconds after which a pooled connection is dropped; "
                                    "keep it below the gateway's own idle timeout, or a "
                                    "settlement sent on a connection the gateway is closing "
