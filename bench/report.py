@@ -254,8 +254,8 @@ def markdown(r: Dict[str, Any]) -> str:
                      f" of the ideal {sat['ideal_rps']:.0f}/s; worker RSS "
                      f"{_m(sat['worker_rss_mb'], ' MB', 1)}; rows not COMPLETED: "
                      f"{sat['not_completed']}.")
-            if sat.get("gateway_ms"):
-                g_ms = sat["gateway_ms"]["median"]
+            g_ms = (sat.get("gateway_ms") or {}).get("median") or 0.0
+            if g_ms > 0:
                 L.append("")
                 L.append(f"Gateway time measured by the worker around each exchange: "
                          f"{_m(sat['gateway_ms'], ' ms', 1)} median (the sandbox's 100 ms sleep "

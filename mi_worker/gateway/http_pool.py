@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 import threading
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import httpx
 
@@ -37,27 +37,25 @@ class ThreadLocalHttp:
     def __init__(self, make_client: Callable[[], httpx.Client], size: int,
                  pool_timeout: float) -> None:
         self._make = make_client
-        self._slots = threading.BoundedSemaphore(max(1, size))
+        self.size = max(1, size)
+        self._slots = threading.BoundedSemaphore(self.size)
         self._pool_timeout = pool_timeout
         self._lock = threading.Lock()
-        self._clients: Dict[int, Tuple[threading.Thread, httpx.Client]] = {}
+        self._clients: Dict[threading.Thread, httpx.Client] = {}
         self._local = threading.local()
         self._closed = False
-        self.size = max(1, size)
 
     # -- the client of this thread --------------------------------------------------------
     def _client(self) -> httpx.Client:
         client: Optional[httpx.Client] = getattr(self._local, "client", None)
         if client is not None:
             return client
-        me = threading.current_thread()
         with self._lock:
             if self._closed:
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
-            ended = [k for k, (t, _) in self._clients.items() if not t.is_alive()]
-            stale = [self._clients.pop(k)[1] for k in ended]
+            stale = [self._clients.pop(t) for t in list(self._clients) if not t.is_alive()]
             client = self._make()
-            self._clients[id(me)] = (me, client)
+            self._clients[threading.current_thread()] = client
         for old in stale:
             old.close()
         self._local.client = client
@@ -92,7 +90,7 @@ class ThreadLocalHttp:
         """Close every thread's client; later requests raise RuntimeError."""
         with self._lock:
             self._closed = True
-            clients = [c for _, c in self._clients.values()]
+            clients = list(self._clients.values())
             self._clients.clear()
         for c in clients:
             c.close()

@@ -106,11 +106,10 @@ def build_http_client(settings: GatewaySettings, pool_size: int | None = None) -
     """The process's HTTP client: a small httpx.Client per thread (http_pool explains why),
     at most ``pool_size`` (the worker's threads, else gateway.max_connections) requests at
     once, TLS per configuration (one SSLContext shared by all)."""
-    size = max(1, pool_size or settings.max_connections)
     return ThreadLocalHttp(
         per_thread_client_factory(tls_verify(settings), timeout(settings),
                                   settings.keepalive_seconds),
-        size, pool_timeout=settings.connect_timeout)
+        pool_size or settings.max_connections, pool_timeout=settings.connect_timeout)
 
 
 def tls_verify(settings: GatewaySettings) -> bool | ssl.SSLContext:

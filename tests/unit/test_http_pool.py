@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.server
 import threading
 import time
-from typing import Iterator, List
+from typing import Callable, Iterator, List, Optional
 
 import httpx
 import pytest
@@ -56,6 +56,29 @@ def server() -> Iterator[str]:
         srv.server_close()
 
 
+def _in_threads(target: Callable[[], None], n: int = 1) -> None:
+    """Run ``target`` on ``n`` new threads at once and wait for all of them."""
+    threads = [threading.Thread(target=target) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _error_on_another_thread(target: Callable[[], object]) -> Optional[BaseException]:
+    """What ``target`` raised on a thread that never used the client before (None: nothing)."""
+    errors: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 (collected for the assert)
+            errors.append(exc)
+
+    _in_threads(run)
+    return errors[0] if errors else None
+
+
 def _pool(url: str, size: int = 8) -> ThreadLocalHttp:
     http = build_http_client(GatewaySettings(url=url, connect_timeout=0.5), pool_size=size)
     assert isinstance(http, ThreadLocalHttp)
@@ -69,11 +92,7 @@ def test_each_thread_keeps_one_connection(server: str) -> None:
             for _ in range(5):
                 assert http.post(server, content=b"{}").json() == {"infcode": 0}
 
-        threads = [threading.Thread(target=five) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_threads(five, 4)
         # 4 threads x 5 requests over 4 kept-alive connections, not 20 and not 1
         assert len(_Handler.connections) == 4
         assert http.open_clients() == 4
@@ -90,11 +109,7 @@ def test_clients_share_one_tls_context(server: str) -> None:
             client = http._client()
             seen.append(client._transport._pool._ssl_context)  # type: ignore[attr-defined]
 
-        threads = [threading.Thread(target=grab) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_threads(grab, 3)
         assert len(seen) == 3 and all(ctx is seen[0] for ctx in seen)
     finally:
         http.close()
@@ -123,18 +138,9 @@ def test_stream_holds_its_slot_until_closed(server: str) -> None:
     try:
         with http.stream("POST", server, content=b"{}") as resp:
             assert resp.read() == b'{"infcode":0}'
-            other: List[BaseException] = []
-
-            def try_post() -> None:
-                try:
-                    http.post(server, content=b"{}", timeout=httpx.Timeout(5.0, pool=0.2))
-                except BaseException as exc:  # noqa: BLE001 (collected for the assert)
-                    other.append(exc)
-
-            t = threading.Thread(target=try_post)
-            t.start()
-            t.join()
-            assert other and isinstance(other[0], httpx.PoolTimeout)
+            other = _error_on_another_thread(lambda: http.post(
+                server, content=b"{}", timeout=httpx.Timeout(5.0, pool=0.2)))
+            assert isinstance(other, httpx.PoolTimeout)
         assert http.post(server, content=b"{}").status_code == 200
     finally:
         http.close()
@@ -149,13 +155,9 @@ def test_an_ended_threads_client_is_closed_by_the_next_new_thread(server: str) -
             http.post(server, content=b"{}")
             clients.append(http._client())
 
-        t = threading.Thread(target=one)
-        t.start()
-        t.join()
+        _in_threads(one)
         assert not clients[0].is_closed
-        t2 = threading.Thread(target=one)
-        t2.start()
-        t2.join()
+        _in_threads(one)
         assert clients[0].is_closed and not clients[1].is_closed
         assert http.open_clients() == 1
     finally:
@@ -170,16 +172,7 @@ def test_nothing_is_sent_after_close(server: str) -> None:
     before = len(_Handler.connections)
     with pytest.raises(RuntimeError):
         http.post(server, content=b"{}")  # the thread's own (closed) client
-    errors: List[BaseException] = []
-
-    def other_thread() -> None:  # a thread with no client yet gets none
-        try:
-            http.post(server, content=b"{}")
-        except BaseException as exc:  # noqa: BLE001 (collected for the assert)
-            errors.append(exc)
-
-    t = threading.Thread(target=other_thread)
-    t.start()
-    t.join()
-    assert errors and isinstance(errors[0], RuntimeError)
+    # a thread with no client yet gets none
+    assert isinstance(_error_on_another_thread(lambda: http.post(server, content=b"{}")),
+                      RuntimeError)
     assert len(_Handler.connections) == before
