@@ -341,3 +341,27 @@ def test_lost_lease_when_storing_a_fresh_msgid_for_the_next_claim(box, client):
     r = client.call(ctx)
     assert r.outcome is Outcome.LEASE_LOST
     assert box.calls.count("1101") == 1
+
+
+def test_settlement_over_the_connection_cap_is_not_sent_and_retried(box):
+    """With every allowed request in flight (gateway/http_pool.py's cap), a settlement waits
+    the pool timeout and ends RETRY as "not sent" with its msgid unchanged: never UNCERTAIN,
+    and the centre sees only the call that held the slot."""
+    box.add_fault("latency", "2207", seconds=1.5, count=1)
+    c = NHSAClient(client_settings(box, sign_in=False, connect_timeout=0.3, read_timeout=5.0),
+                   pool_size=1)
+    try:
+        holder = threading.Thread(target=lambda: c.call(make_ctx("2207", PSN)))
+        holder.start()
+        deadline = time.monotonic() + 5
+        while not _calls(box, "2207") and time.monotonic() < deadline:
+            time.sleep(0.01)  # the holder's request is at the centre: the one slot is taken
+        ctx = make_ctx("2207", PSN, max_attempts=2)
+        r = c.call(ctx)
+        holder.join()
+    finally:
+        c.close()
+    assert r.outcome is Outcome.RETRY
+    assert r.error_code == ErrorCode.GATEWAY and "not sent" in r.error_message
+    assert [a["msgid"] for a in r.attempt_log] == [ctx.msgid] * 2
+    assert ctx.msgid not in [x.msgid for x in _calls(box, "2207")]
