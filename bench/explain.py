@@ -68,6 +68,41 @@ def explain_claim(dbname: str, batch_size: int = 16) -> Dict[str, Any]:
             "execution_ms": float(m.group(1)) if m else None}
 
 
+def prepared_claim(dbname: str, n: int = 300) -> Dict[str, Any]:
+    """The worker's own empty claim, through mi_worker's driver path (pyodbc, psqlODBC with
+    UseServerSidePrepare=1, one cursor per statement): ms per claim as it runs (PostgreSQL's
+    plan cache chooses, ``plan_cache_mode = auto``) and re-planned every time
+    (``force_custom_plan``), with the prepared statement's generic / custom plan counts.
+    EXPLAIN's Planning Time is what re-planning would cost; this shows whether it is paid."""
+    import time
+
+    from mi_worker.db import connect
+    db = connect(common.pg_url(dbname), pool_size=1)
+    out: Dict[str, Any] = {"claims": n}
+    try:
+        params = claim_params()
+        for mode in ("force_custom_plan", "auto"):
+            db.run("server_features")  # the session exists
+            conn = db._acquire()
+            conn.raw.cursor().execute(f"SET plan_cache_mode = {mode}")
+            db._release(conn)
+            for _ in range(10):  # past the plan cache's five custom plans
+                db.run("claim_batch", retry=False, **params)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                db.run("claim_batch", retry=False, **params)
+            out[f"{mode}_ms"] = round((time.perf_counter() - t0) / n * 1000, 3)
+        conn = db._acquire()
+        rows = conn.raw.cursor().execute(
+            "SELECT COALESCE(SUM(generic_plans), 0), COALESCE(SUM(custom_plans), 0) "
+            "FROM pg_prepared_statements").fetchall()
+        db._release(conn)
+        out["generic_plans"], out["custom_plans"] = int(rows[0][0]), int(rows[0][1])
+    finally:
+        db.close()
+    return out
+
+
 _CAND = re.compile(r"Index (?:Only )?Scan using (\w+) on medical_insurance_requests r ")
 
 

@@ -54,6 +54,8 @@ def targets(r: Dict[str, Any]) -> List[Dict[str, Any]]:
     lat = sc.get("latency", {})
     if _ok(lat) and lat.get("variants"):
         for v in lat["variants"]:
+            if not v.get("target", True):
+                continue  # a comparison (a tuned caller): shown in its section only
             p50 = v["overhead_p50_ms"]["median"]
             p99 = v["overhead_p99_ms"]["median"]
             polls = (v.get("caller_polls_per_s") or {}).get("median")
@@ -240,6 +242,10 @@ def markdown(r: Dict[str, Any]) -> str:
                          f"{_m(v.get('caller_polls_per_s', na), '', 1)} | "
                          f"{_m(v['achieved_rate'], '', 1)} | "
                          f"{v['errors']} of {v['calls']} |")
+            if any(not v.get("target", True) for v in lat["variants"]):
+                L.append("")
+                L.append("Targets apply to the default poll only; a variant with another "
+                         "p_poll_ms is a caller's tuning, shown for comparison.")
         L.append("")
 
     sat = sc.get("saturation")
@@ -314,6 +320,20 @@ def markdown(r: Dict[str, Any]) -> str:
             L.append("```")
             L.extend(_scan_lines(p["pending"]["plan"]))
             L.append("```")
+            pc = p.get("prepared")
+            if pc:
+                L.append("")
+                L.append(f"The empty claim (history only) through the worker's driver path, "
+                         f"{pc['claims']} times: {pc['auto_ms']} ms each as it runs (the "
+                         f"prepared statement used a generic plan {pc['generic_plans']} times, "
+                         f"a custom one {pc['custom_plans']} times over both series), "
+                         f"{pc['force_custom_plan_ms']} ms re-planned every time "
+                         "(plan_cache_mode = force_custom_plan): "
+                         + ("the claim plan is prepared (psqlODBC UseServerSidePrepare=1, one "
+                            "cursor per statement), EXPLAIN's Planning Time is not paid per "
+                            "claim." if pc["generic_plans"] > 0
+                            and pc["auto_ms"] < pc["force_custom_plan_ms"] else
+                            "**the claim is re-planned on every call** here."))
         L.append("")
 
     cat = sc.get("catalog")

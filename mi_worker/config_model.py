@@ -48,11 +48,12 @@ class WorkerSettings:
     poll_interval: float = doc("Longest idle sleep between claims, seconds (adaptive back-off "
                                "starts at min_poll_interval); bounds the pick-up delay of a "
                                "request arriving at an idle worker", 0.1)
-    min_poll_interval: float = doc("First idle sleep after a claim that found fewer rows than "
-                                   "it asked for, seconds; it doubles on every empty claim up "
-                                   "to poll_interval, so an idle worker still settles at "
-                                   "1/poll_interval claims per second while a steady trickle "
-                                   "of calls is picked up within a few ms", 0.002)
+    min_poll_interval: float = doc("Idle sleep after a claim that found fewer rows than it "
+                                   "asked for, seconds; it stays this short for the next 8 "
+                                   "empty claims (rows arriving every few ms are picked up at "
+                                   "once), then doubles on every empty claim up to "
+                                   "poll_interval, so an idle worker still settles at "
+                                   "1/poll_interval claims per second", 0.002)
     lease_seconds: int = doc("How long a claim is valid without a heartbeat extending it", 120)
     async_deadline_seconds: int = doc("Deadline of a call queued by `mi-worker submit` (nobody "
                                       "waits on it; sp_medical_insurance_submit_v2's own "

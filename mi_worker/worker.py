@@ -4,7 +4,9 @@ A single dispatcher thread claims for idle threads plus the few rows they can st
 ~25 ms (mi_worker/claim_size.py: the claim size grows while claims come back full, the rows
 in hand follow the measured call time), so a claimed row hardly waits in a local queue
 where a crash would strand it; it claims again at once after a full batch and backs off
-(min_poll_interval doubling up to poll_interval) while the queue is empty. Each row's outcome is written back in one token-guarded statement.
+(min_poll_interval doubling up to poll_interval, after BUSY_POLLS quick looks while rows
+keep arriving) while the queue is empty. Each row's outcome is written back in one
+token-guarded statement.
 """
 from __future__ import annotations
 
@@ -32,6 +34,15 @@ log = logging.getLogger("mi_worker.worker")
 
 # How long the dispatcher waits for more free threads before claiming a partial batch.
 LINGER_SECONDS = 0.005
+
+# After a claim that found rows, this many empty claims still wait only min_poll_interval
+# before the back-off starts doubling (issue 17). Rows arriving every 10-20 ms (50-100 HIS
+# calls/s) are then picked up within ~min_poll_interval instead of on a doubled sleep: at
+# 100 calls/s the claim wait fell from 3.1 to 2.0 ms p50 and the queue overhead p99 from
+# 20 to 11 ms (bench latency, paired runs). An idle queue never finds rows, so its claim rate
+# (the back-off) is unchanged; a busy one pays at most this many cheap empty claims per
+# claim that found rows (an empty claim is ~0.2 ms on PostgreSQL: its plan is prepared).
+BUSY_POLLS = 8
 
 
 def make_worker_id() -> str:
@@ -110,6 +121,7 @@ class Worker:
         ws = self.settings.worker
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mi-call")
         idle = ws.min_poll_interval
+        busy_polls = 0
         db_down_since: Optional[float] = None
         log.info("worker %s claiming: %d threads, batch %d, database %s", self.worker_id,
                  self.threads, ws.batch_size, self.db.dialect.safe_url())
@@ -140,10 +152,13 @@ class Worker:
                 for req in rows:
                     pool.submit(self._process, req)
                 self.sizer.claimed(want, len(rows))
-                if len(rows) == want:
-                    idle = ws.min_poll_interval
-                    continue
                 if rows:
+                    idle = ws.min_poll_interval
+                    busy_polls = BUSY_POLLS
+                    if len(rows) == want:
+                        continue  # more may be waiting: claim again at once
+                elif busy_polls > 0:
+                    busy_polls -= 1
                     idle = ws.min_poll_interval
                 else:
                     idle = min(idle * 2, ws.poll_interval)

@@ -4,7 +4,9 @@ Same drain as scenario 1 (1 process, 16 threads, batch 16, noop gateway). Linear
 the time per 1,000 rows stays flat. The plan is EXPLAIN (ANALYZE, BUFFERS) of the worker's own
 claim_batch statement (rolled back) with 100k PENDING rows, and again with those 100k rows
 COMPLETED (history) and 16 new PENDING ones: the partial index ix_mir_claim must be used in
-both, so the claim does not slow down as history accumulates.
+both, so the claim does not slow down as history accumulates. Between the two, the empty
+claim through the worker's own driver path shows whether its plan is prepared (generic) or
+re-planned each time (bench/explain.prepared_claim).
 """
 from __future__ import annotations
 
@@ -22,11 +24,12 @@ def plans(ctx: Context, n: int) -> Dict[str, Any]:
         common.pg_exec(name, "UPDATE medical_insurance_requests SET status = 'COMPLETED', "
                              "response_time = now(), claimed_at = now()")
         common.pg_exec(name, "VACUUM ANALYZE medical_insurance_requests")
+        prepared = explain.prepared_claim(name)  # nothing PENDING: the empty claim
         common.seed_pg(name, 16)
         history = explain.explain_claim(name)
     finally:
         ctx.dbs.drop(name)
-    return {"rows": n, "pending": pending, "history": history}
+    return {"rows": n, "pending": pending, "history": history, "prepared": prepared}
 
 
 def run(ctx: Context) -> Dict[str, Any]:

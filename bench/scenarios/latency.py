@@ -23,12 +23,14 @@ def variants(quick: bool) -> List[Dict[str, Any]]:
     """The default poll; the full run adds a 10 ms poll for comparison. --quick leaves it out:
     48 callers polling every 10 ms saturate a 2-core machine for a minute and more, which is
     a finding of the full run, not something a smoke check needs to repeat."""
-    found = [{"label": "default poll (100 ms)", "poll_ms": 100, "worker": {}}]
+    found = [{"label": "default poll (100 ms)", "poll_ms": 100, "worker": {}, "target": True}]
     if not quick:
         # one short run: on 2 cores 48 callers polling every 10 ms saturate PostgreSQL and
-        # the schedule falls minutes behind (a 60 s run x 3 took over 10 minutes each)
+        # the schedule falls minutes behind (a 60 s run x 3 took over 10 minutes each).
+        # A comparison, not a target: the targets are for the defaults (issue 17), and a HIS
+        # that passes p_poll_ms = 10 has tuned its calls.
         found.append({"label": "poll 10 ms", "poll_ms": 10, "worker": {}, "seconds": 10.0,
-                      "runs": 1})
+                      "runs": 1, "target": False})
     return found
 
 
@@ -178,7 +180,8 @@ def run(ctx: Context) -> Dict[str, Any]:
             got = [common.retrying(one_run, ctx, url, v, rate, secs, warm)
                    for _ in range(runs)]
             entry: Dict[str, Any] = {"label": v["label"], "poll_ms": v["poll_ms"],
-                                     "worker_settings": v["worker"]}
+                                     "worker_settings": v["worker"],
+                                     "target": v.get("target", True)}
             for key in ("p50", "p95", "p99", "max"):
                 entry[f"overhead_{key}_ms"] = common.summarize(
                     [g["overhead_ms"][key] for g in got], 1)

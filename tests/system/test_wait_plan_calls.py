@@ -57,12 +57,12 @@ def _pg_looks(db) -> int:
     return int(got[0]["n"])
 
 
-def _call_counting_looks(db, db_url) -> Tuple[int, float, Optional[int]]:
-    """(error_code, seconds, looks) of one call of 1101 with timeout 5 s. SQL Server has no
-    per-function counter a test login can read cheaply: its looks are None (timing only)."""
+def _call_counting_looks(db, db_url, timeout: int = 5) -> Tuple[int, float, Optional[int]]:
+    """(error_code, seconds, looks) of one call of 1101. SQL Server has no per-function
+    counter a test login can read cheaply: its looks are None (timing only)."""
     if db.name == "mssql":
         t0 = time.monotonic()
-        res = his_call.call(db, "1101", INPUT, timeout=5, retry_count=0)
+        res = his_call.call(db, "1101", INPUT, timeout=timeout, retry_count=0)
         return int(res.error_code), time.monotonic() - t0, None
     if db.name == "postgresql":
         from mi_worker.db.odbc import import_pyodbc
@@ -73,7 +73,7 @@ def _call_counting_looks(db, db_url) -> Tuple[int, float, Optional[int]]:
         t0 = time.monotonic()
         row = conn.cursor().execute(
             "CALL sp_medical_insurance_call_v2(?, ?, ?, ?, NULL, NULL, NULL, NULL)",
-            ["1101", INPUT, 5, 0]).fetchone()
+            ["1101", INPUT, timeout, 0]).fetchone()
         took = time.monotonic() - t0
         conn.close()  # a session's function counts reach the view when it ends
         wait_until(lambda: _pg_looks(db) > before, 10, message="mi_his_poll counted")
@@ -89,7 +89,7 @@ def _call_counting_looks(db, db_url) -> Tuple[int, float, Optional[int]]:
     db.run_one = counting
     try:
         t0 = time.monotonic()
-        res = his_call.call(db, "1101", INPUT, timeout=5, retry_count=0)
+        res = his_call.call(db, "1101", INPUT, timeout=timeout, retry_count=0)
         took = time.monotonic() - t0
     finally:
         db.run_one = run_one
@@ -107,6 +107,33 @@ def test_with_an_estimate_the_caller_looks_once_when_the_answer_is_due(db, db_ur
     # answered at ~150 ms, seen at the first look, 400 ms after the INSERT: one look
     assert 0.38 <= took < 1.5, took
     assert looks in (1, None), looks
+
+
+def _planned_looks(expected_ms: Optional[int], timeout: float, poll_ms: int = 100) -> int:
+    """Looks of a caller nobody answers, by wait_plan.poll_delays: every look before the
+    deadline, the one at it (its sleep is capped by the time left), and the read after the
+    timeout is written."""
+    at, looks = 0.0, 0
+    for delay in wait_plan.poll_delays(expected_ms, poll_ms):
+        at = min(at + delay, timeout)
+        looks += 1
+        if at >= timeout:
+            return looks + 1
+    raise AssertionError("unreachable")
+
+
+def test_the_procedures_look_on_the_schedule_of_wait_plan(db, db_url):
+    # nobody answers: the looks until the 1 s deadline are the schedule's (5 ms growing by
+    # half after the estimated first look: 16 looks, where a 10 ms step would make 14)
+    beat(db)
+    _catalogued(db)
+    db.run("record_interface_latency", interface_code="1101", expected_ms=100)
+    code, took, looks = _call_counting_looks(db, db_url, timeout=1)
+    assert code == -1005, code
+    assert 0.95 <= took < 2.5, took
+    planned = _planned_looks(100, 1.0)
+    assert planned == 17
+    assert looks is None or planned - 1 <= looks <= planned + 1, (looks, planned)
 
 
 def test_without_a_fresh_estimate_the_fixed_schedule_applies(db, db_url):

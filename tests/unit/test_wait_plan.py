@@ -20,9 +20,10 @@ def test_without_an_estimate_the_schedule_is_the_old_one():
 
 
 def test_with_an_estimate_the_first_look_is_when_the_answer_is_due():
-    # sleep the estimate, then 10 ms growing by half (integer ms, as T-SQL computes it)
-    assert _first(57, 100, 9) == [57, 10, 15, 22, 33, 49, 73, 100, 100]
-    assert _first(57, 1000, 9) == [57, 10, 15, 22, 33, 49, 73, 109, 163]
+    # sleep the estimate, then 5 ms growing by half (integer ms, as T-SQL computes it)
+    assert _first(57, 100, 10) == [57, 5, 7, 10, 15, 22, 33, 49, 73, 100]
+    assert _first(57, 1000, 11) == [57, 5, 7, 10, 15, 22, 33, 49, 73, 109, 163]
+    assert _first(57, 10, 4) == [57, 5, 7, 10]  # the smallest p_poll_ms caps the growth
     assert _first(3_600_000, 100, 1) == [600_000]  # capped; the deadline caps it again
 
 
