@@ -273,7 +273,7 @@ def markdown(r: Dict[str, Any]) -> str:
                 L.append("")
                 L.append(f"With worker.prefetch = {t['prefetch']}: {_m(t['rps'], '/s', 1)} = "
                          f"{t['fraction']['median'] * 100:.1f} % of the ideal "
-                         f"({'meets' if t['met'] else 'misses'} the 95 % target).")
+                         f"({'meets' if t['met'] else 'misses'} the 97 % target).")
         L.append("")
 
     idle = sc.get("idle")
