@@ -42,17 +42,24 @@ def one_run(ctx: Context, url: str, n: int, prefetch: Optional[int] = None) -> D
             FROM q""")
         # the gateway time the worker itself measured around each HTTP exchange (sandbox
         # sleep + its HTTP server + loopback + the client's own parsing): SLOTS / that is the
-        # most any client could reach against this sandbox on this machine
-        (gw_ms,), = common.pg_query(name, """
-            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY
-                   (CAST(attempt_log AS jsonb) -> 0 ->> 'latency_ms')::float8)
-            FROM medical_insurance_requests WHERE status = 'COMPLETED'""")
+        # most any client could reach against this sandbox on this machine. The bound is
+        # taken from the mean (a slot's throughput is 1 / its mean cycle); the median is shown
+        # beside it. Both over the steady window the rate is measured in.
+        (gw_ms, gw_mean), = common.pg_query(name, """
+            WITH e AS (SELECT EXTRACT(EPOCH FROM response_time)::float8 AS t,
+                              (CAST(attempt_log AS jsonb) -> 0 ->> 'latency_ms')::float8 AS l
+                       FROM medical_insurance_requests WHERE status = 'COMPLETED'),
+                 q AS (SELECT percentile_cont(0.1) WITHIN GROUP (ORDER BY t) AS a,
+                              percentile_cont(0.9) WITHIN GROUP (ORDER BY t) AS b FROM e)
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e.l), avg(e.l)
+            FROM e, q WHERE e.t > q.a AND e.t <= q.b""")
     finally:
         ctx.dbs.drop(name)
     rps = mid / (t90 - t10)
-    bound = SLOTS / (float(gw_ms) / 1000.0) if gw_ms else None
+    bound = SLOTS / (float(gw_mean) / 1000.0) if gw_mean else None
     return {"rps": rps, "fraction": rps / (SLOTS / LATENCY), "completed": completed,
             "not_completed": errors, "rss_mb": rss, "gateway_ms": gw_ms,
+            "gateway_mean_ms": float(gw_mean) if gw_mean else None,
             "of_measured_bound": rps / bound if bound else None}
 
 
@@ -78,6 +85,7 @@ def run(ctx: Context) -> Dict[str, Any]:
             "not_completed": sum(g["not_completed"] for g in got),
             "worker_rss_mb": common.summarize([g["rss_mb"] for g in got], 1),
             "gateway_ms": common.summarize([g["gateway_ms"] or 0.0 for g in got], 1),
+            "gateway_mean_ms": common.summarize([g["gateway_mean_ms"] or 0.0 for g in got], 2),
             "of_measured_bound": common.summarize(
                 [g["of_measured_bound"] or 0.0 for g in got], 3),
             "target": 0.97, "met": frac["median"] >= 0.97, "variants": variants,
