@@ -7,12 +7,17 @@ response_time), so start-up (connections, 9001 sign-in) and the tail do not coun
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import statistics
+from typing import Any, Dict, List, Optional
 
 from bench import common, sandboxed
 from bench.scenarios import Context
 
 SLOTS, LATENCY = 32, 0.1
+
+
+def _median(xs: List[float]) -> float:
+    return statistics.median(xs)
 
 
 def one_run(ctx: Context, url: str, n: int, prefetch: Optional[int] = None) -> Dict[str, Any]:
@@ -79,7 +84,7 @@ def run(ctx: Context) -> Dict[str, Any]:
         tfrac = common.summarize([g["fraction"] for g in tuned], 3)
         variants.append({"prefetch": 8, "fraction": tfrac,
                          "rps": common.summarize([g["rps"] for g in tuned], 1),
-                         "met": tfrac["median"] >= 0.97})
+                         "met": _median([g["fraction"] for g in tuned]) >= 0.97})
     return {"n": n, "threads": SLOTS, "gateway_latency_s": LATENCY, "ideal_rps": ideal,
             "rps": common.summarize([g["rps"] for g in got], 1), "fraction": frac,
             "not_completed": sum(g["not_completed"] for g in got),
@@ -88,5 +93,7 @@ def run(ctx: Context) -> Dict[str, Any]:
             "gateway_mean_ms": common.summarize([g["gateway_mean_ms"] or 0.0 for g in got], 2),
             "of_measured_bound": common.summarize(
                 [g["of_measured_bound"] or 0.0 for g in got], 3),
-            "target": 0.97, "met": frac["median"] >= 0.97, "variants": variants,
+            # met from the unrounded median (summarize rounds to 3 digits: 0.9696 shows 0.970)
+            "target": 0.97, "met": _median([g["fraction"] for g in got]) >= 0.97,
+            "variants": variants,
             "settings": "threads 32, every other worker key at its default"}
