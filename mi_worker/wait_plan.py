@@ -9,8 +9,9 @@ interface takes from INSERT to written result, so each worker keeps a short reco
 interface (:class:`LatencyBook`) and publishes its median to
 ``medical_insurance_interfaces.expected_ms`` every couple of seconds; the procedures (and
 the embedded path below) then sleep until then, look, and look again after
-:data:`ESTIMATE_STEP_MS`, a step that grows by half each time up to ``poll_ms``. Without a fresh estimate (new interface, no
-worker has published for :data:`STALE_SECONDS`) the old schedule applies unchanged.
+:data:`ESTIMATE_STEP_MS`, a step that grows by half each time up to ``poll_ms``. Without a
+fresh estimate (new interface, no worker has published for :data:`STALE_SECONDS`) the old
+schedule applies unchanged.
 
 The schedule is written four times, in Python (:func:`poll_delays`, the embedded path) and
 in each procedure (sql/postgresql and sql/mssql migrations 012 and 013); tests hold the
@@ -28,9 +29,10 @@ FIRST_STEP_MS = 10
 
 ESTIMATE_STEP_MS = 5
 """The step after a first look timed from an estimate. Answers that miss that look mostly
-come within a few ms of it (the estimate is their median): with 10 ms, the time from the
-written result to the caller having it was 5.1 ms p50 at 100 calls/s, with 5 ms 2.6 ms, for
-~1 more look per 20 calls (bench latency, paired runs; migration 013)."""
+come within a few ms of it (the estimate is their median). At 100 calls/s (bench latency,
+paired runs; migration 013) the time from the written result to the caller having it was
+5.1-5.7 ms p50 with 10 ms and 2.5-2.6 ms with 5 ms plus the worker's BUSY_POLLS, at 1.36-1.40
+looks per call instead of 1.57 (the tighter claim wait leaves fewer late answers)."""
 
 STALE_SECONDS = 600
 """An estimate no worker refreshed for this long is ignored (the SQL says the same)."""
@@ -53,8 +55,8 @@ def poll_delays(expected_ms: Optional[int], poll_ms: int) -> Iterator[float]:
 
     With an estimate: sleep until ``expected_ms`` after the INSERT (the first value is
     measured from there: the caller subtracts what the INSERT and lookup took), then 5 ms
-    growing by half (5, 7, 10, 15, 22 …) up to ``poll_ms``. Without one: look at once, then 10 ms doubling up to ``poll_ms`` (the
-    schedule of every release before this one)."""
+    growing by half (5, 7, 10, 15, 22 …) up to ``poll_ms``. Without one: look at once, then
+    10 ms doubling up to ``poll_ms`` (the schedule of every release before this one)."""
     poll = max(int(poll_ms or 100), FIRST_STEP_MS)
     step = min(FIRST_STEP_MS, poll)
     if expected_ms is not None and expected_ms > 0:

@@ -2,8 +2,9 @@
 -- 012), a waiting caller looks again after 5 ms instead of 10, growing by half as before
 -- (5, 7, 10, 15, 22 ... ms up to p_poll_ms). The answers that miss the first look mostly
 -- arrive within a few ms of it: at 100 calls/s the time from the written result to the
--- caller having it fell from 5.1 to 2.6 ms p50 (bench latency, paired runs) for ~1 more
--- look per 20 calls. mi_worker/wait_plan.py holds the same rule for the embedded path.
+-- caller having it fell from 5.1-5.7 to 2.5-2.6 ms p50 with the worker's quicker claims
+-- (bench latency, paired runs; mi_worker/wait_plan.py ESTIMATE_STEP_MS). wait_plan.py
+-- holds the same rule for the embedded path.
 -- Without a fresh estimate the fixed schedule (at once, then 10 ms doubling) is unchanged.
 -- Parameters, codes, answers and grants are unchanged (CREATE OR REPLACE keeps them).
 
