@@ -77,26 +77,30 @@ def prepared_claim(dbname: str, n: int = 300) -> Dict[str, Any]:
     import time
 
     from mi_worker.db import connect
-    db = connect(common.pg_url(dbname), pool_size=1)
+    db = connect(common.pg_url(dbname), pool_size=1)  # one session: SET applies to the claims
+
+    def on_session(sql: str) -> List[Any]:
+        conn = db._acquire()
+        try:
+            cur = conn.raw.cursor()
+            cur.execute(sql)
+            return cur.fetchall() if cur.description else []
+        finally:
+            db._release(conn)
+
     out: Dict[str, Any] = {"claims": n}
     try:
         params = claim_params()
         for mode in ("force_custom_plan", "auto"):
-            db.run("server_features")  # the session exists
-            conn = db._acquire()
-            conn.raw.cursor().execute(f"SET plan_cache_mode = {mode}")
-            db._release(conn)
+            on_session(f"SET plan_cache_mode = {mode}")
             for _ in range(10):  # past the plan cache's five custom plans
                 db.run("claim_batch", retry=False, **params)
             t0 = time.perf_counter()
             for _ in range(n):
                 db.run("claim_batch", retry=False, **params)
             out[f"{mode}_ms"] = round((time.perf_counter() - t0) / n * 1000, 3)
-        conn = db._acquire()
-        rows = conn.raw.cursor().execute(
-            "SELECT COALESCE(SUM(generic_plans), 0), COALESCE(SUM(custom_plans), 0) "
-            "FROM pg_prepared_statements").fetchall()
-        db._release(conn)
+        rows = on_session("SELECT COALESCE(SUM(generic_plans), 0), COALESCE(SUM(custom_plans), 0) "
+                          "FROM pg_prepared_statements")
         out["generic_plans"], out["custom_plans"] = int(rows[0][0]), int(rows[0][1])
     finally:
         db.close()

@@ -127,7 +127,7 @@ def _embedded_call(db: Database, interface_code: str, input_data: str, timeout: 
         if first:  # the first sleep ends that long after the INSERT, not after this line
             delay, floor, first = delay - (time.monotonic() - inserted), 0.0, False
         else:
-            floor = 0.005  # never a busy loop at the deadline (the procedures' floor too)
+            floor = 0.005  # never a busy loop at the deadline (SQL Server's floor too)
         if delay > 0:
             # Never sleep past the deadline (the call would answer up to poll_ms late).
             time.sleep(max(floor, min(delay, deadline - time.monotonic())))

@@ -39,9 +39,10 @@ LINGER_SECONDS = 0.005
 # before the back-off starts doubling (issue 17). Rows arriving every 10-20 ms (50-100 HIS
 # calls/s) are then picked up within ~min_poll_interval instead of on a doubled sleep: at
 # 100 calls/s the claim wait fell from 3.1-4.0 to 2.0 ms p50 and the queue overhead p50 from
-# 8.8 to 6.6 ms (bench latency, paired runs; 5.8 ms and p99 12 ms with wait_plan's 5 ms step). An idle queue never finds rows, so its claim rate
-# (the back-off) is unchanged; a busy one pays at most this many cheap empty claims per
-# claim that found rows (an empty claim is ~0.2 ms on PostgreSQL: its plan is prepared).
+# 8.8 to 6.6 ms (bench latency, paired runs; 5.8 ms and p99 12 ms with wait_plan's 5 ms
+# step). An idle queue never finds rows, so its claim rate (the back-off) is unchanged; a
+# busy one pays at most this many cheap empty claims per claim that found rows (an empty
+# claim is ~0.2 ms on PostgreSQL: its plan is prepared).
 BUSY_POLLS = 8
 
 

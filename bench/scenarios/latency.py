@@ -181,7 +181,7 @@ def run(ctx: Context) -> Dict[str, Any]:
                    for _ in range(runs)]
             entry: Dict[str, Any] = {"label": v["label"], "poll_ms": v["poll_ms"],
                                      "worker_settings": v["worker"],
-                                     "target": v.get("target", True)}
+                                     "target": v["target"]}
             for key in ("p50", "p95", "p99", "max"):
                 entry[f"overhead_{key}_ms"] = common.summarize(
                     [g["overhead_ms"][key] for g in got], 1)

@@ -167,9 +167,8 @@ BEGIN
 
     -- When to look (mi_worker/wait_plan.py, issue 17). With the interface's recent
     -- INSERT-to-result median from the workers (mi_his_wait_ms): sleep until that long after
-    -- request_time (the estimate is measured from there), look, then
-    -- look every 5 ms growing by half (5, 7, 10, 15, 22 ...) up to p_poll_ms. Without one
-    -- (new interface, no fresh
+    -- request_time (the estimate is measured from there), look, then look every 5 ms growing
+    -- by half (5, 7, 10, 15, 22 ...) up to p_poll_ms. Without one (new interface, no fresh
     -- estimate, or the function not executable by this login): look at once, then 10 ms
     -- doubling up to p_poll_ms, as before. Each sleep is capped by the time left before the
     -- deadline. The estimate only moves when the caller looks, never what it is told.
